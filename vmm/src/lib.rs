@@ -1,0 +1,7 @@
+//! popvmm: a replicated-kernel hypervisor.
+//!
+//! One KVM VM per *island*, each with its own memory and its own island kernel (here, in the host
+//! process), cooperating only by messages to run one multithreaded program as if on one SMP machine.
+//! See `DESIGN` in the repository's README for the architecture; one module per concern.
+
+pub mod cli;
