@@ -1,1 +1,12 @@
 //! The page coherency protocol of Popcorn Linux (paper §4 and §5.2) as a pure state machine.
+
+pub mod engine;
+pub mod message;
+pub mod model;
+pub mod state;
+pub mod types;
+
+pub use engine::{Config, Engine, Host, MapChange, Mutant, PageView, ProtocolError};
+pub use message::{Message, MessageKind, MessageType};
+pub use state::{FetchingSub, Mapping, State};
+pub use types::{Access, AccessToken, KernelId, KernelSet, PageId, MAX_KERNELS};

@@ -1,0 +1,1163 @@
+//! The protocol engine: one per kernel, for every page of one address space.
+//!
+//! The engine is pure: it never blocks, never reads a clock and never does I/O. Everything it
+//! wants done goes through the [`Host`] it is handed on each call, synchronously and in order:
+//! sending messages, changing the local mapping of a page, reading the local copy's content,
+//! completing a waiting access. The same code runs in the VMM (where the host is the island's
+//! userfaultfd handler and its links), in the model checker and in the simulator.
+
+use std::collections::BTreeMap;
+
+use crate::message::{Message, MessageKind};
+use crate::state::{FetchingSub, Mapping, State};
+use crate::types::{Access, AccessToken, KernelId, KernelSet, PageId, MAX_KERNELS};
+
+/// What the engine asks of the kernel that runs it.
+pub trait Host<D> {
+    /// Sends a message to another kernel. Delivery is asynchronous; the engine expects per-link
+    /// FIFO order (see the crate docs for what the model checker found without it).
+    fn send(&mut self, to: KernelId, msg: Message<D>);
+
+    /// Returns the content of the local copy of `page`. Called only while the copy is mapped, and
+    /// always after the mapping change that precedes it (a Downgrade comes first, so no write can
+    /// slip in after the read).
+    fn read_page(&mut self, page: PageId) -> D;
+
+    /// Changes the local mapping of `page`.
+    fn map(&mut self, page: PageId, change: MapChange<D>);
+
+    /// A waiting access may now proceed: the mapping permits it.
+    fn complete(&mut self, page: PageId, token: AccessToken, access: Access);
+}
+
+/// A change to the host mapping of a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapChange<D> {
+    /// Install this content (read-only or writable). The page was not mapped.
+    Install { data: D, writable: bool },
+    /// Install the initial content of a page nobody has used (in the VMM: a zero page).
+    InstallInitial { writable: bool },
+    /// Read-only → writable.
+    Upgrade,
+    /// Writable → read-only.
+    Downgrade,
+    /// Unmap (in the VMM: MADV_DONTNEED).
+    Drop,
+}
+
+/// Deliberate bugs, to prove that the model checker can fail (each one must be caught).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mutant {
+    /// Answer a Fetch at once (with Copy Void) in a Writing state instead of after the write (§4.6).
+    FetchInWriting,
+    /// Drop the round synchronization of §4.7 (the winner's wait and the losers' two steps).
+    NoRounds,
+    /// On equal timestamps, Ack whatever the kernel indices (§4.3).
+    TieAck,
+    /// Skip the Invalid Read 2 re-fetch: install a copy that an Invalid overtook (§4.5).
+    NoReread,
+}
+
+impl Mutant {
+    pub const ALL: [Mutant; 4] = [
+        Mutant::FetchInWriting,
+        Mutant::NoRounds,
+        Mutant::TieAck,
+        Mutant::NoReread,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::FetchInWriting => "fetch-in-writing",
+            Mutant::NoRounds => "no-rounds",
+            Mutant::TieAck => "tie-ack",
+            Mutant::NoReread => "no-reread",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// Protocol settings, the same on every kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// Number of kernels, 1 to 64.
+    pub kernels: usize,
+    /// §5.2 multicast groups: send to the page's users instead of to every kernel.
+    pub multicast: bool,
+    /// §5.2 owner: a read fetches from the last writer first.
+    pub owner_hint: bool,
+    /// A deliberate bug, for checking the checker.
+    pub mutant: Option<Mutant>,
+}
+
+impl Config {
+    /// `kernels` kernels with every optimization on.
+    pub fn new(kernels: usize) -> Config {
+        Config {
+            kernels,
+            multicast: true,
+            owner_hint: true,
+            mutant: None,
+        }
+    }
+
+    /// `kernels` kernels with every optimization off (the protocol of §4 alone).
+    pub fn unoptimized(kernels: usize) -> Config {
+        Config {
+            kernels,
+            multicast: false,
+            owner_hint: false,
+            mutant: None,
+        }
+    }
+
+    fn mutant(&self, m: Mutant) -> bool {
+        self.mutant == Some(m)
+    }
+}
+
+/// Something happened that the protocol says cannot happen. Reaching one is a protocol bug (the
+/// model checker treats it as a violation); the VMM reports it and stops the program.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("kernel {kernel}: page {page}: {message} from kernel {from} in state {state}")]
+    Unexpected {
+        kernel: KernelId,
+        page: PageId,
+        from: KernelId,
+        message: &'static str,
+        state: State,
+    },
+    #[error(
+        "kernel {kernel}: page {page}: every answer to a fetch was Copy Void in state {state}"
+    )]
+    NoCopy {
+        kernel: KernelId,
+        page: PageId,
+        state: State,
+    },
+    #[error("kernel {kernel}: page {page}: elected writer, but its copy was invalidated")]
+    LostCopy { kernel: KernelId, page: PageId },
+    #[error("kernel {kernel}: message for page {page} from kernel {from}, which does not exist")]
+    BadSender {
+        kernel: KernelId,
+        page: PageId,
+        from: KernelId,
+    },
+}
+
+/// A read-only view of one page copy, for the control socket and for invariant checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageView {
+    pub state: State,
+    pub mapping: Mapping,
+    pub owner: Option<KernelId>,
+    pub users: KernelSet,
+    /// Accesses waiting on this copy.
+    pub waiting: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Waiter {
+    token: AccessToken,
+    access: Access,
+    /// The local time of the access, which becomes the write's timestamp.
+    ts: u64,
+}
+
+/// A request received in a Writing state (or in Modified before the round is complete) whose answer
+/// waits (§4.6, §4.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Deferred {
+    from: KernelId,
+    fetch_write: bool,
+}
+
+/// One kernel's copy of one page.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct PageCopy<D> {
+    state: State,
+    mapping: Mapping,
+    /// Kernels known to use the page (§5.2), this one included once it uses it.
+    users: KernelSet,
+    /// The kernel whose Invalid this one last acknowledged (§5.2).
+    owner: Option<KernelId>,
+
+    // The request in progress (a Fetch, Fetch Write or Invalid sent to `asked`).
+    asked: KernelSet,
+    pending: KernelSet,
+    /// The fetch went to the owner alone; on Copy Void, fall back to every user.
+    owner_only: bool,
+    /// The content carried by a Copy answer, until it is installed, and its version.
+    staged: Option<D>,
+    staged_version: u32,
+    /// The version of the mapped content: how many elections were won on this page before it.
+    version: u32,
+    /// Fetching: a Copy Void came from a user of the page (not from an Unmapped or fetching
+    /// kernel), so the page is replicated and its data lives elsewhere: without a Copy, the
+    /// initial content would be stale.
+    void_from_user: bool,
+
+    // A write attempt (from leaving Shared until reaching Modified).
+    /// The write's timestamp: the local time of the oldest waiting write; kept across retries.
+    ts: u64,
+    /// A Nack arrived for the Invalid in progress.
+    nacked: bool,
+    /// A Nack arrived from a kernel that was not writing (so from the Modified winner).
+    nacked_by_winner: bool,
+    /// Kernels that answered our Invalid with a Nack: they beat us.
+    nacked_by: KernelSet,
+    /// In Writing Read, an Invalid was acknowledged: the copy being fetched may be stale.
+    reread: bool,
+    /// Kernels that voted on our Invalid from a Writing state: the concurrent writers of the round.
+    round_writers: KernelSet,
+    /// Kernels whose Invalid reached us in this round, with their timestamps.
+    invalids: Vec<(KernelId, u64)>,
+    /// Kernels whose Fetch Write reached us in this round.
+    fetch_writes: KernelSet,
+    /// Modified: losers of our round whose Fetch Write has not arrived yet.
+    round_wait: KernelSet,
+    /// Requests whose answer waits.
+    deferred: Vec<Deferred>,
+    /// Local accesses waiting for the protocol.
+    waiting: Vec<Waiter>,
+}
+
+impl<D> PageCopy<D> {
+    fn new(state: State, mapping: Mapping, users: KernelSet) -> Self {
+        PageCopy {
+            state,
+            mapping,
+            users,
+            owner: None,
+            asked: KernelSet::EMPTY,
+            pending: KernelSet::EMPTY,
+            owner_only: false,
+            staged: None,
+            staged_version: 0,
+            version: 0,
+            void_from_user: false,
+            ts: 0,
+            nacked: false,
+            nacked_by_winner: false,
+            nacked_by: KernelSet::EMPTY,
+            reread: false,
+            round_writers: KernelSet::EMPTY,
+            invalids: Vec::new(),
+            fetch_writes: KernelSet::EMPTY,
+            round_wait: KernelSet::EMPTY,
+            deferred: Vec::new(),
+            waiting: Vec::new(),
+        }
+    }
+
+    fn view(&self) -> PageView {
+        PageView {
+            state: self.state,
+            mapping: self.mapping,
+            owner: self.owner,
+            users: self.users,
+            waiting: self.waiting.len(),
+        }
+    }
+
+    /// An Unmapped copy with nothing to remember can be forgotten.
+    fn is_blank(&self) -> bool {
+        self.state == State::Unmapped
+            && self.users.is_empty()
+            && self.owner.is_none()
+            && self.waiting.is_empty()
+    }
+}
+
+/// The protocol engine of one kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Engine<D> {
+    me: KernelId,
+    config: Config,
+    pages: BTreeMap<PageId, PageCopy<D>>,
+}
+
+impl<D: Clone> Engine<D> {
+    /// The engine of kernel `me`. Every page starts Unmapped.
+    ///
+    /// # Panics
+    /// If `config.kernels` is 0 or above 64, or `me` is not below it: both are programming errors.
+    pub fn new(me: KernelId, config: Config) -> Self {
+        assert!(
+            (1..=MAX_KERNELS).contains(&config.kernels),
+            "1 to {MAX_KERNELS} kernels"
+        );
+        assert!((me as usize) < config.kernels, "kernel index out of range");
+        Engine {
+            me,
+            config,
+            pages: BTreeMap::new(),
+        }
+    }
+
+    pub fn id(&self) -> KernelId {
+        self.me
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Declares `page` Not Replicated here: this kernel holds its only copy, already mapped writable
+    /// by the host (the program's initial pages on the origin). Every other kernel must have it
+    /// Unmapped.
+    pub fn set_not_replicated(&mut self, page: PageId) {
+        self.pages.insert(
+            page,
+            PageCopy::new(
+                State::NotReplicated,
+                Mapping::ReadWrite,
+                KernelSet::only(self.me),
+            ),
+        );
+    }
+
+    /// Forgets `page` (after munmap, which the VMM coordinates outside the protocol). Waiting
+    /// accesses are dropped: the caller must have none.
+    pub fn forget(&mut self, page: PageId) {
+        self.pages.remove(&page);
+    }
+
+    /// The state of one page copy.
+    pub fn view(&self, page: PageId) -> PageView {
+        self.pages.get(&page).map_or(
+            PageView {
+                state: State::Unmapped,
+                mapping: Mapping::None,
+                owner: None,
+                users: KernelSet::EMPTY,
+                waiting: 0,
+            },
+            PageCopy::view,
+        )
+    }
+
+    /// Every page this kernel knows something about, in page order.
+    pub fn pages(&self) -> impl Iterator<Item = (PageId, PageView)> + '_ {
+        self.pages.iter().map(|(&p, c)| (p, c.view()))
+    }
+
+    /// Pages whose state is `Unmapped` need no memory here; this is how many copies are recorded.
+    pub fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The local content staged for installation, if any (for the model's data checks).
+    pub fn staged(&self, page: PageId) -> Option<&D> {
+        self.pages.get(&page).and_then(|c| c.staged.as_ref())
+    }
+
+    /// A thread accesses `page` at local time `now`. Returns `true` when the access may proceed at
+    /// once; otherwise it waits and the engine calls [`Host::complete`] with `token` when it may
+    /// proceed (possibly before this call returns, when no message is needed).
+    pub fn access<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        access: Access,
+        token: AccessToken,
+        now: u64,
+        host: &mut H,
+    ) -> Result<bool, ProtocolError> {
+        let copy = self
+            .pages
+            .entry(page)
+            .or_insert_with(|| PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY));
+        if copy.mapping.permits(access) {
+            return Ok(true);
+        }
+        copy.waiting.push(Waiter {
+            token,
+            access,
+            ts: now,
+        });
+        self.settle(page, host)?;
+        Ok(false)
+    }
+
+    /// Handles one message from another kernel.
+    pub fn handle<H: Host<D>>(
+        &mut self,
+        msg: Message<D>,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let page = msg.page;
+        let from = msg.from;
+        if from as usize >= self.config.kernels || from == self.me {
+            return Err(ProtocolError::BadSender {
+                kernel: self.me,
+                page,
+                from,
+            });
+        }
+        let me = self.me;
+        let copy = self
+            .pages
+            .entry(page)
+            .or_insert_with(|| PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY));
+        // Multicast groups: learn the users the sender knows (§5.2). The sender is a user unless it
+        // answered from Unmapped, in which case its bitmap does not include it.
+        copy.users = copy.users.union(msg.users);
+        if copy.state != State::Unmapped {
+            copy.users.insert(me);
+        }
+        match msg.kind {
+            MessageKind::Fetch => self.on_fetch(page, from, false, host)?,
+            MessageKind::FetchWrite => self.on_fetch(page, from, true, host)?,
+            MessageKind::Invalid { ts } => self.on_invalid(page, from, ts, host)?,
+            MessageKind::Copy { data, version } => {
+                self.on_copy_answer(page, from, Some((data, version)), false, host)?
+            }
+            MessageKind::CopyVoid { fetching } => {
+                let from_user = !fetching && msg.users.contains(from);
+                if from_user {
+                    self.copy(page).void_from_user = true;
+                }
+                self.on_copy_answer(page, from, None, fetching, host)?
+            }
+            MessageKind::Ack { writing } => self.on_vote(page, from, false, writing, host)?,
+            MessageKind::Nack { writing } => self.on_vote(page, from, true, writing, host)?,
+        }
+        if let Some(copy) = self.pages.get(&page) {
+            if copy.is_blank() {
+                self.pages.remove(&page);
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Requests from other kernels.
+
+    fn on_fetch<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        from: KernelId,
+        fetch_write: bool,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let mutant = self.config.mutant;
+        let copy = self.copy(page);
+        copy.users.insert(from);
+        match copy.state {
+            State::Unmapped | State::Invalid | State::InvalidRead1 | State::InvalidRead2 => {
+                self.send_void(page, from, false, host);
+            }
+            State::Fetching(sub) => {
+                // Another kernel is fetching too: the page is going to be replicated (§4.8).
+                if sub == FetchingSub::NotReplicated {
+                    copy.state = State::Fetching(FetchingSub::Valid);
+                }
+                self.send_void(page, from, true, host);
+            }
+            State::NotReplicated => {
+                // The only copy becomes one of two (§4.8).
+                self.downgrade_and_share(page, host);
+                self.send_copy(page, from, host);
+            }
+            State::Shared => self.send_copy(page, from, host),
+            State::Modified => {
+                if fetch_write {
+                    copy.fetch_writes.insert(from);
+                    copy.round_wait.remove(from);
+                }
+                if copy.round_wait.is_empty() {
+                    copy.deferred.push(Deferred { from, fetch_write });
+                    self.answer_deferred(page, host);
+                } else {
+                    // The round is not over: every loser must get the data while the copy is
+                    // still valid (§4.7).
+                    copy.deferred.push(Deferred { from, fetch_write });
+                }
+            }
+            State::WritingPend1 | State::WritingPend2 => {
+                if fetch_write {
+                    copy.fetch_writes.insert(from);
+                }
+                if fetch_write && copy.nacked_by.contains(from) {
+                    // A writer that beat us: it will not wait for our write, so neither do we.
+                    self.answer_from_writing(page, from, host);
+                } else if !fetch_write && mutant == Some(Mutant::FetchInWriting) {
+                    self.send_void(page, from, false, host);
+                } else {
+                    // Answered once the write is over (§4.6).
+                    copy.deferred.push(Deferred { from, fetch_write });
+                }
+            }
+            State::WritingRead => {
+                if fetch_write {
+                    // A concurrent loser: answered at once (§4.6), and counted for the second
+                    // synchronization step (§4.7). A copy no Invalid took is still the newest.
+                    copy.fetch_writes.insert(from);
+                    self.answer_from_writing(page, from, host);
+                    self.try_finish_writing_read(page, host)?;
+                } else if mutant == Some(Mutant::FetchInWriting) {
+                    self.send_void(page, from, false, host);
+                } else {
+                    copy.deferred.push(Deferred { from, fetch_write });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_invalid<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        from: KernelId,
+        ts: u64,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let me = self.me;
+        let tie_ack = self.config.mutant(Mutant::TieAck);
+        let copy = self.copy(page);
+        copy.users.insert(from);
+        match copy.state {
+            State::Unmapped => self.send_vote(page, from, false, host),
+            State::NotReplicated => {
+                return Err(self.unexpected(page, from, "Invalid"));
+            }
+            State::Fetching(_) => {
+                copy.state = State::Fetching(FetchingSub::Invalid);
+                copy.owner = Some(from);
+                self.send_vote(page, from, false, host);
+            }
+            State::Shared => {
+                copy.state = State::Invalid;
+                copy.owner = Some(from);
+                self.drop_mapping(page, host);
+                self.send_vote(page, from, false, host);
+            }
+            State::Invalid | State::InvalidRead2 => {
+                copy.owner = Some(from);
+                self.send_vote(page, from, false, host);
+            }
+            State::InvalidRead1 => {
+                // The copies being collected may predate this write (§4.5).
+                copy.state = State::InvalidRead2;
+                copy.owner = Some(from);
+                self.send_vote(page, from, false, host);
+            }
+            State::Modified => {
+                // A late Invalid from a loser of the round that elected us (§4.7).
+                self.send_vote(page, from, true, host);
+            }
+            State::WritingPend1 | State::WritingPend2 | State::WritingRead => {
+                copy.invalids.push((from, ts));
+                // The election of §4.3: the smallest timestamp wins, ties go to the smallest index.
+                let mine_smaller = (copy.ts, me) < (ts, from) && !(tie_ack && copy.ts == ts);
+                if mine_smaller {
+                    self.send_vote(page, from, true, host);
+                } else {
+                    copy.owner = Some(from);
+                    if copy.state == State::WritingRead {
+                        copy.reread = true;
+                    }
+                    // We lose to `from`: our copy is no longer up to date.
+                    self.drop_mapping(page, host);
+                    self.send_vote(page, from, false, host);
+                }
+                self.try_leave_writing_pend2(page, host)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Answers to our requests.
+
+    fn on_copy_answer<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        from: KernelId,
+        data: Option<(D, u32)>,
+        fetching: bool,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let copy = self.copy(page);
+        let expecting = matches!(
+            copy.state,
+            State::Fetching(_) | State::InvalidRead1 | State::InvalidRead2 | State::WritingRead
+        );
+        if !expecting || !copy.pending.contains(from) {
+            let what = if data.is_some() { "Copy" } else { "CopyVoid" };
+            return Err(self.unexpected(page, from, what));
+        }
+        copy.pending.remove(from);
+        if fetching {
+            if let State::Fetching(FetchingSub::NotReplicated) = copy.state {
+                copy.state = State::Fetching(FetchingSub::Valid);
+            }
+        }
+        if let Some((data, version)) = data {
+            // Several copies may answer one fetch; the newest wins (see the crate docs).
+            if copy.staged.is_none() || version > copy.staged_version {
+                copy.staged = Some(data);
+                copy.staged_version = version;
+            }
+        }
+        if copy.pending.is_empty() {
+            self.on_fetch_answered(page, host)?;
+        }
+        Ok(())
+    }
+
+    fn on_vote<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        from: KernelId,
+        nack: bool,
+        writing: bool,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let me = self.me;
+        let multicast = self.config.multicast;
+        let copy = self.copy(page);
+        let expecting = matches!(copy.state, State::WritingPend1 | State::WritingPend2);
+        if !expecting || !copy.pending.contains(from) {
+            let what = if nack { "Nack" } else { "Ack" };
+            return Err(self.unexpected(page, from, what));
+        }
+        copy.pending.remove(from);
+        if writing {
+            copy.round_writers.insert(from);
+        }
+        if nack {
+            copy.nacked = true;
+            copy.nacked_by.insert(from);
+            if !writing {
+                copy.nacked_by_winner = true;
+            }
+            copy.state = State::WritingPend2;
+            // A Fetch Write from the kernel that beat us waits no longer.
+            if let Some(at) = copy
+                .deferred
+                .iter()
+                .position(|d| d.fetch_write && d.from == from)
+            {
+                copy.deferred.remove(at);
+                self.answer_from_writing(page, from, host);
+            }
+        }
+        let copy = self.copy(page);
+        // Multicast groups: a user we did not know of must be invalidated too.
+        if multicast {
+            let missed = copy.users.without(me).minus(copy.asked);
+            if !missed.is_empty() {
+                copy.asked = copy.asked.union(missed);
+                copy.pending = copy.pending.union(missed);
+                let ts = copy.ts;
+                for k in missed.iter() {
+                    self.send(page, k, MessageKind::Invalid { ts }, host);
+                }
+            }
+        }
+        let copy = self.copy(page);
+        if copy.pending.is_empty() {
+            if copy.state == State::WritingPend1 {
+                self.become_modified(page, host)?;
+            } else {
+                self.try_leave_writing_pend2(page, host)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every answer to our Fetch or Fetch Write is in.
+    fn on_fetch_answered<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let no_reread = self.config.mutant(Mutant::NoReread);
+        let copy = self.copy(page);
+        match copy.state {
+            State::Fetching(sub) => {
+                if sub == FetchingSub::Invalid {
+                    // A write overtook the fetch: fetch again, now as a user of a replicated page.
+                    copy.staged = None;
+                    copy.state = State::Invalid;
+                    return self.settle(page, host);
+                }
+                match copy.staged.take() {
+                    Some(data) => {
+                        copy.state = State::Shared;
+                        self.install(page, data, false, host);
+                    }
+                    None if copy.void_from_user => {
+                        // Replicated elsewhere, but no valid copy answered: ask the users.
+                        copy.state = State::Invalid;
+                    }
+                    None if sub == FetchingSub::Valid => {
+                        copy.state = State::Shared;
+                        self.install_initial(page, false, host);
+                    }
+                    None => {
+                        copy.state = State::NotReplicated;
+                        self.install_initial(page, true, host);
+                    }
+                }
+                self.settle(page, host)
+            }
+            State::InvalidRead2 if !no_reread => {
+                copy.staged = None;
+                copy.state = State::Invalid;
+                self.settle(page, host)
+            }
+            State::InvalidRead1 | State::InvalidRead2 => match copy.staged.take() {
+                Some(data) => {
+                    copy.state = State::Shared;
+                    self.install(page, data, false, host);
+                    self.settle(page, host)
+                }
+                None if copy.owner_only => {
+                    // The owner moved on (§5.2): ask every user.
+                    copy.owner = None;
+                    copy.state = State::Invalid;
+                    self.settle(page, host)
+                }
+                None => Err(ProtocolError::NoCopy {
+                    kernel: self.me,
+                    page,
+                    state: self.copy(page).state,
+                }),
+            },
+            State::WritingRead => {
+                if copy.reread {
+                    // An Invalid overtook the Fetch Write: fetch again (§4.5 applied to §4.4).
+                    copy.reread = false;
+                    copy.staged = None;
+                    self.send_fetch_write(page, host);
+                    return Ok(());
+                }
+                if copy.staged.is_none() && copy.mapping == Mapping::None {
+                    return Err(ProtocolError::NoCopy {
+                        kernel: self.me,
+                        page,
+                        state: State::WritingRead,
+                    });
+                }
+                self.try_finish_writing_read(page, host)
+            }
+            _ => Err(self.unexpected(page, self.me, "fetch completion")),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // The write path.
+
+    /// Writing Pend 2 → Writing Read once every vote is in and, first synchronization step of
+    /// §4.7, the Invalid of every concurrent writer of the round has reached us.
+    fn try_leave_writing_pend2<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let no_rounds = self.config.mutant(Mutant::NoRounds);
+        let copy = self.copy(page);
+        if copy.state != State::WritingPend2 || !copy.pending.is_empty() {
+            return Ok(());
+        }
+        let heard: KernelSet = copy
+            .invalids
+            .iter()
+            .fold(KernelSet::EMPTY, |s, &(k, _)| s.with(k));
+        if !no_rounds && !copy.round_writers.is_subset(heard) {
+            return Ok(());
+        }
+        copy.state = State::WritingRead;
+        // Fetch Writes deferred in Writing Pend are answered now (§4.6).
+        let (fetch_writes, rest): (Vec<_>, Vec<_>) =
+            copy.deferred.drain(..).partition(|d| d.fetch_write);
+        copy.deferred = rest;
+        for d in fetch_writes {
+            self.answer_from_writing(page, d.from, host);
+        }
+        self.send_fetch_write(page, host);
+        Ok(())
+    }
+
+    /// Writing Read → Writing Pend 1 (the retry) once the data is in and, second synchronization
+    /// step of §4.7, every other loser of the round has sent us its Fetch Write.
+    fn try_finish_writing_read<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let me = self.me;
+        let no_rounds = self.config.mutant(Mutant::NoRounds);
+        let copy = self.copy(page);
+        // The data: a Copy, or our own copy if no other writer's Invalid took it (we lost to a
+        // writer that still has to fetch, so our copy is still the newest).
+        let has_data = copy.staged.is_some() || copy.mapping != Mapping::None;
+        if copy.state != State::WritingRead || !copy.pending.is_empty() || !has_data {
+            return Ok(());
+        }
+        if !no_rounds {
+            let losers = Self::round_losers(copy, me);
+            if !losers.is_subset(copy.fetch_writes) {
+                return Ok(());
+            }
+        }
+        if let Some(data) = copy.staged.take() {
+            if copy.mapping == Mapping::None || copy.staged_version > copy.version {
+                self.install(page, data, false, host);
+            }
+        }
+        self.start_invalidation(page, host)
+    }
+
+    /// The other losers of the round we lost: every concurrent writer but the winner.
+    fn round_losers(copy: &PageCopy<D>, me: KernelId) -> KernelSet {
+        if copy.nacked_by_winner {
+            // The winner answered from Modified: it is not among the concurrent writers.
+            return copy.round_writers;
+        }
+        let winner = copy
+            .invalids
+            .iter()
+            .filter(|(k, _)| copy.round_writers.contains(*k))
+            .map(|&(k, ts)| (ts, k))
+            .chain(std::iter::once((copy.ts, me)))
+            .min()
+            .map(|(_, k)| k);
+        match winner {
+            Some(w) => copy.round_writers.without(w),
+            None => copy.round_writers,
+        }
+    }
+
+    /// Shared (or the retry out of Writing Read) → Writing Pend 1: send Invalid to every other copy.
+    fn start_invalidation<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let targets = self.broadcast_targets(page);
+        let copy = self.copy(page);
+        copy.state = State::WritingPend1;
+        copy.asked = targets;
+        copy.pending = targets;
+        copy.nacked = false;
+        copy.nacked_by_winner = false;
+        copy.nacked_by = KernelSet::EMPTY;
+        copy.reread = false;
+        copy.round_writers = KernelSet::EMPTY;
+        copy.invalids.clear();
+        copy.fetch_writes = KernelSet::EMPTY;
+        let ts = copy.ts;
+        for k in targets.iter() {
+            self.send(page, k, MessageKind::Invalid { ts }, host);
+        }
+        if targets.is_empty() {
+            return self.become_modified(page, host);
+        }
+        Ok(())
+    }
+
+    fn become_modified<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let no_rounds = self.config.mutant(Mutant::NoRounds);
+        let me = self.me;
+        let copy = self.copy(page);
+        if copy.mapping == Mapping::None {
+            // Elected, but our copy was invalidated by another writer's Invalid: two winners.
+            return Err(ProtocolError::LostCopy { kernel: me, page });
+        }
+        copy.state = State::Modified;
+        copy.version += 1;
+        // The winner answers no fetch until every concurrent writer that elected it asked (§4.7).
+        copy.round_wait = if no_rounds {
+            KernelSet::EMPTY
+        } else {
+            copy.round_writers.minus(copy.fetch_writes)
+        };
+        self.set_mapping(page, Mapping::ReadWrite, host);
+        // The write happens before any deferred fetch takes the page away.
+        self.complete_waiters(page, host);
+        if self.copy(page).round_wait.is_empty() {
+            self.answer_deferred(page, host);
+        }
+        // Whatever still waits (nothing, normally) is handled from the new state.
+        self.settle(page, host)
+    }
+
+    /// Answers the deferred requests (Modified, round complete): the first one turns the copy Shared.
+    fn answer_deferred<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
+        let deferred = std::mem::take(&mut self.copy(page).deferred);
+        if deferred.is_empty() {
+            return;
+        }
+        self.downgrade_and_share(page, host);
+        let data = host.read_page(page);
+        let version = self.copy(page).version;
+        for d in deferred {
+            let kind = MessageKind::Copy {
+                data: data.clone(),
+                version,
+            };
+            self.send(page, d.from, kind, host);
+        }
+        let copy = self.copy(page);
+        copy.fetch_writes = KernelSet::EMPTY;
+        copy.round_writers = KernelSet::EMPTY;
+        copy.invalids.clear();
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Local accesses.
+
+    /// Completes what the mapping now permits and, in a stable state, starts what the remaining
+    /// accesses need.
+    fn settle<H: Host<D>>(&mut self, page: PageId, host: &mut H) -> Result<(), ProtocolError> {
+        self.complete_waiters(page, host);
+        let copy = self.copy(page);
+        if copy.waiting.is_empty() {
+            return Ok(());
+        }
+        match copy.state {
+            State::Unmapped => self.start_first_fetch(page, host),
+            State::Invalid => self.start_fetch(page, host),
+            State::Shared => {
+                // A read waits only while the copy is unmapped, so what waits here is a write.
+                let ts = copy
+                    .waiting
+                    .iter()
+                    .filter(|w| w.access == Access::Write)
+                    .map(|w| w.ts)
+                    .min()
+                    .unwrap_or(0);
+                copy.ts = ts;
+                self.start_invalidation(page, host)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn complete_waiters<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
+        let copy = self.copy(page);
+        let mapping = copy.mapping;
+        if copy.waiting.iter().all(|w| !mapping.permits(w.access)) {
+            return;
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = copy
+            .waiting
+            .drain(..)
+            .partition(|w| mapping.permits(w.access));
+        copy.waiting = waiting;
+        for w in ready {
+            host.complete(page, w.token, w.access);
+        }
+    }
+
+    /// Unmapped → Fetching: ask every kernel (users are unknown yet).
+    fn start_first_fetch<H: Host<D>>(
+        &mut self,
+        page: PageId,
+        host: &mut H,
+    ) -> Result<(), ProtocolError> {
+        let me = self.me;
+        let others = KernelSet::first(self.config.kernels).without(me);
+        let copy = self.copy(page);
+        copy.state = State::Fetching(FetchingSub::NotReplicated);
+        copy.users.insert(me);
+        copy.asked = others;
+        copy.pending = others;
+        copy.owner_only = false;
+        copy.staged = None;
+        copy.void_from_user = false;
+        for k in others.iter() {
+            self.send(page, k, MessageKind::Fetch, host);
+        }
+        if others.is_empty() {
+            self.on_fetch_answered(page, host)?;
+        }
+        Ok(())
+    }
+
+    /// Invalid → Invalid Read 1: ask the owner if known (§5.2), else every user.
+    fn start_fetch<H: Host<D>>(&mut self, page: PageId, host: &mut H) -> Result<(), ProtocolError> {
+        let me = self.me;
+        let owner_hint = self.config.owner_hint;
+        let broadcast = self.broadcast_targets(page);
+        let copy = self.copy(page);
+        let (targets, owner_only) = match copy.owner {
+            Some(o) if owner_hint && o != me => (KernelSet::only(o), true),
+            _ => (broadcast, false),
+        };
+        copy.state = State::InvalidRead1;
+        copy.asked = targets;
+        copy.pending = targets;
+        copy.owner_only = owner_only;
+        copy.staged = None;
+        for k in targets.iter() {
+            self.send(page, k, MessageKind::Fetch, host);
+        }
+        if targets.is_empty() {
+            return Err(ProtocolError::NoCopy {
+                kernel: me,
+                page,
+                state: State::InvalidRead1,
+            });
+        }
+        Ok(())
+    }
+
+    /// (Re)enters Writing Read: a Fetch Write to every user. Always multicast, never to the owner
+    /// alone: the other losers count Fetch Writes for the second synchronization step.
+    fn send_fetch_write<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
+        let targets = self.broadcast_targets(page);
+        let copy = self.copy(page);
+        copy.state = State::WritingRead;
+        copy.asked = targets;
+        copy.pending = targets;
+        copy.owner_only = false;
+        copy.staged = None;
+        for k in targets.iter() {
+            self.send(page, k, MessageKind::FetchWrite, host);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Helpers.
+
+    fn copy(&mut self, page: PageId) -> &mut PageCopy<D> {
+        self.pages
+            .entry(page)
+            .or_insert_with(|| PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY))
+    }
+
+    /// Every other kernel, or with multicast groups every other known user.
+    fn broadcast_targets(&mut self, page: PageId) -> KernelSet {
+        let me = self.me;
+        if self.config.multicast {
+            self.copy(page).users.without(me)
+        } else {
+            KernelSet::first(self.config.kernels).without(me)
+        }
+    }
+
+    fn unexpected(&mut self, page: PageId, from: KernelId, message: &'static str) -> ProtocolError {
+        let kernel = self.me;
+        let state = self.copy(page).state;
+        ProtocolError::Unexpected {
+            kernel,
+            page,
+            from,
+            message,
+            state,
+        }
+    }
+
+    fn send<H: Host<D>>(&mut self, page: PageId, to: KernelId, kind: MessageKind<D>, host: &mut H) {
+        let me = self.me;
+        let copy = self.copy(page);
+        let users = copy.users;
+        host.send(
+            to,
+            Message {
+                page,
+                from: me,
+                kind,
+                users,
+            },
+        );
+    }
+
+    fn send_void<H: Host<D>>(&mut self, page: PageId, to: KernelId, fetching: bool, host: &mut H) {
+        self.send(page, to, MessageKind::CopyVoid { fetching }, host);
+    }
+
+    fn send_copy<H: Host<D>>(&mut self, page: PageId, to: KernelId, host: &mut H) {
+        let data = host.read_page(page);
+        let version = self.copy(page).version;
+        self.send(page, to, MessageKind::Copy { data, version }, host);
+    }
+
+    /// A vote, flagged when we are writing ourselves (§4.7).
+    fn send_vote<H: Host<D>>(&mut self, page: PageId, to: KernelId, nack: bool, host: &mut H) {
+        let writing = self.copy(page).state.is_writing();
+        let kind = if nack {
+            MessageKind::Nack { writing }
+        } else {
+            MessageKind::Ack { writing }
+        };
+        self.send(page, to, kind, host);
+    }
+
+    /// Answers a fetch at once from a Writing state: our copy if no Invalid took it (it is then
+    /// still the newest), Copy Void otherwise.
+    fn answer_from_writing<H: Host<D>>(&mut self, page: PageId, to: KernelId, host: &mut H) {
+        if self.copy(page).mapping == Mapping::None {
+            self.send_void(page, to, false, host);
+        } else {
+            self.send_copy(page, to, host);
+        }
+    }
+
+    /// Modified or Not Replicated → Shared: write-protect before anyone reads the content.
+    fn downgrade_and_share<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
+        self.set_mapping(page, Mapping::ReadOnly, host);
+        self.copy(page).state = State::Shared;
+    }
+
+    fn drop_mapping<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
+        self.set_mapping(page, Mapping::None, host);
+    }
+
+    fn install<H: Host<D>>(&mut self, page: PageId, data: D, writable: bool, host: &mut H) {
+        // A correct run installs only over an unmapped copy; a mutant may not, and must not panic.
+        self.drop_mapping(page, host);
+        let copy = self.copy(page);
+        copy.version = copy.staged_version;
+        copy.mapping = if writable {
+            Mapping::ReadWrite
+        } else {
+            Mapping::ReadOnly
+        };
+        host.map(page, MapChange::Install { data, writable });
+    }
+
+    fn install_initial<H: Host<D>>(&mut self, page: PageId, writable: bool, host: &mut H) {
+        self.drop_mapping(page, host);
+        let copy = self.copy(page);
+        copy.version = 0;
+        copy.mapping = if writable {
+            Mapping::ReadWrite
+        } else {
+            Mapping::ReadOnly
+        };
+        host.map(page, MapChange::InstallInitial { writable });
+    }
+
+    /// Moves the host mapping between mapped states (never installs: see [`Self::install`]).
+    fn set_mapping<H: Host<D>>(&mut self, page: PageId, to: Mapping, host: &mut H) {
+        let copy = self.copy(page);
+        let from = copy.mapping;
+        if from == to {
+            return;
+        }
+        copy.mapping = to;
+        let change = match (from, to) {
+            (_, Mapping::None) => MapChange::Drop,
+            (Mapping::ReadOnly, Mapping::ReadWrite) => MapChange::Upgrade,
+            (Mapping::ReadWrite, Mapping::ReadOnly) => MapChange::Downgrade,
+            (Mapping::None, _) => unreachable!("installing goes through install()"),
+            (Mapping::ReadOnly, Mapping::ReadOnly) | (Mapping::ReadWrite, Mapping::ReadWrite) => {
+                return
+            }
+        };
+        host.map(page, change);
+    }
+}

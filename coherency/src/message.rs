@@ -1,0 +1,127 @@
+//! The protocol's messages (paper §4): Fetch, Fetch Write, Copy, Copy Void, Invalid, Ack, Nack.
+
+use std::fmt;
+
+use crate::types::{KernelId, KernelSet, PageId};
+
+/// One protocol message about one page. `D` is the page content carried by a Copy: 4 KiB of bytes in
+/// the VMM, a small value in the model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Message<D> {
+    pub page: PageId,
+    pub from: KernelId,
+    pub kind: MessageKind<D>,
+    /// The sender's users bitmap of the page (§5.2 multicast groups), piggy-backed on every message.
+    /// It includes the sender itself unless the sender has the page Unmapped.
+    pub users: KernelSet,
+}
+
+/// The body of a [`Message`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageKind<D> {
+    /// Asks for a valid copy (a read).
+    Fetch,
+    /// Asks for a valid copy on behalf of a writer that lost an election (§4.6).
+    FetchWrite,
+    /// Answers a fetch with the page content and its version (the number of elections won on the
+    /// page before it was sent: see the crate docs for why the paper needs it).
+    Copy { data: D, version: u32 },
+    /// Answers a fetch without data: the sender holds no valid copy. `fetching` is set when the
+    /// sender is itself fetching the page out of Unmapped (so the page is about to be replicated).
+    CopyVoid { fetching: bool },
+    /// Asks every other copy to invalidate itself: the sender wants to write. Carries the writer's
+    /// timestamp for the election of §4.3.
+    Invalid { ts: u64 },
+    /// Votes for the writer. `writing` is set when the voter is itself in a Writing state (§4.7 rounds).
+    Ack { writing: bool },
+    /// Votes against the writer. `writing` as for [`MessageKind::Ack`].
+    Nack { writing: bool },
+}
+
+/// The message types, without their payload: for counters and tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageType {
+    Fetch,
+    FetchWrite,
+    Copy,
+    CopyVoid,
+    Invalid,
+    Ack,
+    Nack,
+}
+
+impl MessageType {
+    /// Every message type, in a fixed order (for tables).
+    pub const ALL: [MessageType; 7] = [
+        MessageType::Fetch,
+        MessageType::FetchWrite,
+        MessageType::Copy,
+        MessageType::CopyVoid,
+        MessageType::Invalid,
+        MessageType::Ack,
+        MessageType::Nack,
+    ];
+
+    /// Position in [`MessageType::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageType::Fetch => "fetch",
+            MessageType::FetchWrite => "fetch_write",
+            MessageType::Copy => "copy",
+            MessageType::CopyVoid => "copy_void",
+            MessageType::Invalid => "invalid",
+            MessageType::Ack => "ack",
+            MessageType::Nack => "nack",
+        }
+    }
+}
+
+impl fmt::Display for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl<D> MessageKind<D> {
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            MessageKind::Fetch => MessageType::Fetch,
+            MessageKind::FetchWrite => MessageType::FetchWrite,
+            MessageKind::Copy { .. } => MessageType::Copy,
+            MessageKind::CopyVoid { .. } => MessageType::CopyVoid,
+            MessageKind::Invalid { .. } => MessageType::Invalid,
+            MessageKind::Ack { .. } => MessageType::Ack,
+            MessageKind::Nack { .. } => MessageType::Nack,
+        }
+    }
+
+    /// Whether this message answers a request (as opposed to being one).
+    pub fn is_answer(&self) -> bool {
+        !matches!(
+            self,
+            MessageKind::Fetch | MessageKind::FetchWrite | MessageKind::Invalid { .. }
+        )
+    }
+}
+
+impl<D: fmt::Debug> fmt::Display for Message<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            MessageKind::Fetch => write!(f, "Fetch"),
+            MessageKind::FetchWrite => write!(f, "FetchWrite"),
+            MessageKind::Copy { data, version } => write!(f, "Copy({data:?}, v{version})"),
+            MessageKind::CopyVoid { fetching: false } => write!(f, "CopyVoid"),
+            MessageKind::CopyVoid { fetching: true } => write!(f, "CopyVoid(fetching)"),
+            MessageKind::Invalid { ts } => write!(f, "Invalid(ts={ts})"),
+            MessageKind::Ack { writing: false } => write!(f, "Ack"),
+            MessageKind::Ack { writing: true } => write!(f, "Ack(writing)"),
+            MessageKind::Nack { writing: false } => write!(f, "Nack"),
+            MessageKind::Nack { writing: true } => write!(f, "Nack(writing)"),
+        }?;
+        write!(f, " page {} users {}", self.page, self.users)
+    }
+}
