@@ -200,6 +200,9 @@ struct PageCopy<D> {
     /// kernel), so the page is replicated and its data lives elsewhere: without a Copy, the
     /// initial content would be stale.
     void_from_user: bool,
+    /// Invalid: the last fetch found no copy; the next fetch waits for the Invalid of the writer
+    /// that moved the data.
+    await_invalid: bool,
 
     // A write attempt (from leaving Shared until reaching Modified).
     /// The write's timestamp: the local time of the oldest waiting write; kept across retries.
@@ -240,6 +243,7 @@ impl<D> PageCopy<D> {
             staged_version: 0,
             version: 0,
             void_from_user: false,
+            await_invalid: false,
             ts: 0,
             nacked: false,
             nacked_by_winner: false,
@@ -380,6 +384,7 @@ impl<D: Clone> Engine<D> {
             ts: now,
         });
         self.settle(page, host)?;
+        self.tidy(page);
         Ok(false)
     }
 
@@ -426,12 +431,38 @@ impl<D: Clone> Engine<D> {
             MessageKind::Ack { writing } => self.on_vote(page, from, false, writing, host)?,
             MessageKind::Nack { writing } => self.on_vote(page, from, true, writing, host)?,
         }
-        if let Some(copy) = self.pages.get(&page) {
-            if copy.is_blank() {
-                self.pages.remove(&page);
-            }
-        }
+        self.tidy(page);
         Ok(())
+    }
+
+    /// In a stable state, forgets the bookkeeping of finished requests, so that equal situations are
+    /// equal states (this keeps the model checker's state space small), and drops blank copies.
+    fn tidy(&mut self, page: PageId) {
+        let Some(copy) = self.pages.get_mut(&page) else {
+            return;
+        };
+        if !copy.state.is_stable() {
+            return;
+        }
+        copy.asked = KernelSet::EMPTY;
+        copy.pending = KernelSet::EMPTY;
+        copy.owner_only = false;
+        copy.staged = None;
+        copy.staged_version = 0;
+        copy.void_from_user = false;
+        if copy.round_wait.is_empty() {
+            copy.ts = 0;
+            copy.nacked = false;
+            copy.nacked_by_winner = false;
+            copy.nacked_by = KernelSet::EMPTY;
+            copy.reread = false;
+            copy.round_writers = KernelSet::EMPTY;
+            copy.invalids.clear();
+            copy.fetch_writes = KernelSet::EMPTY;
+        }
+        if copy.is_blank() {
+            self.pages.remove(&page);
+        }
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -539,6 +570,11 @@ impl<D: Clone> Engine<D> {
             State::Invalid | State::InvalidRead2 => {
                 copy.owner = Some(from);
                 self.send_vote(page, from, false, host);
+                let copy = self.copy(page);
+                if copy.await_invalid {
+                    copy.await_invalid = false;
+                    self.settle(page, host)?;
+                }
             }
             State::InvalidRead1 => {
                 // The copies being collected may predate this write (§4.5).
@@ -724,11 +760,14 @@ impl<D: Clone> Engine<D> {
                     copy.state = State::Invalid;
                     self.settle(page, host)
                 }
-                None => Err(ProtocolError::NoCopy {
-                    kernel: self.me,
-                    page,
-                    state: self.copy(page).state,
-                }),
+                None => {
+                    // Every copy answered Copy Void: the data moved while the Fetch was out (a
+                    // kernel that answered from Invalid fetched it and is writing). That writer's
+                    // Invalid is on its way to us; fetch again once it arrives (see the crate docs).
+                    copy.state = State::Invalid;
+                    copy.await_invalid = true;
+                    Ok(())
+                }
             },
             State::WritingRead => {
                 if copy.reread {
@@ -928,6 +967,7 @@ impl<D: Clone> Engine<D> {
         }
         match copy.state {
             State::Unmapped => self.start_first_fetch(page, host),
+            State::Invalid if copy.await_invalid => Ok(()),
             State::Invalid => self.start_fetch(page, host),
             State::Shared => {
                 // A read waits only while the copy is unmapped, so what waits here is a write.

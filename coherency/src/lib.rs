@@ -1,8 +1,10 @@
 //! The page coherency protocol of Popcorn Linux (paper §4 and §5.2) as a pure state machine.
 
 pub mod engine;
+pub mod ivy;
 pub mod message;
 pub mod model;
+pub mod sim;
 pub mod state;
 pub mod types;
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use coherency::model::{CoherencyModel, Delivery, ModelConfig};
+use coherency::sim::{Protocol, RandomWorkload, SimConfig};
 use coherency::{Config, Mutant};
 
 #[derive(Debug, Subcommand)]
@@ -11,6 +12,44 @@ pub enum ProtocolCommand {
     /// Exhaustively model-check the real protocol engine: every interleaving of the kernels'
     /// accesses and message deliveries. Exits non-zero on a violation and prints the counterexample.
     Check(CheckArgs),
+    /// Simulate a large system with random interleavings: counts messages by type and checks the
+    /// invariants after every event.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// The Popcorn page coherency protocol.
+    Popcorn,
+    /// IVY's centralized manager (Li and Hudak), the baseline.
+    Ivy,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of kernels (islands), 1 to 64.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub kernels: u8,
+    /// Number of pages.
+    #[arg(long, default_value_t = 1024)]
+    pub pages: u64,
+    /// Accesses in all, shared evenly by the kernels.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accesses: u64,
+    /// Seed of the random interleavings and of the access trace.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Popcorn)]
+    pub protocol: ProtocolArg,
+    /// Fraction of accesses that are writes, 0 to 1.
+    #[arg(long, default_value_t = 0.3)]
+    pub write_ratio: f64,
+    /// The optimizations of §5.2 (Popcorn only).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub optimizations: OnOff,
+    /// Mean one-way message latency, in units of one memory access.
+    #[arg(long, default_value_t = 100)]
+    pub latency: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -78,6 +117,67 @@ pub struct CheckArgs {
 pub fn run(cmd: ProtocolCommand) -> ExitCode {
     match cmd {
         ProtocolCommand::Check(args) => check(&args),
+        ProtocolCommand::Simulate(args) => simulate(&args),
+    }
+}
+
+fn engine_config(kernels: usize, optimizations: OnOff) -> Config {
+    match optimizations {
+        OnOff::On => Config::new(kernels),
+        OnOff::Off => Config::unoptimized(kernels),
+    }
+}
+
+fn simulate(args: &SimulateArgs) -> ExitCode {
+    if !(0.0..=1.0).contains(&args.write_ratio) {
+        eprintln!(
+            "popvmm protocol simulate: --write-ratio must be between 0 and 1, got {}",
+            args.write_ratio
+        );
+        return ExitCode::from(2);
+    }
+    let kernels = args.kernels as usize;
+    let protocol = match args.protocol {
+        ProtocolArg::Popcorn => Protocol::Popcorn(engine_config(kernels, args.optimizations)),
+        ProtocolArg::Ivy => Protocol::Ivy,
+    };
+    let mut config = SimConfig::new(kernels, args.pages, args.seed, protocol);
+    config.latency = args.latency;
+    let mut workload = RandomWorkload::new(kernels, args.pages, args.accesses, args.write_ratio);
+    println!(
+        "{} kernels, {} pages, {} accesses ({:.0}% writes), seed {}, protocol {}",
+        kernels,
+        args.pages,
+        args.accesses,
+        args.write_ratio * 100.0,
+        args.seed,
+        match args.protocol {
+            ProtocolArg::Popcorn => format!(
+                "popcorn (optimizations {})",
+                if args.optimizations == OnOff::On {
+                    "on"
+                } else {
+                    "off"
+                }
+            ),
+            ProtocolArg::Ivy => "ivy (centralized manager)".to_string(),
+        }
+    );
+    let started = std::time::Instant::now();
+    match coherency::sim::simulate(&config, &mut workload) {
+        Ok(report) => {
+            print!("{report}");
+            println!("simulated in {:.1} s", started.elapsed().as_secs_f64());
+            if report.violation.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("popvmm protocol simulate: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
