@@ -1,0 +1,334 @@
+//! Threads are vCPUs: each program thread is one vCPU driven by one host thread running
+//! `KVM_RUN`. This module holds the per-thread state, the vCPU loop (system calls, faults),
+//! clone/clone3, and thread exit.
+
+use std::sync::Arc;
+
+use kvm_bindings::kvm_regs;
+
+use super::signal::signal_for_vector;
+use super::syscall::{dispatch, Action};
+use super::{Errno, ExitStatus, Process, SysResult, ThreadState, ThreadStatus};
+use crate::kvm::{Exit, Vcpu};
+
+/// Host stack of a vCPU thread: it only runs the island kernel, never guest code.
+const VCPU_THREAD_STACK: usize = 256 << 10;
+
+/// A program thread and its vCPU.
+#[derive(Debug)]
+pub struct Thread {
+    pub tid: u32,
+    pub vcpu: Vcpu,
+    pub status: Arc<ThreadStatus>,
+    pub clear_child_tid: u64,
+    pub robust_list: u64,
+    pub sigmask: u64,
+    /// Signals raised while blocked by `sigmask`.
+    pub pending: u64,
+    /// The sigaltstack record (stack_t: sp, flags, size).
+    pub altstack: (u64, u32, u64),
+    /// fs base set by this system call (arch_prctl), applied on return to user mode.
+    pub new_fs_base: Option<u64>,
+}
+
+impl Thread {
+    pub fn new(tid: u32, vcpu: Vcpu) -> Self {
+        let status = Arc::new(ThreadStatus::new(tid, vcpu.id()));
+        Self {
+            tid,
+            vcpu,
+            status,
+            clear_child_tid: 0,
+            robust_list: 0,
+            sigmask: 0,
+            pending: 0,
+            altstack: (0, libc::SS_DISABLE as u32, 0),
+            new_fs_base: None,
+        }
+    }
+}
+
+/// Starts the host thread of `t` (already registered with the process).
+pub fn spawn(p: &Arc<Process>, t: Thread) -> Result<(), Errno> {
+    let p2 = Arc::clone(p);
+    std::thread::Builder::new()
+        .name(format!("vcpu-{}", t.tid))
+        .stack_size(VCPU_THREAD_STACK)
+        .spawn(move || run(p2, t))
+        .map(|_| ())
+        .map_err(|_| Errno::EAGAIN)
+}
+
+/// The vCPU loop of one thread.
+pub fn run(p: Arc<Process>, mut t: Thread) {
+    loop {
+        if p.exiting() {
+            return;
+        }
+        t.status.set(ThreadState::Running);
+        if p.first_entry_ns.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            let ns = p.started.elapsed().as_nanos().max(1) as u64;
+            let _ = p.first_entry_ns.compare_exchange(
+                0,
+                ns,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        let exit = match t.vcpu.run() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("popvmm: thread {}: {e}", t.tid);
+                return fatal(&p, &t, libc::SIGKILL);
+            }
+        };
+        match exit {
+            Exit::Syscall => {
+                let mut regs = match t.vcpu.regs() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("popvmm: thread {}: {e}", t.tid);
+                        return fatal(&p, &t, libc::SIGKILL);
+                    }
+                };
+                t.status.set_rip(regs.rcx);
+                t.status.set(ThreadState::InKernel);
+                match dispatch(&p, &mut t, &regs) {
+                    Action::Return(v) => {
+                        let fs = t.new_fs_base.take();
+                        if let Err(e) = t.vcpu.return_from_syscall(&mut regs, v, fs) {
+                            eprintln!("popvmm: thread {}: {e}", t.tid);
+                            return fatal(&p, &t, libc::SIGKILL);
+                        }
+                    }
+                    Action::ExitThread(code) => return exit_thread(&p, t, code),
+                    Action::Stop => return,
+                }
+            }
+            Exit::Exception(v) => {
+                if p.config.verbose >= 1 {
+                    let rip = exception_rip(&p, &t);
+                    let cr2 = t.vcpu.sregs().map(|s| s.cr2).unwrap_or(0);
+                    p.log(
+                        1,
+                        format_args!(
+                            "thread {}: exception {v} at rip {rip:#x} (cr2 {cr2:#x})",
+                            t.tid
+                        ),
+                    );
+                    if p.config.verbose >= 3 {
+                        use vm_memory::{Bytes, GuestAddress};
+                        let regs = t.vcpu.regs().unwrap_or_default();
+                        let frame: Vec<u64> = (0..6u64)
+                            .map(|i| {
+                                p.vm.memory()
+                                    .guest()
+                                    .read_obj::<u64>(GuestAddress(regs.rsp + 8 * i))
+                                    .unwrap_or(0)
+                            })
+                            .collect();
+                        eprintln!(
+                            "popvmm: regs {regs:x?}\npopvmm: frame {frame:x?}\npopvmm: sregs {:x?}",
+                            t.vcpu.sregs()
+                        );
+                    }
+                }
+                return fatal(&p, &t, signal_for_vector(v));
+            }
+            Exit::MemoryFault | Exit::Mmio(_) => {
+                let rip = t.vcpu.regs().map(|r| r.rip).unwrap_or(0);
+                p.log(
+                    1,
+                    format_args!("thread {}: memory fault at rip {rip:#x}", t.tid),
+                );
+                return fatal(&p, &t, libc::SIGSEGV);
+            }
+            Exit::UserPortIo(port) => {
+                if !p.config.allow_port_io {
+                    // Linux runs programs with IOPL 0: port I/O raises #GP, i.e. SIGSEGV.
+                    p.log(1, format_args!("thread {}: port I/O to {port:#x}", t.tid));
+                    return fatal(&p, &t, libc::SIGSEGV);
+                }
+            }
+            Exit::Interrupted => {}
+            Exit::Fatal(what) => {
+                eprintln!("popvmm: thread {}: the vCPU cannot continue: {what}", t.tid);
+                return fatal(&p, &t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The user rip of an exception, from the frame the CPU pushed on the exception stack.
+fn exception_rip(p: &Process, t: &Thread) -> u64 {
+    use vm_memory::{Bytes, GuestAddress};
+    let Ok(regs) = t.vcpu.regs() else { return 0 };
+    // The frame is (error code,) rip, cs, rflags, rsp, ss; report the first value that looks like
+    // a user address. This is diagnostics only.
+    for off in [0u64, 8] {
+        if let Ok(v) =
+            p.vm.memory()
+                .guest()
+                .read_obj::<u64>(GuestAddress(regs.rsp + off))
+        {
+            if v >= crate::memory::layout::KERNEL_AREA_END {
+                return v;
+            }
+        }
+    }
+    0
+}
+
+fn fatal(p: &Process, t: &Thread, sig: i32) {
+    t.status.set(ThreadState::Exited);
+    p.exit(ExitStatus::Signal(sig));
+}
+
+/// exit(2): CLONE_CHILD_CLEARTID handling, then the vCPU goes back to the pool.
+fn exit_thread(p: &Arc<Process>, t: Thread, code: i32) {
+    if t.clear_child_tid != 0 {
+        // Linux ignores a fault here; so do we.
+        if p.user.write_obj(t.clear_child_tid, 0u32).is_ok() {
+            let _ = p
+                .futexes
+                .wake(t.clear_child_tid, 1, super::futex::BITSET_MATCH_ANY);
+        }
+    }
+    let tid = t.tid;
+    p.park_vcpu(t.vcpu);
+    p.thread_exited(tid, code);
+}
+
+/// Arguments of clone/clone3 (already decoded).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub stack: u64,
+    pub parent_tid: u64,
+    pub child_tid: u64,
+    pub tls: u64,
+    pub exit_signal: u64,
+}
+
+const THREAD_FLAGS: u64 = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+const SUPPORTED: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM
+    | libc::CLONE_SETTLS
+    | libc::CLONE_PARENT_SETTID
+    | libc::CLONE_CHILD_SETTID
+    | libc::CLONE_CHILD_CLEARTID
+    | libc::CLONE_DETACHED
+    | libc::CLONE_IO) as u64;
+
+/// clone/clone3 for threads. Processes (fork, vfork, posix_spawn) are not supported yet: ENOSYS.
+pub fn clone(p: &Arc<Process>, parent: &mut Thread, regs: &kvm_regs, a: CloneArgs) -> SysResult {
+    if a.flags & THREAD_FLAGS != THREAD_FLAGS || a.flags & libc::CLONE_VFORK as u64 != 0 {
+        p.log(
+            1,
+            format_args!(
+                "clone flags {:#x}: new processes (fork/vfork) are not supported",
+                a.flags
+            ),
+        );
+        return Err(Errno::ENOSYS);
+    }
+    if a.flags & !(SUPPORTED | 0xff) != 0 || a.exit_signal != 0 {
+        p.log(
+            1,
+            format_args!(
+                "clone: unsupported flags {:#x} / exit signal {}",
+                a.flags, a.exit_signal
+            ),
+        );
+        return Err(Errno::EINVAL);
+    }
+    let tid = p.alloc_tid();
+    if a.flags & libc::CLONE_PARENT_SETTID as u64 != 0 {
+        p.user.write_obj(a.parent_tid, tid)?;
+    }
+    if a.flags & libc::CLONE_CHILD_SETTID as u64 != 0 {
+        p.user.write_obj(a.child_tid, tid)?;
+    }
+    let fpu = parent.vcpu.fpu().map_err(|_| Errno::EAGAIN)?;
+    let fs_base = if a.flags & libc::CLONE_SETTLS as u64 != 0 {
+        a.tls
+    } else {
+        parent.vcpu.sregs().map_err(|_| Errno::EAGAIN)?.fs.base
+    };
+    let mut vcpu = p.take_vcpu().map_err(|e| {
+        p.log(1, format_args!("clone: {e}"));
+        Errno::EAGAIN
+    })?;
+    let mut child_regs = *regs;
+    child_regs.rax = 0;
+    child_regs.rip = regs.rcx;
+    child_regs.rflags = (regs.r11 & 0x3c_7fd7) | 0x2;
+    if a.stack != 0 {
+        child_regs.rsp = a.stack;
+    }
+    if let Err(e) = vcpu.start_user(&child_regs, fs_base, Some(&fpu)) {
+        p.log(1, format_args!("clone: {e}"));
+        p.park_vcpu(vcpu);
+        return Err(Errno::EAGAIN);
+    }
+    let mut child = Thread::new(tid, vcpu);
+    child.sigmask = parent.sigmask;
+    if a.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
+        child.clear_child_tid = a.child_tid;
+    }
+    p.register_thread(Arc::clone(&child.status));
+    if let Err(e) = spawn(p, child) {
+        p.thread_exited(tid, 0);
+        return Err(e);
+    }
+    Ok(tid as u64)
+}
+
+/// clone3: decodes `struct clone_args`.
+pub fn clone3(
+    p: &Arc<Process>,
+    parent: &mut Thread,
+    regs: &kvm_regs,
+    args: u64,
+    size: u64,
+) -> SysResult {
+    if !(64..=4096).contains(&size) {
+        return Err(Errno::EINVAL);
+    }
+    let raw = p.user.read_vec(args, size.min(88) as usize)?;
+    let field = |i: usize| -> u64 {
+        raw.get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    // flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, ...
+    // (pidfd is only read with CLONE_PIDFD, which `clone` refuses.)
+    if field(8) != 0 || field(9) != 0 {
+        p.log(1, format_args!("clone3: set_tid is not supported"));
+        return Err(Errno::EINVAL);
+    }
+    let (stack, stack_size) = (field(5), field(6));
+    let top = if stack == 0 {
+        0
+    } else {
+        stack.checked_add(stack_size).ok_or(Errno::EINVAL)?
+    };
+    clone(
+        p,
+        parent,
+        regs,
+        CloneArgs {
+            flags: field(0),
+            child_tid: field(2),
+            parent_tid: field(3),
+            exit_signal: field(4),
+            stack: top,
+            tls: field(7),
+        },
+    )
+}
