@@ -22,12 +22,13 @@ build() {
     mv "$out.tmp" "$out"
 }
 
-ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault)
+ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm
 done
+build "$OUT/glibc/trivial" src/trivial.c gcc -O2 -static -nostdlib -no-pie
 build "$OUT/glibc/omp" src/omp.c gcc "${CFLAGS[@]}" -static -no-pie -fopenmp -lm
 for p in "${PORTABLE[@]}"; do
     build "$OUT/glibc-pie/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static-pie -fPIE -pthread -lm
