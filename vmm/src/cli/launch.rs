@@ -38,6 +38,10 @@ pub struct LaunchArgs {
     /// Let the program's own port I/O exit to popvmm and continue (the benchmark's exit floor).
     #[arg(long, hide = true)]
     pub allow_port_io: bool,
+    /// Let anonymous memory fault in page by page as Linux does, instead of making new heap and
+    /// mmap memory (up to 64 MiB a call) resident at once; slower on first touch under KVM.
+    #[arg(long)]
+    pub no_prefault: bool,
     /// Print start-up time and memory figures on stderr at exit.
     #[arg(long)]
     pub stats: bool,
@@ -136,17 +140,27 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         exe_path: guest_exe_path(&exe, &rootfs),
         verbose: args.verbose,
         allow_port_io: args.allow_port_io,
+        no_prefault: args.no_prefault,
         island: 0,
     };
 
     let island_err = |e: &dyn std::fmt::Display| LaunchError::Island(e.to_string());
+    let phase = |what: &str| {
+        if args.verbose >= 3 {
+            eprintln!("popvmm: {:>8} us {what}", started.elapsed().as_micros());
+        }
+    };
+    phase("parsed");
     let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
+    phase("memory reserved");
     let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
+    phase("vm created");
     let p = Process::new(vm, config, started).map_err(|e| island_err(&e))?;
     image
         .load(&p, &file)
         .map_err(|e| LaunchError::Load(program.clone(), e))?;
     drop(file);
+    phase("loaded");
     let rsp = stack::build(&p, &image, &args.program, &env, &program)
         .map_err(|e| LaunchError::Load(program.clone(), e))?;
 
@@ -159,6 +173,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     };
     vcpu.start_user(&regs, 0, None)
         .map_err(|e| island_err(&e))?;
+    phase("vcpu ready");
     let main = Thread::new(p.alloc_tid(), vcpu);
     p.register_thread(Arc::clone(&main.status));
 

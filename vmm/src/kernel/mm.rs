@@ -20,6 +20,10 @@ fn host_prot(p: Prot) -> HostProt {
     }
 }
 
+/// Largest anonymous mapping made resident when it is created (see `IslandMemory::populate`):
+/// larger ones (and MAP_NORESERVE ones) fault in on demand as on Linux.
+const POPULATE_MAX: u64 = 64 << 20;
+
 fn host_err(e: crate::memory::MemoryError) -> Errno {
     // Host protection changes inside our own reservation fail only when the host is out of
     // memory for page tables.
@@ -44,27 +48,35 @@ pub fn map_fixed_with(
     kind: VmaKind,
     fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
-    let mem = p.user.island_memory();
     let mut space = p.user.layout_mut();
-    map_locked(&mut space, mem, start, len, prot, kind, fill)
+    map_locked(p, &mut space, start, len, prot, kind, fill)
 }
 
 fn map_locked(
+    p: &Process,
     space: &mut AddressSpace,
-    mem: &IslandMemory,
     start: u64,
     len: u64,
     prot: Prot,
     kind: VmaKind,
     fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
+    // The heap, data segments and anonymous mmaps are worth making resident up front; the main
+    // stack (8 MiB, mostly untouched) is not.
+    let populate = !matches!(kind, VmaKind::Stack | VmaKind::File(_) | VmaKind::Reserved)
+        && !p.config.no_prefault;
+    let mem = p.user.island_memory();
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     space.map_fixed(start, len, prot, kind).map_err(vma_err)?;
+    p.vm.ensure_slots(start, len).map_err(|_| Errno::ENOMEM)?;
     mem.discard(start, len).map_err(host_err)?;
     mem.protect(start, len, HostProt::ReadWrite)
         .map_err(host_err)?;
     let filled = fill(mem.guest());
     mem.protect(start, len, host_prot(prot)).map_err(host_err)?;
+    if prot.writable() && populate && len <= POPULATE_MAX {
+        mem.populate(start, len);
+    }
     filled
 }
 
@@ -87,7 +99,9 @@ pub fn sys_brk(p: &Process, want: u64) -> SysResult {
     match space.brk(want) {
         BrkChange::Unchanged(b) => Ok(b),
         BrkChange::Grew(s, e) => {
-            if mem.protect(s, e - s, HostProt::ReadWrite).is_err() {
+            if p.vm.ensure_slots(s, e - s).is_err()
+                || mem.protect(s, e - s, HostProt::ReadWrite).is_err()
+            {
                 return Ok(space.brk(s).into_value());
             }
             Ok(space.brk_value())
@@ -148,7 +162,6 @@ pub fn sys_mmap(
         }
         Some(f)
     };
-    let mem = p.user.island_memory();
     let mut space = p.user.layout_mut();
     let start = if fixed {
         if flags & libc::MAP_FIXED_NOREPLACE != 0 && !space.check_free(addr, len) {
@@ -160,9 +173,11 @@ pub fn sys_mmap(
     };
     let kind = match &file {
         Some(f) => VmaKind::File(f.path().to_string()),
+        // MAP_NORESERVE: the program expects to touch little of it; never prefault.
+        None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,
     };
-    map_locked(&mut space, mem, start, len, prot, kind, |g| {
+    map_locked(p, &mut space, start, len, prot, kind, |g| {
         if let Some(f) = &file {
             copy_file(f, off, len, start, g)?;
         }
@@ -303,8 +318,8 @@ pub fn sys_mremap(
         let tail = old + old_len;
         if space.check_free(tail, new_len - old_len) {
             map_locked(
+                p,
                 &mut space,
-                mem,
                 tail,
                 new_len - old_len,
                 vma.prot,
@@ -330,8 +345,8 @@ pub fn sys_mremap(
     mem.protect(old, old_len, HostProt::Read)
         .map_err(host_err)?;
     let moved = map_locked(
+        p,
         &mut space,
-        mem,
         target,
         new_len,
         vma.prot,

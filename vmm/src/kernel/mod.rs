@@ -106,6 +106,8 @@ pub struct KernelConfig {
     pub verbose: u8,
     /// Let the program execute port I/O as a no-op exit (the benchmark's raw exit floor).
     pub allow_port_io: bool,
+    /// Do not make new writable anonymous memory resident up front (see `mm::POPULATE_MAX`).
+    pub no_prefault: bool,
     pub island: u32,
 }
 

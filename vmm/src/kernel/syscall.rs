@@ -43,7 +43,8 @@ pub fn dispatch(p: &Arc<Process>, t: &mut Thread, regs: &kvm_regs) -> Action {
             other => format!("{other:?}"),
         };
         eprintln!(
-            "popvmm: [{}] {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) = {shown}",
+            "popvmm: {:>8}us [{}] {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) = {shown}",
+            p.started.elapsed().as_micros(),
             t.tid,
             name(nr),
             a[0],

@@ -35,6 +35,8 @@ pub enum VmaKind {
     Heap,
     Stack,
     Anon,
+    /// Anonymous, mapped with MAP_NORESERVE.
+    Reserved,
     File(String),
 }
 
