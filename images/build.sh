@@ -22,8 +22,8 @@ build() {
     mv "$out.tmp" "$out"
 }
 
-ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait)
-PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault)
+ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz)
+PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm

@@ -352,9 +352,12 @@ fn read_iovecs(p: &Process, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno
 pub fn sys_writev(p: &Process, fd: i32, iov: u64, cnt: u64) -> SysResult {
     let f = p.files().get(fd)?;
     let vecs = read_iovecs(p, iov, cnt)?;
+    // At most WRITEV_MAX bytes per call (a short write, as Linux may return): the gather buffer
+    // is host memory.
+    const WRITEV_MAX: u64 = 16 * CHUNK as u64;
     let mut data = Vec::new();
     for (base, len) in vecs {
-        let len = len.min(0x7fff_f000 - data.len() as u64);
+        let len = len.min(WRITEV_MAX - data.len() as u64);
         check_buf(p, base, len, super::vma::Access::Read)?;
         data.extend_from_slice(&p.user.read_vec(base, len as usize)?);
     }

@@ -68,12 +68,25 @@ fn map_locked(
     let mem = p.user.island_memory();
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     space.map_fixed(start, len, prot, kind).map_err(vma_err)?;
-    p.vm.ensure_slots(start, len).map_err(|_| Errno::ENOMEM)?;
-    mem.discard(start, len).map_err(host_err)?;
-    mem.protect(start, len, HostProt::ReadWrite)
-        .map_err(host_err)?;
+    // The layout and the host protection must agree (uaccess trusts the layout), so a host
+    // failure undoes the mapping.
+    let host =
+        p.vm.ensure_slots(start, len)
+            .map_err(|_| Errno::ENOMEM)
+            .and_then(|_| mem.discard(start, len).map_err(host_err))
+            .and_then(|_| {
+                mem.protect(start, len, HostProt::ReadWrite)
+                    .map_err(host_err)
+            });
+    if let Err(e) = host {
+        let _ = unmap_locked(space, mem, start, len);
+        return Err(e);
+    }
     let filled = fill(mem.guest());
-    mem.protect(start, len, host_prot(prot)).map_err(host_err)?;
+    if let Err(e) = mem.protect(start, len, host_prot(prot)).map_err(host_err) {
+        let _ = unmap_locked(space, mem, start, len);
+        return Err(e);
+    }
     if prot.writable() && populate && len <= POPULATE_MAX {
         mem.populate(start, len);
     }
@@ -96,13 +109,20 @@ fn unmap_locked(
 pub fn sys_brk(p: &Process, want: u64) -> SysResult {
     let mem = p.user.island_memory();
     let mut space = p.user.layout_mut();
+    let old = space.brk_value();
     match space.brk(want) {
         BrkChange::Unchanged(b) => Ok(b),
         BrkChange::Grew(s, e) => {
             if p.vm.ensure_slots(s, e - s).is_err()
                 || mem.protect(s, e - s, HostProt::ReadWrite).is_err()
             {
-                return Ok(space.brk(s).into_value());
+                // Undo: the layout must match the host protection. brk reports failure by
+                // returning the unchanged break.
+                space.brk(old);
+                return Ok(old);
+            }
+            if !p.config.no_prefault && e - s <= POPULATE_MAX {
+                mem.populate(s, e - s);
             }
             Ok(space.brk_value())
         }
@@ -110,14 +130,6 @@ pub fn sys_brk(p: &Process, want: u64) -> SysResult {
             mem.discard(s, e - s).map_err(host_err)?;
             mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
             Ok(space.brk_value())
-        }
-    }
-}
-
-impl BrkChange {
-    fn into_value(self) -> u64 {
-        match self {
-            BrkChange::Unchanged(v) | BrkChange::Grew(v, _) | BrkChange::Shrank(v, _) => v,
         }
     }
 }
@@ -341,9 +353,12 @@ pub fn sys_mremap(
         space.find_free(new_len, 0).map_err(vma_err)?
     };
     let copy = old_len.min(new_len);
-    // Move the contents on the host: make the old range readable for the copy if it was not.
-    mem.protect(old, old_len, HostProt::Read)
-        .map_err(host_err)?;
+    // Move the contents on the host: make the old range readable for the copy if it was not
+    // (never downgrade it: other threads may still be using it).
+    if host_prot(vma.prot) == HostProt::None {
+        mem.protect(old, old_len, HostProt::Read)
+            .map_err(host_err)?;
+    }
     let moved = map_locked(
         p,
         &mut space,

@@ -33,6 +33,11 @@ fn ret(r: SysResult) -> Action {
 
 /// Serves one system call.
 pub fn dispatch(p: &Arc<Process>, t: &mut Thread, regs: &kvm_regs) -> Action {
+    // exit_group from another thread: this one must not do anything more (Linux would have
+    // killed it already).
+    if p.exiting() {
+        return Action::Stop;
+    }
     let nr = regs.rax;
     let a = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
     t.status.syscalls.fetch_add(1, Ordering::Relaxed);

@@ -118,7 +118,10 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                     );
                     if p.config.verbose >= 3 {
                         use vm_memory::{Bytes, GuestAddress};
-                        let regs = t.vcpu.regs().unwrap_or_default();
+                        let mut regs = t.vcpu.regs().unwrap_or_default();
+                        if regs.rsp >= crate::memory::layout::KERNEL_AREA_END - 64 {
+                            regs.rsp = crate::memory::layout::EXCEPTION_STACK_TOP - 48;
+                        }
                         let frame: Vec<u64> = (0..6u64)
                             .map(|i| {
                                 p.vm.memory()
@@ -163,6 +166,10 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
 fn exception_rip(p: &Process, t: &Thread) -> u64 {
     use vm_memory::{Bytes, GuestAddress};
     let Ok(regs) = t.vcpu.regs() else { return 0 };
+    // Only our exception stack is read here (it is in the always-accessible kernel area).
+    if regs.rsp >= crate::memory::layout::KERNEL_AREA_END - 64 {
+        return 0;
+    }
     // The frame is (error code,) rip, cs, rflags, rsp, ss; report the first value that looks like
     // a user address. This is diagnostics only.
     for off in [0u64, 8] {
