@@ -317,8 +317,12 @@ pub fn sys_mremap(
     let mem = p.user.island_memory();
     let mut space = p.user.layout_mut();
     let vma = space.find(old).cloned().ok_or(Errno::EFAULT)?;
-    if old + old_len > vma.end {
+    // Both ranges are bounded by the address space from here on, so the sums below cannot wrap.
+    if old_len > vma.end - old {
         return Err(Errno::EFAULT);
+    }
+    if new_len > crate::memory::layout::STACK_TOP {
+        return Err(Errno::ENOMEM);
     }
     if !fixed {
         if new_len <= old_len {
@@ -345,6 +349,9 @@ pub fn sys_mremap(
         }
     }
     let target = if fixed {
+        if new_addr.checked_add(new_len).is_none() {
+            return Err(Errno::EINVAL);
+        }
         if new_addr < old + old_len && old < new_addr + new_len {
             return Err(Errno::EINVAL);
         }

@@ -436,7 +436,8 @@ fn sys_futex(p: &Process, t: &Thread, a: [u64; 6]) -> SysResult {
                     };
                     duration_until(clock, ts)?
                 };
-                Some(Instant::now() + d)
+                // A deadline beyond what Instant can represent is no deadline.
+                Instant::now().checked_add(d)
             };
             t.status.set(ThreadState::Blocked);
             p.futexes

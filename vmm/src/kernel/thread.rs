@@ -54,7 +54,15 @@ pub fn spawn(p: &Arc<Process>, t: Thread) -> Result<(), Errno> {
     std::thread::Builder::new()
         .name(format!("vcpu-{}", t.tid))
         .stack_size(VCPU_THREAD_STACK)
-        .spawn(move || run(p2, t))
+        .spawn(move || {
+            // A bug in the island kernel must not leave the program half alive: end it.
+            let p3 = Arc::clone(&p2);
+            let tid = t.tid;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(p2, t))).is_err() {
+                eprintln!("popvmm: internal error serving thread {tid}; the program is ended");
+                p3.exit(ExitStatus::Signal(libc::SIGKILL));
+            }
+        })
         .map(|_| ())
         .map_err(|_| Errno::EAGAIN)
 }

@@ -161,3 +161,77 @@ impl UserMemory {
         self.with_atomic_u32(addr, Access::Read, |a| a.load(Ordering::SeqCst))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::vma::{Prot, VmaKind};
+    use crate::memory::HostProt;
+
+    const A: u64 = 0x40_0000;
+
+    /// 8 KiB at A: the first page read-write, the second read-only; nothing after.
+    fn setup() -> UserMemory {
+        let mem = Arc::new(IslandMemory::new(1 << 30).expect("reserve"));
+        let space = Arc::new(RwLock::new(AddressSpace::new()));
+        {
+            let mut s = space.write().expect("lock");
+            s.map_fixed(A, 0x1000, Prot::RW, VmaKind::Anon)
+                .expect("map");
+            s.map_fixed(A + 0x1000, 0x1000, Prot::R, VmaKind::Anon)
+                .expect("map");
+        }
+        mem.protect(A, 0x1000, HostProt::ReadWrite)
+            .expect("protect");
+        mem.protect(A + 0x1000, 0x1000, HostProt::Read)
+            .expect("protect");
+        UserMemory::new(mem, space)
+    }
+
+    #[test]
+    fn copies_are_checked_against_the_layout() {
+        let u = setup();
+        u.write(A + 10, b"hello\0").expect("write");
+        assert_eq!(u.read_vec(A + 10, 5).expect("read"), b"hello");
+        assert_eq!(u.read_cstr(A + 10, 100).expect("cstr"), b"hello");
+        // `max` bounds how far the scan goes; callers reject results that are too long.
+        assert_eq!(u.read_cstr(A + 10, 2), Ok(b"hello".to_vec()));
+        // Writes to the read-only page, reads past the mapping, the kernel area, NULL, wraps.
+        assert_eq!(u.write(A + 0x1000, b"x"), Err(Errno::EFAULT));
+        assert_eq!(u.write(A + 0xfff, b"xy"), Err(Errno::EFAULT));
+        assert!(u.read_vec(A + 0x1000, 0x1000).is_ok());
+        assert_eq!(u.read_vec(A + 0x1001, 0x1000), Err(Errno::EFAULT));
+        assert_eq!(u.read_vec(0x1000, 4), Err(Errno::EFAULT));
+        assert_eq!(u.read_obj::<u64>(0), Err(Errno::EFAULT));
+        assert_eq!(u.read_obj::<u64>(u64::MAX - 3), Err(Errno::EFAULT));
+        assert_eq!(u.write_opt(0, 1u32), Ok(()));
+    }
+
+    #[test]
+    fn unterminated_string_at_the_end_of_a_mapping_is_efault() {
+        let u = setup();
+        u.write(A, &[b'a'; 0x1000]).expect("fill");
+        // The next page is mapped (and zero): the string ends there.
+        assert_eq!(u.read_cstr(A, 1 << 20).map(|s| s.len()), Ok(0x1000));
+        u.layout_mut().unmap(A + 0x1000, 0x1000).expect("unmap");
+        assert_eq!(u.read_cstr(A, 1 << 20), Err(Errno::EFAULT));
+        assert_eq!(u.read_cstr(A, 100), Err(Errno::ENAMETOOLONG));
+    }
+
+    #[test]
+    fn atomics_need_alignment_and_access() {
+        let u = setup();
+        u.write_obj(A + 8, 5u32).expect("write");
+        let old = u
+            .with_atomic_u32(A + 8, Access::Write, |a| a.swap(7, Ordering::SeqCst))
+            .expect("swap");
+        assert_eq!(old, 5);
+        assert_eq!(u.load_u32(A + 8), Ok(7));
+        assert_eq!(u.load_u32(A + 9), Err(Errno::EINVAL));
+        assert_eq!(
+            u.with_atomic_u32(A + 0x1000, Access::Write, |_| ()),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(u.load_u32(A + 0x1000), Ok(0));
+    }
+}

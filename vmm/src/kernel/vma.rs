@@ -206,6 +206,9 @@ impl AddressSpace {
     /// never below the brk heap's start.
     pub fn find_free(&self, len: u64, hint: u64) -> Result<u64, VmaError> {
         let len = page_up(len).ok_or(VmaError::NoMemory)?;
+        if len > MMAP_TOP {
+            return Err(VmaError::NoMemory);
+        }
         if hint != 0 && hint % PAGE_SIZE == 0 {
             if let Ok(end) = valid_range(hint, len) {
                 if end <= MMAP_TOP && self.is_free(hint, end) {
