@@ -65,5 +65,15 @@ int main(void) {
     printf("open escaping: %d %s\n", r, strerror(errno));
     if (stat("data", &st) == 0)
         printf("data is a directory: %d\n", S_ISDIR(st.st_mode));
+
+    /* The usual character devices. */
+    int null = open("/dev/null", O_WRONLY);
+    printf("write /dev/null: %zd\n", write(null, "discard", 7));
+    close(null);
+    unsigned char rnd[16];
+    int ur = open("/dev/urandom", O_RDONLY);
+    printf("read /dev/urandom: %zd\n", read(ur, rnd, sizeof rnd));
+    close(ur);
+    printf("stat /dev/null is a char device: %d\n", stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
     return 0;
 }

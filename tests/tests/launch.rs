@@ -115,3 +115,28 @@ fn hostile_system_calls_cannot_hurt_popvmm() {
         assert!(!r.stderr_text().contains("panicked"), "{prog}");
     }
 }
+
+#[test]
+fn write_to_a_closed_pipe_is_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let prog = images().join("glibc/malloc");
+    let run = |cmd: &mut Command| {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        child.wait_with_output().expect("wait")
+    };
+    let native = run(&mut Command::new(&prog));
+    assert_eq!(native.status.signal(), Some(libc::SIGPIPE));
+    let island = run(Command::new(popvmm()).arg("launch").arg("--").arg(&prog));
+    assert_eq!(island.status.code(), Some(128 + libc::SIGPIPE));
+    // bash reports nothing for SIGPIPE; neither does popvmm.
+    assert!(
+        island.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&island.stderr)
+    );
+}

@@ -384,14 +384,56 @@ pub fn sys_readv(p: &Process, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> 
     Ok(total)
 }
 
+/// Character devices programs commonly use, served by the host's own: they hold no host data.
+/// Only /dev/null and /dev/zero may be opened for writing.
+fn host_device(guest: &str) -> Option<(&'static str, bool)> {
+    match guest {
+        "/dev/null" => Some(("/dev/null", true)),
+        "/dev/zero" => Some(("/dev/zero", true)),
+        "/dev/urandom" => Some(("/dev/urandom", false)),
+        "/dev/random" => Some(("/dev/random", false)),
+        _ => None,
+    }
+}
+
+fn open_device(host: &str, flags: i32) -> Result<OwnedFd, Errno> {
+    let c = CString::new(host).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: open reads the NUL-terminated path; we own the returned descriptor.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `fd` is a fresh descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
     let path = read_path(&p.user, path)?;
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
     let flags = flags as i32;
+    let writes =
+        flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0;
+    let mut files = p.files();
+    let guest = normalize(&files.guest_path(dirfd, &path)?);
+    if let Some((host, writable)) = host_device(&guest) {
+        if writes && !writable {
+            return Err(Errno::EACCES);
+        }
+        let acc = flags & (libc::O_ACCMODE | libc::O_NONBLOCK);
+        let fd = open_device(host, acc)?;
+        let file = Arc::new(OpenFile {
+            host: HostFd::Owned(fd),
+            path: guest,
+            regular: false,
+        });
+        return files
+            .install(file, flags & libc::O_CLOEXEC != 0, 0)
+            .map(|fd| fd as u64);
+    }
     // A read-only file system: anything that could write is refused as Linux does on one.
-    if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0 {
+    if writes {
         return Err(Errno::EROFS);
     }
     let allowed = libc::O_DIRECTORY
@@ -402,8 +444,6 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
         | libc::O_LARGEFILE
         | libc::O_NOATIME
         | libc::O_CLOEXEC;
-    let mut files = p.files();
-    let guest = normalize(&files.guest_path(dirfd, &path)?);
     let fd = files.open_host(&guest, flags & allowed & !libc::O_NOATIME)?;
     let st = host_fstat(fd.as_raw_fd())?;
     let mode = u32::from_le_bytes(st[24..28].try_into().map_err(|_| Errno::EIO)?);
@@ -451,6 +491,9 @@ fn open_for_stat(p: &Process, dirfd: i32, path: u64, flags: i32) -> Result<Owned
         }
     }
     let guest = normalize(&files.guest_path(dirfd, if path.is_empty() { "." } else { &path })?);
+    if let Some((host, _)) = host_device(&guest) {
+        return Ok(OwnedFdOrFile::Fd(open_device(host, libc::O_PATH)?));
+    }
     let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
         libc::O_NOFOLLOW
     } else {

@@ -58,7 +58,8 @@ errnos!(
     ELOOP,
     EXDEV,
     ECHILD,
-    ENODEV
+    ENODEV,
+    EPIPE
 );
 
 impl Errno {

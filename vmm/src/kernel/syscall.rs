@@ -246,6 +246,13 @@ fn dispatch_inner(
             Err(Errno::ENOSYS)
         }
     };
+    // A write to a pipe nobody reads raises SIGPIPE (fatal by default, silent for the shell),
+    // and answers EPIPE when the signal is ignored or blocked.
+    if matches!(nr, 1 | 20) && r == Err(Errno::EPIPE) {
+        if let Action::Stop = deliver(p, t, libc::SIGPIPE as u64, true) {
+            return Action::Stop;
+        }
+    }
     ret(r)
 }
 
