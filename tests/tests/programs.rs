@@ -110,3 +110,20 @@ fn divide_by_zero_and_invalid_opcode() {
         compare(&format!("{libc}/illegal"), &[], &[]);
     }
 }
+
+#[test]
+fn signal_handlers_frames_altstack_masks_and_faults() {
+    for libc in LIBCS {
+        let prog = format!("{libc}/signals");
+        let n = native(&prog, &[], &[]);
+        let out = String::from_utf8_lossy(&n.stdout).into_owned();
+        // The program really exercises what it claims (natively), and ends by SIGSEGV.
+        assert!(
+            out.contains("recovered from signal 8 (divide by zero)"),
+            "{out}"
+        );
+        assert!(out.contains("on altstack 1"), "{out}");
+        assert_eq!(n.signal, Some(libc::SIGSEGV));
+        compare(&prog, &[], &[]);
+    }
+}

@@ -8,6 +8,7 @@
 pub mod fs;
 pub mod futex;
 pub mod mm;
+pub mod sigframe;
 pub mod signal;
 pub mod syscall;
 pub mod thread;
@@ -142,6 +143,8 @@ pub struct ThreadStatus {
     /// rip at the last exit to the island kernel.
     rip: AtomicU64,
     pub syscalls: AtomicU64,
+    /// Signals sent to this thread and not delivered yet (bit n-1 for signal n).
+    pub pending: AtomicU64,
 }
 
 impl ThreadStatus {
@@ -152,6 +155,7 @@ impl ThreadStatus {
             state: AtomicU8::new(ThreadState::Running as u8),
             rip: AtomicU64::new(0),
             syscalls: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
         }
     }
 
@@ -277,6 +281,10 @@ impl Process {
 
     pub fn threads(&self) -> Vec<Arc<ThreadStatus>> {
         lock(&self.threads).values().cloned().collect()
+    }
+
+    pub fn thread(&self, tid: u32) -> Option<Arc<ThreadStatus>> {
+        lock(&self.threads).get(&tid).cloned()
     }
 
     pub fn has_thread(&self, tid: u32) -> bool {

@@ -1,8 +1,9 @@
 //! Signals: dispositions recorded by rt_sigaction, per-thread masks, and default actions.
 //!
-//! The island kernel does not build signal frames yet, so handlers are recorded but never run: a
-//! signal whose default action terminates ends the program as Linux would (status 128+N for the
-//! shell, and the shell's message), an ignored one is dropped. CPU faults always terminate.
+//! A signal with a handler is delivered through a signal frame (`sigframe`) when its thread next
+//! returns to user mode: after a system call, or at once for a CPU fault. A signal whose default
+//! action terminates ends the program as Linux would (status 128+N for the shell, and the shell's
+//! message); an ignored one is dropped.
 
 use std::sync::Mutex;
 
@@ -17,6 +18,9 @@ pub struct SigAction {
     pub mask: u64,
 }
 
+/// SIGKILL and SIGSTOP can never be blocked.
+pub const UNBLOCKABLE: u64 = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
+
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 pub const NSIG: usize = 64;
@@ -26,7 +30,7 @@ pub const NSIG: usize = 64;
 pub enum Disposition {
     Terminate,
     Ignore,
-    /// A handler is installed; it cannot run yet (see the module comment).
+    /// A handler is installed.
     Handler,
 }
 
@@ -56,6 +60,13 @@ impl Signals {
             a[i] = n;
         }
         Ok(old)
+    }
+
+    /// The action recorded for `sig` (default for an invalid number).
+    pub fn get(&self, sig: u64) -> SigAction {
+        valid(sig)
+            .map(|i| self.actions.lock().unwrap_or_else(|e| e.into_inner())[i])
+            .unwrap_or_default()
     }
 
     pub fn disposition(&self, sig: u64) -> Disposition {

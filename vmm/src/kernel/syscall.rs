@@ -14,10 +14,12 @@ use super::vma::Access;
 use super::{fs, mm, Errno, ExitStatus, Process, SysResult, ThreadState};
 
 /// What the vCPU loop does after a system call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Action {
     /// Return to user mode with this rax.
     Return(u64),
+    /// Return to user mode with these registers (rt_sigreturn).
+    Restore(kvm_regs),
     /// This thread ends (exit).
     ExitThread(i32),
     /// The program is ending: stop this vCPU.
@@ -97,9 +99,14 @@ fn dispatch_inner(
         13 => sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
         14 => return sys_rt_sigprocmask(p, t, a[0], a[1], a[2], a[3]),
         15 => {
-            // No signal frames are ever built, so there is nothing to return to.
-            p.exit(ExitStatus::Signal(libc::SIGSEGV));
-            return Action::Stop;
+            return match super::sigframe::sigreturn(p, t, regs) {
+                Ok(r) => Action::Restore(r),
+                // A corrupt frame: Linux kills with SIGSEGV.
+                Err(_) => {
+                    p.exit(ExitStatus::Signal(libc::SIGSEGV));
+                    Action::Stop
+                }
+            };
         }
         16 => fs::sys_ioctl(p, fd, a[1], a[2]),
         17 => fs::sys_read(p, fd, a[1], a[2], Some(a[3])),
@@ -249,7 +256,8 @@ fn dispatch_inner(
     // A write to a pipe nobody reads raises SIGPIPE (fatal by default, silent for the shell),
     // and answers EPIPE when the signal is ignored or blocked.
     if matches!(nr, 1 | 20) && r == Err(Errno::EPIPE) {
-        if let Action::Stop = deliver(p, t, libc::SIGPIPE as u64, true) {
+        let me = Arc::clone(&t.status);
+        if let Action::Stop = deliver(p, t, libc::SIGPIPE as u64, &me, true) {
             return Action::Stop;
         }
     }
@@ -549,7 +557,7 @@ fn sys_rt_sigaction(p: &Process, sig: u64, act: u64, oldact: u64, size: u64) -> 
 }
 
 const SS_AUTODISARM: u32 = 1 << 31;
-const UNBLOCKABLE: u64 = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
+use super::signal::UNBLOCKABLE;
 
 fn sys_rt_sigprocmask(
     p: &Arc<Process>,
@@ -580,15 +588,7 @@ fn sys_rt_sigprocmask(
         p.user.write_opt(old, prev)?;
         Ok(0)
     })();
-    // A signal raised while blocked is delivered when unblocked.
-    let deliverable = t.pending & !t.sigmask;
-    if r.is_ok() && deliverable != 0 {
-        let sig = deliverable.trailing_zeros() as u64 + 1;
-        t.pending &= !(1 << (sig - 1));
-        if let Action::Stop = deliver(p, t, sig, true) {
-            return Action::Stop;
-        }
-    }
+    // Signals this unblocks are delivered by the vCPU loop on the way back to user mode.
     ret(r)
 }
 
@@ -633,27 +633,36 @@ fn sys_kill(p: &Arc<Process>, t: &mut Thread, pid: i64, sig: u64, tid: Option<u3
     if sig == 0 {
         return ret(Ok(0));
     }
-    let to_self = tid.is_none_or(|x| x == t.tid);
-    deliver(p, t, sig, to_self)
+    let target = match tid {
+        Some(x) if x != t.tid => match p.thread(x) {
+            Some(s) => s,
+            None => return ret(Err(Errno::ESRCH)),
+        },
+        _ => Arc::clone(&t.status),
+    };
+    let to_self = Arc::ptr_eq(&target, &t.status);
+    deliver(p, t, sig, &target, to_self)
 }
 
-fn deliver(p: &Arc<Process>, t: &mut Thread, sig: u64, to_self: bool) -> Action {
+/// Sends `sig` to the thread whose status is `target`. Fatal default actions end the program at
+/// once (unless the caller itself blocks the signal); handlers run when the target next returns to
+/// user mode (for the caller: right after this system call).
+fn deliver(
+    p: &Arc<Process>,
+    t: &mut Thread,
+    sig: u64,
+    target: &super::ThreadStatus,
+    to_self: bool,
+) -> Action {
     let bit = 1u64 << (sig - 1);
-    if to_self && t.sigmask & bit != 0 {
-        t.pending |= bit;
-        return Action::Return(0);
-    }
     match p.signals.disposition(sig) {
-        Disposition::Terminate => {
+        Disposition::Ignore => Action::Return(0),
+        Disposition::Terminate if !(to_self && t.sigmask & bit != 0) => {
             p.exit(ExitStatus::Signal(sig as i32));
             Action::Stop
         }
-        Disposition::Ignore => Action::Return(0),
-        Disposition::Handler => {
-            p.log(
-                1,
-                format_args!("signal {sig}: handlers are not run on an island yet; dropped"),
-            );
+        _ => {
+            target.pending.fetch_or(bit, Ordering::SeqCst);
             Action::Return(0)
         }
     }

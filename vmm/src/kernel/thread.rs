@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use kvm_bindings::kvm_regs;
 
-use super::signal::signal_for_vector;
+use std::sync::atomic::Ordering;
+
+use super::sigframe::{self, SigInfo};
+use super::signal::{signal_for_vector, Disposition};
 use super::syscall::{dispatch, Action};
 use super::{Errno, ExitStatus, Process, SysResult, ThreadState, ThreadStatus};
 use crate::kvm::{Exit, Vcpu};
@@ -23,8 +26,6 @@ pub struct Thread {
     pub clear_child_tid: u64,
     pub robust_list: u64,
     pub sigmask: u64,
-    /// Signals raised while blocked by `sigmask`.
-    pub pending: u64,
     /// The sigaltstack record (stack_t: sp, flags, size).
     pub altstack: (u64, u32, u64),
     /// fs base set by this system call (arch_prctl), applied on return to user mode.
@@ -41,7 +42,6 @@ impl Thread {
             clear_child_tid: 0,
             robust_list: 0,
             sigmask: 0,
-            pending: 0,
             altstack: (0, libc::SS_DISABLE as u32, 0),
             new_fs_base: None,
         }
@@ -101,17 +101,24 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                 };
                 t.status.set_rip(regs.rcx);
                 t.status.set(ThreadState::InKernel);
-                match dispatch(&p, &mut t, &regs) {
-                    Action::Return(v) => {
-                        let fs = t.new_fs_base.take();
-                        if let Err(e) = t.vcpu.return_from_syscall(&mut regs, v, fs) {
-                            eprintln!("popvmm: thread {}: {e}", t.tid);
-                            return fatal(&p, &t, libc::SIGKILL);
-                        }
-                    }
+                let mut back = match dispatch(&p, &mut t, &regs) {
+                    Action::Return(v) => Vcpu::syscall_return_regs(&regs, v),
+                    Action::Restore(r) => r,
                     Action::ExitThread(code) => return exit_thread(&p, t, code),
                     Action::Stop => return,
+                };
+                // Signals sent to this thread are delivered on its way back to user mode.
+                match deliver_pending(&p, &mut t, &mut back) {
+                    Ok(()) => {}
+                    Err(None) => return,
+                    Err(Some(sig)) => return fatal(&p, &t, sig),
                 }
+                let fs = t.new_fs_base.take();
+                if let Err(e) = t.vcpu.resume_user(&back, fs) {
+                    eprintln!("popvmm: thread {}: {e}", t.tid);
+                    return fatal(&p, &t, libc::SIGKILL);
+                }
+                let _ = &mut regs;
             }
             Exit::Exception(v) => {
                 if p.config.verbose >= 1 {
@@ -144,14 +151,41 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                         );
                     }
                 }
-                return fatal(&p, &t, signal_for_vector(v));
+                let sig = signal_for_vector(v);
+                let ctx = user_context_of_exception(&p, &t, v);
+                let cr2 = t.vcpu.sregs().map(|s| s.cr2).unwrap_or(0);
+                let info = SigInfo {
+                    code: fault_code(v),
+                    addr: match v {
+                        14 => cr2,
+                        _ => ctx.map_or(0, |(r, _)| r.rip),
+                    },
+                    trapno: u64::from(v),
+                    err: ctx.map_or(0, |(_, e)| e),
+                    ..Default::default()
+                };
+                match ctx {
+                    Some((r, _)) if fault_to_handler(&p, &mut t, sig as u64, &info, r) => continue,
+                    _ => return fatal(&p, &t, sig),
+                }
             }
             Exit::MemoryFault | Exit::Mmio(_) => {
-                let rip = t.vcpu.regs().map(|r| r.rip).unwrap_or(0);
+                let regs = t.vcpu.regs().unwrap_or_default();
                 p.log(
                     1,
-                    format_args!("thread {}: memory fault at rip {rip:#x}", t.tid),
+                    format_args!("thread {}: memory fault at rip {:#x}", t.tid, regs.rip),
                 );
+                // KVM does not say which address faulted (see PLATFORM.md): si_addr is 0.
+                let addr = if let Exit::Mmio(a) = exit { a } else { 0 };
+                let info = SigInfo {
+                    code: if addr != 0 { 1 } else { 2 }, // SEGV_MAPERR / SEGV_ACCERR
+                    addr,
+                    trapno: 14,
+                    ..Default::default()
+                };
+                if fault_to_handler(&p, &mut t, libc::SIGSEGV as u64, &info, regs) {
+                    continue;
+                }
                 return fatal(&p, &t, libc::SIGSEGV);
             }
             Exit::UserPortIo(port) => {
@@ -168,6 +202,106 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
             }
         }
     }
+}
+
+/// Delivers the deliverable pending signals of `t` on its way back to user mode with `regs`:
+/// default actions, or one handler frame. Err(Some(sig)): the program dies of `sig`; Err(None):
+/// the program is ending.
+fn deliver_pending(p: &Process, t: &mut Thread, regs: &mut kvm_regs) -> Result<(), Option<i32>> {
+    loop {
+        let pending = t.status.pending.load(Ordering::SeqCst);
+        let deliverable = pending & !t.sigmask;
+        if deliverable == 0 {
+            return Ok(());
+        }
+        let sig = u64::from(deliverable.trailing_zeros()) + 1;
+        t.status
+            .pending
+            .fetch_and(!(1 << (sig - 1)), Ordering::SeqCst);
+        match p.signals.disposition(sig) {
+            Disposition::Ignore => continue,
+            Disposition::Terminate => {
+                p.exit(ExitStatus::Signal(sig as i32));
+                return Err(None);
+            }
+            Disposition::Handler => {
+                let act = p.signals.get(sig);
+                let info = SigInfo {
+                    code: -6, // SI_TKILL
+                    pid: p.pid,
+                    // SAFETY: getuid has no arguments and cannot fail.
+                    uid: unsafe { libc::getuid() },
+                    ..Default::default()
+                };
+                return match sigframe::setup(p, t, sig, &act, &info, regs) {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Some(libc::SIGSEGV)),
+                };
+            }
+        }
+    }
+}
+
+/// A CPU fault with a handler installed (and not blocked) runs the handler on `regs`, the
+/// interrupted user context; returns false when the fault must kill (Linux's force_sig_fault).
+fn fault_to_handler(
+    p: &Process,
+    t: &mut Thread,
+    sig: u64,
+    info: &SigInfo,
+    mut regs: kvm_regs,
+) -> bool {
+    if p.signals.disposition(sig) != Disposition::Handler || t.sigmask & (1 << (sig - 1)) != 0 {
+        return false;
+    }
+    let act = p.signals.get(sig);
+    if sigframe::setup(p, t, sig, &act, info, &mut regs).is_err() {
+        return false;
+    }
+    t.vcpu.resume_user(&regs, None).is_ok()
+}
+
+/// si_code of a CPU fault.
+fn fault_code(vector: u8) -> i32 {
+    match vector {
+        0 => 1,       // FPE_INTDIV
+        6 => 2,       // ILL_ILLOPN
+        14 => 1,      // SEGV_MAPERR (2, ACCERR, when the page was present)
+        16 | 19 => 7, // FPE_FLTINV
+        17 => 1,      // BUS_ADRALN
+        _ => 0x80,    // SI_KERNEL
+    }
+}
+
+/// The user context interrupted by exception `vector`: the vCPU's general registers (the stubs
+/// change none) with rip, rflags and rsp from the frame the CPU pushed on the exception stack,
+/// and the error code. None if the frame is not a user-mode one.
+fn user_context_of_exception(p: &Process, t: &Thread, vector: u8) -> Option<(kvm_regs, u64)> {
+    use vm_memory::{Bytes, GuestAddress};
+    let regs = t.vcpu.regs().ok()?;
+    let has_error = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+    let base = regs.rsp;
+    if !(crate::memory::layout::KERNEL_AREA_END / 2..crate::memory::layout::KERNEL_AREA_END - 64)
+        .contains(&base)
+    {
+        return None;
+    }
+    let word = |i: u64| -> Option<u64> {
+        p.vm.memory()
+            .guest()
+            .read_obj::<u64>(GuestAddress(base + 8 * i))
+            .ok()
+    };
+    let (err, at) = if has_error { (word(0)?, 1) } else { (0, 0) };
+    let (rip, cs, rflags, rsp) = (word(at)?, word(at + 1)?, word(at + 2)?, word(at + 3)?);
+    if cs & 3 != 3 {
+        return None;
+    }
+    let mut r = regs;
+    r.rip = rip;
+    r.rflags = rflags;
+    r.rsp = rsp;
+    Some((r, err))
 }
 
 /// The user rip of an exception, from the frame the CPU pushed on the exception stack.

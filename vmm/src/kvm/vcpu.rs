@@ -109,6 +109,10 @@ impl Vcpu {
         ioctl("KVM_GET_FPU", self.fd.get_fpu())
     }
 
+    pub fn set_fpu(&self, fpu: &kvm_fpu) -> Result<(), VcpuError> {
+        ioctl("KVM_SET_FPU", self.fd.set_fpu(fpu))
+    }
+
     /// Registers as of the last exit.
     pub fn regs(&self) -> Result<kvm_regs, VcpuError> {
         if self.sync {
@@ -146,18 +150,19 @@ impl Vcpu {
         }
     }
 
-    /// Completes a system call: back to user mode after the `syscall` instruction with `rax = ret`.
-    /// `fs_base` is Some when the call changed it (arch_prctl).
-    pub fn return_from_syscall(
-        &mut self,
-        regs: &mut kvm_regs,
-        ret: u64,
-        fs_base: Option<u64>,
-    ) -> Result<(), VcpuError> {
-        regs.rax = ret;
-        regs.rip = regs.rcx;
+    /// Completes a system call: back to user mode after the `syscall` instruction with `rax = ret`
+    /// (the registers a sysret would produce).
+    pub fn syscall_return_regs(regs: &kvm_regs, ret: u64) -> kvm_regs {
+        let mut r = *regs;
+        r.rax = ret;
+        r.rip = regs.rcx;
         // As sysret does: rflags from r11, without RF/VM, with the reserved bit 1 set.
-        regs.rflags = (regs.r11 & 0x3c_7fd7) | 0x2;
+        r.rflags = (regs.r11 & 0x3c_7fd7) | 0x2;
+        r
+    }
+
+    /// Returns to user mode with `regs`; `fs_base` is Some when it changed (arch_prctl).
+    pub fn resume_user(&mut self, regs: &kvm_regs, fs_base: Option<u64>) -> Result<(), VcpuError> {
         self.set_regs(regs)?;
         // Architecturally `syscall` enters CPL0 and we must restore the user segments; PVM keeps
         // the vCPU at CPL3 (the stub runs in user mode), and then sregs need no write at all,
