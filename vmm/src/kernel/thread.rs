@@ -92,7 +92,7 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
         };
         match exit {
             Exit::Syscall => {
-                let mut regs = match t.vcpu.regs() {
+                let regs = match t.vcpu.regs() {
                     Ok(r) => r,
                     Err(e) => {
                         eprintln!("popvmm: thread {}: {e}", t.tid);
@@ -118,12 +118,13 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                     eprintln!("popvmm: thread {}: {e}", t.tid);
                     return fatal(&p, &t, libc::SIGKILL);
                 }
-                let _ = &mut regs;
             }
             Exit::Exception(v) => {
+                let sig = signal_for_vector(v);
+                let ctx = user_context_of_exception(&p, &t, v);
+                let cr2 = t.vcpu.sregs().map(|s| s.cr2).unwrap_or(0);
                 if p.config.verbose >= 1 {
-                    let rip = exception_rip(&p, &t);
-                    let cr2 = t.vcpu.sregs().map(|s| s.cr2).unwrap_or(0);
+                    let rip = ctx.map_or(0, |(r, _)| r.rip);
                     p.log(
                         1,
                         format_args!(
@@ -132,28 +133,12 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                         ),
                     );
                     if p.config.verbose >= 3 {
-                        use vm_memory::{Bytes, GuestAddress};
-                        let mut regs = t.vcpu.regs().unwrap_or_default();
-                        if regs.rsp >= crate::memory::layout::KERNEL_AREA_END - 64 {
-                            regs.rsp = crate::memory::layout::EXCEPTION_STACK_TOP - 48;
-                        }
-                        let frame: Vec<u64> = (0..6u64)
-                            .map(|i| {
-                                p.vm.memory()
-                                    .guest()
-                                    .read_obj::<u64>(GuestAddress(regs.rsp + 8 * i))
-                                    .unwrap_or(0)
-                            })
-                            .collect();
                         eprintln!(
-                            "popvmm: regs {regs:x?}\npopvmm: frame {frame:x?}\npopvmm: sregs {:x?}",
+                            "popvmm: user context {ctx:x?}\npopvmm: sregs {:x?}",
                             t.vcpu.sregs()
                         );
                     }
                 }
-                let sig = signal_for_vector(v);
-                let ctx = user_context_of_exception(&p, &t, v);
-                let cr2 = t.vcpu.sregs().map(|s| s.cr2).unwrap_or(0);
                 let info = SigInfo {
                     code: fault_code(v),
                     addr: match v {
@@ -302,30 +287,6 @@ fn user_context_of_exception(p: &Process, t: &Thread, vector: u8) -> Option<(kvm
     r.rflags = rflags;
     r.rsp = rsp;
     Some((r, err))
-}
-
-/// The user rip of an exception, from the frame the CPU pushed on the exception stack.
-fn exception_rip(p: &Process, t: &Thread) -> u64 {
-    use vm_memory::{Bytes, GuestAddress};
-    let Ok(regs) = t.vcpu.regs() else { return 0 };
-    // Only our exception stack is read here (it is in the always-accessible kernel area).
-    if regs.rsp >= crate::memory::layout::KERNEL_AREA_END - 64 {
-        return 0;
-    }
-    // The frame is (error code,) rip, cs, rflags, rsp, ss; report the first value that looks like
-    // a user address. This is diagnostics only.
-    for off in [0u64, 8] {
-        if let Ok(v) =
-            p.vm.memory()
-                .guest()
-                .read_obj::<u64>(GuestAddress(regs.rsp + off))
-        {
-            if v >= crate::memory::layout::KERNEL_AREA_END {
-                return v;
-            }
-        }
-    }
-    0
 }
 
 fn fatal(p: &Process, t: &Thread, sig: i32) {
