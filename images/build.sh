@@ -22,8 +22,8 @@ build() {
     mv "$out.tmp" "$out"
 }
 
-ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals)
-PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals)
+ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread)
+PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm

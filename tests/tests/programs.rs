@@ -127,3 +127,10 @@ fn signal_handlers_frames_altstack_masks_and_faults() {
         compare(&prog, &[], &[]);
     }
 }
+
+#[test]
+fn signals_between_threads_running_blocked_asleep_and_cancel() {
+    for libc in LIBCS {
+        compare(&format!("{libc}/sigthread"), &[], &[]);
+    }
+}

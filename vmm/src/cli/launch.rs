@@ -164,6 +164,12 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     let rsp = stack::build(&p, &image, &args.program, &env, &program)
         .map_err(|e| LaunchError::Load(program.clone(), e))?;
 
+    crate::kernel::thread::install_kick_handler().map_err(|e| {
+        island_err(&format!(
+            "cannot install the vCPU kick handler: errno {}",
+            e.0
+        ))
+    })?;
     let mut vcpu = p.take_vcpu().map_err(|e| island_err(&e))?;
     let regs = kvm_regs {
         rip: image.entry,

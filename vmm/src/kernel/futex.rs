@@ -14,6 +14,9 @@ use super::Errno;
 
 pub const BITSET_MATCH_ANY: u32 = u32::MAX;
 
+/// How often a blocked waiter checks for a signal to deliver.
+pub const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Reads a futex word (through `UserMemory`), under the table lock.
 pub type ReadWord<'a> = &'a dyn Fn() -> Result<u32, Errno>;
 
@@ -53,6 +56,7 @@ impl FutexTable {
         bitset: u32,
         deadline: Option<Instant>,
         read_word: impl FnOnce() -> Result<u32, Errno>,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<(), Errno> {
         if bitset == 0 {
             return Err(Errno::EINVAL);
@@ -71,27 +75,31 @@ impl FutexTable {
             q.entry(addr).or_default().push_back(Arc::clone(&waiter));
         }
         let mut woken = lock(&waiter.woken);
+        let mut why = Errno::ETIMEDOUT;
         while !*woken {
-            match deadline {
-                None => woken = waiter.cv.wait(woken).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    woken = waiter
-                        .cv
-                        .wait_timeout(woken, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
+            // Sleep in slices so that a signal sent to this thread interrupts the wait (EINTR)
+            // within SIGNAL_CHECK.
+            let now = Instant::now();
+            let slice = match deadline {
+                Some(d) if now >= d => break,
+                Some(d) => (d - now).min(SIGNAL_CHECK),
+                None => SIGNAL_CHECK,
+            };
+            woken = waiter
+                .cv
+                .wait_timeout(woken, slice)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if !*woken && interrupted() {
+                why = Errno::EINTR;
+                break;
             }
         }
         if *woken {
             return Ok(());
         }
         drop(woken);
-        // Timed out: leave the queue unless a waker got us in the meantime.
+        // Timed out or interrupted: leave the queue unless a waker got us in the meantime.
         let mut q = lock(&self.queues);
         if *lock(&waiter.woken) {
             return Ok(());
@@ -103,7 +111,7 @@ impl FutexTable {
                 q.remove(&key);
             }
         }
-        Err(Errno::ETIMEDOUT)
+        Err(why)
     }
 
     fn wake_locked(
@@ -217,16 +225,24 @@ mod tests {
     fn wait_checks_value_and_times_out() {
         let t = FutexTable::default();
         assert_eq!(
-            t.wait(8, 1, BITSET_MATCH_ANY, None, || Ok(2)),
+            t.wait(8, 1, BITSET_MATCH_ANY, None, || Ok(2), &|| false),
             Err(Errno::EAGAIN)
         );
         let d = Instant::now() + Duration::from_millis(20);
         assert_eq!(
-            t.wait(8, 1, BITSET_MATCH_ANY, Some(d), || Ok(1)),
+            t.wait(8, 1, BITSET_MATCH_ANY, Some(d), || Ok(1), &|| false),
             Err(Errno::ETIMEDOUT)
         );
         assert_eq!(t.waiters(8), 0);
-        assert_eq!(t.wait(8, 1, 0, None, || Ok(1)), Err(Errno::EINVAL));
+        assert_eq!(
+            t.wait(8, 1, BITSET_MATCH_ANY, None, || Ok(1), &|| true),
+            Err(Errno::EINTR)
+        );
+        assert_eq!(t.waiters(8), 0);
+        assert_eq!(
+            t.wait(8, 1, 0, None, || Ok(1), &|| false),
+            Err(Errno::EINVAL)
+        );
     }
 
     fn wait_until_queued(t: &FutexTable, addr: u64, n: usize) {
@@ -242,7 +258,14 @@ mod tests {
         let spawn = |bits: u32| {
             let (t, word) = (Arc::clone(&t), Arc::clone(&word));
             std::thread::spawn(move || {
-                t.wait(16, 0, bits, None, || Ok(word.load(Ordering::SeqCst)))
+                t.wait(
+                    16,
+                    0,
+                    bits,
+                    None,
+                    || Ok(word.load(Ordering::SeqCst)),
+                    &|| false,
+                )
             })
         };
         let a = spawn(0b01);
@@ -263,7 +286,9 @@ mod tests {
         let hs: Vec<_> = (0..3)
             .map(|_| {
                 let t = Arc::clone(&t);
-                std::thread::spawn(move || t.wait(32, 7, BITSET_MATCH_ANY, None, || Ok(7)))
+                std::thread::spawn(move || {
+                    t.wait(32, 7, BITSET_MATCH_ANY, None, || Ok(7), &|| false)
+                })
             })
             .collect();
         wait_until_queued(&t, 32, 3);

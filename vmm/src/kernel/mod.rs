@@ -145,6 +145,8 @@ pub struct ThreadStatus {
     pub syscalls: AtomicU64,
     /// Signals sent to this thread and not delivered yet (bit n-1 for signal n).
     pub pending: AtomicU64,
+    /// The host thread (pthread_t) running this thread's vCPU, to kick it; 0 before it starts.
+    pub host_thread: AtomicU64,
 }
 
 impl ThreadStatus {
@@ -156,6 +158,7 @@ impl ThreadStatus {
             rip: AtomicU64::new(0),
             syscalls: AtomicU64::new(0),
             pending: AtomicU64::new(0),
+            host_thread: AtomicU64::new(0),
         }
     }
 
@@ -281,6 +284,21 @@ impl Process {
 
     pub fn threads(&self) -> Vec<Arc<ThreadStatus>> {
         lock(&self.threads).values().cloned().collect()
+    }
+
+    /// Interrupts thread `tid` wherever it is (guest code, KVM_RUN, a blocking host call) so that
+    /// it looks at its pending signals. Under the thread table's lock: a thread leaves the table
+    /// before its host thread ends, so the pthread_t is alive while we signal it.
+    pub fn kick(&self, tid: u32) {
+        let threads = lock(&self.threads);
+        if let Some(t) = threads.get(&tid) {
+            let host = t.host_thread.load(Ordering::SeqCst);
+            if host != 0 {
+                // SAFETY: `host` is the pthread_t of a live thread (see above); the signal's
+                // handler only sets the vCPU's immediate_exit flag.
+                unsafe { libc::pthread_kill(host as libc::pthread_t, thread::kick_signal()) };
+            }
+        }
     }
 
     pub fn thread(&self, tid: u32) -> Option<Arc<ThreadStatus>> {

@@ -405,24 +405,45 @@ fn duration_until(clock: i32, abs: Timespec) -> Result<Duration, Errno> {
 }
 
 /// nanosleep and clock_nanosleep (TIMER_ABSTIME in `flags`).
-fn sys_nanosleep(
-    p: &Process,
-    t: &Thread,
-    clock: i32,
-    flags: u64,
-    req: u64,
-    _rem: u64,
-) -> SysResult {
+fn sys_nanosleep(p: &Process, t: &Thread, clock: i32, flags: u64, req: u64, rem: u64) -> SysResult {
     valid_clock(clock as u64)?;
     let ts = read_timespec(p, req)?;
-    let d = if flags & libc::TIMER_ABSTIME as u64 != 0 {
+    let absolute = flags & libc::TIMER_ABSTIME as u64 != 0;
+    let d = if absolute {
         duration_until(clock, ts)?
     } else {
         Duration::new(ts.sec as u64, ts.nsec as u32)
     };
     t.status.set(ThreadState::Blocked);
-    std::thread::sleep(d);
-    Ok(0)
+    // In slices, so that a signal for this thread interrupts the sleep (EINTR, as Linux).
+    let end = Instant::now().checked_add(d);
+    loop {
+        let now = Instant::now();
+        let left = match end {
+            Some(e) if now >= e => return Ok(0),
+            Some(e) => e - now,
+            None => super::futex::SIGNAL_CHECK,
+        };
+        std::thread::sleep(left.min(super::futex::SIGNAL_CHECK));
+        if signal_deliverable(t) {
+            // A relative sleep reports the time it had left.
+            if !absolute && rem != 0 {
+                let left = end.map_or(Duration::MAX, |e| {
+                    e.saturating_duration_since(Instant::now())
+                });
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&(left.as_secs().min(i64::MAX as u64)).to_le_bytes());
+                b[8..].copy_from_slice(&u64::from(left.subsec_nanos()).to_le_bytes());
+                p.user.write(rem, &b)?;
+            }
+            return Err(Errno::EINTR);
+        }
+    }
+}
+
+/// Whether a signal is pending for `t` and not blocked (a blocking call must return EINTR).
+pub fn signal_deliverable(t: &Thread) -> bool {
+    t.status.pending.load(Ordering::SeqCst) & !t.sigmask != 0
 }
 
 fn sys_futex(p: &Process, t: &Thread, a: [u64; 6]) -> SysResult {
@@ -455,8 +476,9 @@ fn sys_futex(p: &Process, t: &Thread, a: [u64; 6]) -> SysResult {
                 Instant::now().checked_add(d)
             };
             t.status.set(ThreadState::Blocked);
+            let interrupted = || signal_deliverable(t);
             p.futexes
-                .wait(uaddr, val, bitset, deadline, read_word)
+                .wait(uaddr, val, bitset, deadline, read_word, &interrupted)
                 .map(|_| 0)
         }
         libc::FUTEX_WAKE => p.futexes.wake(uaddr, val, BITSET_MATCH_ANY).map(u64::from),
@@ -663,6 +685,9 @@ fn deliver(
         }
         _ => {
             target.pending.fetch_or(bit, Ordering::SeqCst);
+            if !to_self {
+                p.kick(target.tid);
+            }
             Action::Return(0)
         }
     }

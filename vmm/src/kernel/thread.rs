@@ -2,6 +2,7 @@
 //! `KVM_RUN`. This module holds the per-thread state, the vCPU loop (system calls, faults),
 //! clone/clone3, and thread exit.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use kvm_bindings::kvm_regs;
@@ -67,11 +68,53 @@ pub fn spawn(p: &Arc<Process>, t: Thread) -> Result<(), Errno> {
         .map_err(|_| Errno::EAGAIN)
 }
 
+thread_local! {
+    /// This host thread's vCPU `immediate_exit` flag, for `on_kick`.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// The host signal that kicks a vCPU thread out of KVM_RUN or a blocking host call.
+pub fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Async-signal-safe: a const-initialised thread-local read and one byte store. Setting
+    // immediate_exit makes a KVM_RUN that is about to start return at once, closing the race
+    // with a signal that arrives just before it.
+    let flag = IMMEDIATE_EXIT.with(|c| c.get());
+    if !flag.is_null() {
+        // SAFETY: the pointer is this thread's vCPU's kvm_run field, mapped while the vCPU lives
+        // (the thread clears it before giving the vCPU away).
+        unsafe { std::ptr::write_volatile(flag, 1) };
+    }
+}
+
+/// Installs the kick handler (once per process, before the first vCPU thread starts). Without
+/// SA_RESTART, so that a blocking host call of the island kernel returns EINTR.
+pub fn install_kick_handler() -> Result<(), Errno> {
+    vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
+        .map_err(|e| Errno(e.errno()))
+}
+
 /// The vCPU loop of one thread.
 pub fn run(p: Arc<Process>, mut t: Thread) {
+    IMMEDIATE_EXIT.with(|c| c.set(t.vcpu.immediate_exit_ptr()));
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    t.status.host_thread.store(me as u64, Ordering::SeqCst);
+    let end = run_loop(&p, &mut t);
+    IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
+    if let Some(code) = end {
+        exit_thread(&p, t, code);
+    }
+}
+
+/// Runs the thread until it exits (Some(code)) or the program ends (None).
+fn run_loop(p: &Arc<Process>, t: &mut Thread) -> Option<i32> {
     loop {
         if p.exiting() {
-            return;
+            return None;
         }
         t.status.set(ThreadState::Running);
         if p.first_entry_ns.load(std::sync::atomic::Ordering::Relaxed) == 0 {
@@ -87,7 +130,7 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("popvmm: thread {}: {e}", t.tid);
-                return fatal(&p, &t, libc::SIGKILL);
+                return fatal(p, t, libc::SIGKILL);
             }
         };
         match exit {
@@ -96,32 +139,42 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                     Ok(r) => r,
                     Err(e) => {
                         eprintln!("popvmm: thread {}: {e}", t.tid);
-                        return fatal(&p, &t, libc::SIGKILL);
+                        return fatal(p, t, libc::SIGKILL);
                     }
                 };
                 t.status.set_rip(regs.rcx);
                 t.status.set(ThreadState::InKernel);
-                let mut back = match dispatch(&p, &mut t, &regs) {
+                let mut back = match dispatch(p, t, &regs) {
                     Action::Return(v) => Vcpu::syscall_return_regs(&regs, v),
                     Action::Restore(r) => r,
-                    Action::ExitThread(code) => return exit_thread(&p, t, code),
-                    Action::Stop => return,
+                    Action::ExitThread(code) => return Some(code),
+                    Action::Stop => return None,
                 };
+                // A slow call interrupted by a signal whose handler has SA_RESTART is restarted
+                // after the handler, as Linux does: back to the `syscall` instruction.
+                if back.rax == (-libc::EINTR) as u64 && restartable(regs.rax) {
+                    if let Some(sig) = next_deliverable(t) {
+                        if p.signals.get(sig).flags & SA_RESTART != 0 {
+                            back.rip = back.rip.wrapping_sub(2);
+                            back.rax = regs.rax;
+                        }
+                    }
+                }
                 // Signals sent to this thread are delivered on its way back to user mode.
-                match deliver_pending(&p, &mut t, &mut back) {
+                match deliver_pending(p, t, &mut back) {
                     Ok(()) => {}
-                    Err(None) => return,
-                    Err(Some(sig)) => return fatal(&p, &t, sig),
+                    Err(None) => return None,
+                    Err(Some(sig)) => return fatal(p, t, sig),
                 }
                 let fs = t.new_fs_base.take();
                 if let Err(e) = t.vcpu.resume_user(&back, fs) {
                     eprintln!("popvmm: thread {}: {e}", t.tid);
-                    return fatal(&p, &t, libc::SIGKILL);
+                    return fatal(p, t, libc::SIGKILL);
                 }
             }
             Exit::Exception(v) => {
                 let sig = signal_for_vector(v);
-                let ctx = user_context_of_exception(&p, &t, v);
+                let ctx = user_context_of_exception(p, t, v);
                 let cr2 = t.vcpu.sregs().map(|s| s.cr2).unwrap_or(0);
                 if p.config.verbose >= 1 {
                     let rip = ctx.map_or(0, |(r, _)| r.rip);
@@ -150,8 +203,8 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                     ..Default::default()
                 };
                 match ctx {
-                    Some((r, _)) if fault_to_handler(&p, &mut t, sig as u64, &info, r) => continue,
-                    _ => return fatal(&p, &t, sig),
+                    Some((r, _)) if fault_to_handler(p, t, sig as u64, &info, r) => continue,
+                    _ => return fatal(p, t, sig),
                 }
             }
             Exit::MemoryFault | Exit::Mmio(_) => {
@@ -168,25 +221,58 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
                     trapno: 14,
                     ..Default::default()
                 };
-                if fault_to_handler(&p, &mut t, libc::SIGSEGV as u64, &info, regs) {
+                if fault_to_handler(p, t, libc::SIGSEGV as u64, &info, regs) {
                     continue;
                 }
-                return fatal(&p, &t, libc::SIGSEGV);
+                return fatal(p, t, libc::SIGSEGV);
             }
             Exit::UserPortIo(port) => {
                 if !p.config.allow_port_io {
                     // Linux runs programs with IOPL 0: port I/O raises #GP, i.e. SIGSEGV.
                     p.log(1, format_args!("thread {}: port I/O to {port:#x}", t.tid));
-                    return fatal(&p, &t, libc::SIGSEGV);
+                    return fatal(p, t, libc::SIGSEGV);
                 }
             }
-            Exit::Interrupted => {}
+            Exit::Interrupted => {
+                // A kick (a signal for this thread) or a host signal: deliver what is pending if
+                // the vCPU stopped in the program's own code.
+                t.vcpu.clear_immediate_exit();
+                if next_deliverable(t).is_some() {
+                    let in_user = t.vcpu.sregs().is_ok_and(|s| s.cs.dpl == 3);
+                    if let (true, Ok(mut regs)) = (in_user, t.vcpu.regs()) {
+                        if regs.rip >= crate::memory::layout::KERNEL_AREA_END {
+                            match deliver_pending(p, t, &mut regs) {
+                                Ok(()) => {}
+                                Err(None) => return None,
+                                Err(Some(sig)) => return fatal(p, t, sig),
+                            }
+                            if t.vcpu.resume_user(&regs, None).is_err() {
+                                return fatal(p, t, libc::SIGKILL);
+                            }
+                        }
+                    }
+                }
+            }
             Exit::Fatal(what) => {
                 eprintln!("popvmm: thread {}: the vCPU cannot continue: {what}", t.tid);
-                return fatal(&p, &t, libc::SIGKILL);
+                return fatal(p, t, libc::SIGKILL);
             }
         }
     }
+}
+
+const SA_RESTART: u64 = 0x1000_0000;
+
+/// System calls Linux restarts after a handler with SA_RESTART (read, write, readv, writev,
+/// pread, pwrite, futex); nanosleep and poll always answer EINTR.
+fn restartable(nr: u64) -> bool {
+    matches!(nr, 0 | 1 | 17 | 18 | 19 | 20 | 202)
+}
+
+/// The lowest pending signal `t` does not block.
+fn next_deliverable(t: &Thread) -> Option<u64> {
+    let d = t.status.pending.load(Ordering::SeqCst) & !t.sigmask;
+    (d != 0).then(|| u64::from(d.trailing_zeros()) + 1)
 }
 
 /// Delivers the deliverable pending signals of `t` on its way back to user mode with `regs`:
@@ -289,9 +375,10 @@ fn user_context_of_exception(p: &Process, t: &Thread, vector: u8) -> Option<(kvm
     Some((r, err))
 }
 
-fn fatal(p: &Process, t: &Thread, sig: i32) {
+fn fatal(p: &Process, t: &Thread, sig: i32) -> Option<i32> {
     t.status.set(ThreadState::Exited);
     p.exit(ExitStatus::Signal(sig));
+    None
 }
 
 /// exit(2): CLONE_CHILD_CLEARTID handling, then the vCPU goes back to the pool.

@@ -67,6 +67,16 @@ impl Vcpu {
         self.id
     }
 
+    /// Address of this vCPU's `kvm_run.immediate_exit`, for a signal handler that must stop the
+    /// next (or current) KVM_RUN: the `kvm_run` mapping lives as long as the vCPU.
+    pub fn immediate_exit_ptr(&mut self) -> *mut u8 {
+        &mut self.fd.get_kvm_run().immediate_exit as *mut u8
+    }
+
+    pub fn clear_immediate_exit(&mut self) {
+        self.fd.set_kvm_immediate_exit(0);
+    }
+
     /// Puts the vCPU in user mode at `regs` with fs base `fs_base` and the given FPU state
     /// (a fresh one when None). Used for the first thread and for every clone.
     pub fn start_user(
