@@ -22,7 +22,7 @@ build() {
     mv "$out.tmp" "$out"
 }
 
-ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread)
+ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread)
 
 for p in "${ALL[@]}"; do

@@ -134,3 +134,8 @@ fn signals_between_threads_running_blocked_asleep_and_cancel() {
         compare(&format!("{libc}/sigthread"), &[], &[]);
     }
 }
+
+#[test]
+fn robust_mutex_of_a_dead_thread() {
+    compare("glibc/robust", &[], &[]);
+}

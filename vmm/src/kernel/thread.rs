@@ -383,6 +383,7 @@ fn fatal(p: &Process, t: &Thread, sig: i32) -> Option<i32> {
 
 /// exit(2): CLONE_CHILD_CLEARTID handling, then the vCPU goes back to the pool.
 fn exit_thread(p: &Arc<Process>, t: Thread, code: i32) {
+    exit_robust_list(p, &t);
     if t.clear_child_tid != 0 {
         // Linux ignores a fault here; so do we.
         if p.user.write_obj(t.clear_child_tid, 0u32).is_ok() {
@@ -394,6 +395,67 @@ fn exit_thread(p: &Arc<Process>, t: Thread, code: i32) {
     let tid = t.tid;
     p.park_vcpu(t.vcpu);
     p.thread_exited(tid, code);
+}
+
+const FUTEX_WAITERS: u32 = 0x8000_0000;
+const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Linux's bound on the robust list walk (ROBUST_LIST_LIMIT), against cycles.
+const ROBUST_LIST_LIMIT: usize = 2048;
+
+/// Robust futexes (set_robust_list): a thread that exits holding one marks it FUTEX_OWNER_DIED
+/// and wakes a waiter, as Linux's exit_robust_list does. A bad list only stops the walk.
+fn exit_robust_list(p: &Process, t: &Thread) {
+    if t.robust_list == 0 {
+        return;
+    }
+    // struct robust_list_head { next, futex_offset, list_op_pending }
+    let head = t.robust_list;
+    let (Ok(mut entry), Ok(offset), Ok(pending)) = (
+        p.user.read_obj::<u64>(head),
+        p.user.read_obj::<i64>(head + 8),
+        p.user.read_obj::<u64>(head + 16),
+    ) else {
+        return;
+    };
+    let handle = |e: u64| {
+        let word = (e & !1).wrapping_add(offset as u64);
+        let _ = p
+            .user
+            .with_atomic_u32(word, super::vma::Access::Write, |a| {
+                let mut cur = a.load(Ordering::SeqCst);
+                loop {
+                    if cur & FUTEX_TID_MASK != t.tid {
+                        return false;
+                    }
+                    let new = (cur & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+                    match a.compare_exchange(cur, new, Ordering::SeqCst, Ordering::SeqCst) {
+                        Ok(_) => return cur & FUTEX_WAITERS != 0,
+                        Err(now) => cur = now,
+                    }
+                }
+            })
+            .map(|wake| {
+                if wake {
+                    let _ = p.futexes.wake(word, 1, super::futex::BITSET_MATCH_ANY);
+                }
+            });
+    };
+    let mut n = 0;
+    while entry != head && entry != 0 && n < ROBUST_LIST_LIMIT {
+        let Ok(next) = p.user.read_obj::<u64>(entry) else {
+            return;
+        };
+        // The entry being taken or released when the thread died is handled last.
+        if entry != pending {
+            handle(entry);
+        }
+        entry = next;
+        n += 1;
+    }
+    if pending != 0 {
+        handle(pending);
+    }
 }
 
 /// Arguments of clone/clone3 (already decoded).
