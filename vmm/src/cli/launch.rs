@@ -190,6 +190,16 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     spawn(&p, main)
         .map_err(|e| island_err(&format!("cannot start the vCPU thread: errno {}", e.0)))?;
     let status = p.wait_exit();
+    // Let a system call already under way on another thread (a write, typically) finish before
+    // popvmm exits and adds its own last line: Linux would not cut it in half either.
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    while Instant::now() < deadline
+        && p.threads()
+            .iter()
+            .any(|t| t.state() == crate::kernel::ThreadState::InKernel)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 
     if args.stats {
         print_stats(&p);

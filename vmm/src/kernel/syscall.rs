@@ -177,7 +177,9 @@ fn dispatch_inner(
         95 => Ok(p.umask.swap((a[0] & 0o777) as u32, Ordering::Relaxed) as u64),
         96 => sys_gettimeofday(p, a[0], a[1]),
         97 => sys_prlimit(p, 0, a[0], 0, a[1]),
+        98 => sys_getrusage(p, a[0] as i32, a[1]),
         99 => sys_sysinfo(p, a[0]),
+        100 => sys_times(p, a[0]),
         102 | 104 | 107 | 108 => Ok(identity(nr)),
         110 => Ok(std::os::unix::process::parent_id() as u64),
         111 | 124 => Ok(p.pid as u64),
@@ -780,6 +782,31 @@ fn sys_uname(p: &Process, buf: u64) -> SysResult {
     out[65..65 + node.len()].copy_from_slice(node.as_bytes());
     p.user.write(buf, &out)?;
     Ok(0)
+}
+
+/// getrusage: popvmm's own usage (guest time counts as the vCPU threads' user time).
+fn sys_getrusage(p: &Process, who: i32, buf: u64) -> SysResult {
+    let host_who = match who {
+        libc::RUSAGE_SELF | libc::RUSAGE_CHILDREN | libc::RUSAGE_THREAD => who,
+        _ => return Err(Errno::EINVAL),
+    };
+    let mut out = [0u8; std::mem::size_of::<libc::rusage>()];
+    // SAFETY: getrusage writes one `struct rusage` into `out`, which has exactly its size.
+    if unsafe { libc::getrusage(host_who, out.as_mut_ptr().cast()) } != 0 {
+        return Err(Errno::last());
+    }
+    p.user.write(buf, &out)?;
+    Ok(0)
+}
+
+fn sys_times(p: &Process, buf: u64) -> SysResult {
+    let mut out = [0u8; std::mem::size_of::<libc::tms>()];
+    // SAFETY: times writes one `struct tms` into `out`, which has exactly its size.
+    let r = unsafe { libc::times(out.as_mut_ptr().cast()) };
+    if buf != 0 {
+        p.user.write(buf, &out)?;
+    }
+    Ok(r as u64)
 }
 
 fn sys_sysinfo(p: &Process, buf: u64) -> SysResult {

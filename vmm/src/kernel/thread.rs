@@ -104,6 +104,7 @@ pub fn run(p: Arc<Process>, mut t: Thread) {
     let me = unsafe { libc::pthread_self() };
     t.status.host_thread.store(me as u64, Ordering::SeqCst);
     let end = run_loop(&p, &mut t);
+    t.status.set(ThreadState::Exited);
     IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
     if let Some(code) = end {
         exit_thread(&p, t, code);
