@@ -4,4 +4,9 @@
 //! process), cooperating only by messages to run one multithreaded program as if on one SMP machine.
 //! See `DESIGN` in the repository's README for the architecture; one module per concern.
 
+pub mod api;
 pub mod cli;
+pub mod kernel;
+pub mod kvm;
+pub mod loader;
+pub mod memory;

@@ -1,0 +1,142 @@
+//! popvmm launch itself: bad input, stdin, options.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use popvmm_tests::{images, island_with, popvmm};
+
+fn launch(args: &[&str]) -> std::process::Output {
+    Command::new(popvmm())
+        .arg("launch")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run popvmm")
+}
+
+#[test]
+fn not_an_elf_is_a_clear_error() {
+    let f = images().join("not-elf");
+    let o = launch(&["--", f.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(126));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not an ELF file"), "{err}");
+}
+
+#[test]
+fn missing_program_is_127() {
+    let o = launch(&["--", "/nonexistent/program"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/program"));
+}
+
+#[test]
+fn dynamically_linked_program_is_refused() {
+    // popvmm itself is a dynamically linked executable.
+    let o = launch(&["--", popvmm().to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(126));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("dynamically linked"), "{err}");
+}
+
+#[test]
+fn truncated_elf_is_refused() {
+    let dir = std::env::temp_dir().join(format!("popvmm-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let bytes = std::fs::read(images().join("glibc/hello")).expect("read hello");
+    for len in [3usize, 20, 64, 100, 4096] {
+        let f = dir.join(format!("t{len}"));
+        std::fs::write(&f, &bytes[..len]).expect("write");
+        let o = launch(&["--", f.to_str().expect("utf-8 path")]);
+        assert_eq!(o.status.code(), Some(126), "truncated at {len}");
+        assert!(!o.stderr.is_empty());
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn more_islands_not_yet() {
+    let f = images().join("glibc/hello");
+    let o = launch(&["--islands", "2", "--", f.to_str().expect("utf-8 path")]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn stdin_is_popvmms_stdin() {
+    let f = images().join("glibc/wait");
+    let mut child = Command::new(popvmm())
+        .args(["launch", "--"])
+        .arg(&f)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&[b'x'; 10_000]).expect("write");
+    drop(stdin);
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "waiting\nread 10000 bytes\n"
+    );
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn user_port_io_faults_unless_allowed() {
+    let r = island_with("glibc/outloop", &["10"], &[], &[]);
+    assert_eq!(r.code, Some(139));
+    let r = island_with("glibc/outloop", &["10"], &[], &["--allow-port-io"]);
+    assert_eq!(r.code, Some(0));
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "10 exits\n");
+}
+
+#[test]
+fn verbose_logs_unknown_syscalls_once_and_only_with_v() {
+    let quiet = island_with("glibc/efault", &[], &[], &[]);
+    assert!(!quiet.stderr_text().contains("popvmm:"));
+    let loud = island_with("glibc/efault", &[], &[], &["-v"]);
+    let err = loud.stderr_text();
+    assert_eq!(
+        err.matches("unsupported system call 999").count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn hostile_system_calls_cannot_hurt_popvmm() {
+    // Every system call number with hostile arguments (bad pointers, kernel-area and non-canonical
+    // addresses, huge lengths), then memory calls on a scratch area. The program reports reaching
+    // its end with status 42 (its stdout/stderr may have been closed by its own calls).
+    for prog in ["glibc/fuzz", "musl/fuzz"] {
+        let r = island_with(prog, &[], &[], &[]);
+        assert_eq!(r.code, Some(42), "{prog}: {}", r.stderr_text());
+        assert!(!r.stderr_text().contains("panicked"), "{prog}");
+    }
+}
+
+#[test]
+fn write_to_a_closed_pipe_is_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let prog = images().join("glibc/malloc");
+    let run = |cmd: &mut Command| {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        child.wait_with_output().expect("wait")
+    };
+    let native = run(&mut Command::new(&prog));
+    assert_eq!(native.status.signal(), Some(libc::SIGPIPE));
+    let island = run(Command::new(popvmm()).arg("launch").arg("--").arg(&prog));
+    assert_eq!(island.status.code(), Some(128 + libc::SIGPIPE));
+    // bash reports nothing for SIGPIPE; neither does popvmm.
+    assert!(
+        island.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&island.stderr)
+    );
+}

@@ -1,0 +1,242 @@
+//! `popvmm launch`: runs one static Linux program on an island and exits as it does.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use kvm_bindings::kvm_regs;
+
+use crate::kernel::thread::{spawn, Thread};
+use crate::kernel::{signal, ExitStatus, KernelConfig, Process};
+use crate::kvm::IslandVm;
+use crate::loader::{stack, ElfImage, LoaderError};
+use crate::memory::layout::ISLAND_MEMORY_SIZE;
+use crate::memory::IslandMemory;
+
+/// The environment a program gets unless `--env` adds to it.
+pub const DEFAULT_ENV: [&str; 2] = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"];
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Number of islands (only 1 until the multi-island layer lands).
+    #[arg(long, default_value_t = 1)]
+    pub islands: u32,
+    /// Host directory served read-only as the program's root (default: the program's directory).
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    /// Adds K=V to the program's environment (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Serve the control socket (HTTP/1.1 + JSON) on this Unix socket path.
+    #[arg(long)]
+    pub api_sock: Option<PathBuf>,
+    /// Diagnostics on stderr: -v unsupported calls and faults, -vv every system call.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Let the program's own port I/O exit to popvmm and continue (the benchmark's exit floor).
+    #[arg(long, hide = true)]
+    pub allow_port_io: bool,
+    /// Let anonymous memory fault in page by page as Linux does, instead of making new heap and
+    /// mmap memory (up to 64 MiB a call) resident at once; slower on first touch under KVM.
+    #[arg(long)]
+    pub no_prefault: bool,
+    /// Print start-up time and memory figures on stderr at exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// The program and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM [ARGS]..."
+    )]
+    pub program: Vec<String>,
+}
+
+/// Errors that stop a launch before the program runs.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("--islands {0}: only one island is supported so far")]
+    Islands(u32),
+    #[error("{0}: {1}")]
+    Load(String, LoaderError),
+    #[error("--env {0}: expected K=V")]
+    Env(String),
+    #[error("cannot create the island: {0}")]
+    Island(String),
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
+}
+
+impl LaunchError {
+    /// The shell's convention: 127 for a missing program, 126 for one that cannot be run.
+    fn status(&self) -> u8 {
+        match self {
+            LaunchError::Load(_, LoaderError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                127
+            }
+            LaunchError::Load(..) => 126,
+            _ => 1,
+        }
+    }
+}
+
+pub fn run(args: LaunchArgs) -> ExitCode {
+    let started = Instant::now();
+    match launch(args, started) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("popvmm: {e}");
+            ExitCode::from(e.status())
+        }
+    }
+}
+
+/// The program's path as it sees it: relative to the root when inside it.
+fn guest_exe_path(exe: &Path, root: &Path) -> String {
+    match exe.strip_prefix(root) {
+        Ok(rel) => format!("/{}", rel.display()),
+        Err(_) => exe.display().to_string(),
+    }
+}
+
+fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
+    if args.islands != 1 {
+        return Err(LaunchError::Islands(args.islands));
+    }
+    let program = args.program[0].clone();
+    let file = std::fs::read(&program).map_err(|source| {
+        LaunchError::Load(
+            program.clone(),
+            LoaderError::Read {
+                path: program.clone(),
+                source,
+            },
+        )
+    })?;
+    let image = ElfImage::parse(&file).map_err(|e| LaunchError::Load(program.clone(), e))?;
+    let exe = std::fs::canonicalize(&program).unwrap_or_else(|_| PathBuf::from(&program));
+    let rootfs = match &args.rootfs {
+        Some(r) => std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()),
+        None => exe
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/")),
+    };
+    let mut env: Vec<String> = DEFAULT_ENV.iter().map(|s| s.to_string()).collect();
+    for kv in &args.env {
+        let Some((k, _)) = kv.split_once('=') else {
+            return Err(LaunchError::Env(kv.clone()));
+        };
+        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+        env.push(kv.clone());
+    }
+    let config = KernelConfig {
+        rootfs: rootfs.clone(),
+        exe_path: guest_exe_path(&exe, &rootfs),
+        verbose: args.verbose,
+        allow_port_io: args.allow_port_io,
+        no_prefault: args.no_prefault,
+        island: 0,
+    };
+
+    let island_err = |e: &dyn std::fmt::Display| LaunchError::Island(e.to_string());
+    let phase = |what: &str| {
+        if args.verbose >= 3 {
+            eprintln!("popvmm: {:>8} us {what}", started.elapsed().as_micros());
+        }
+    };
+    phase("parsed");
+    let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
+    phase("memory reserved");
+    let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
+    phase("vm created");
+    let p = Process::new(vm, config, started).map_err(|e| island_err(&e))?;
+    image
+        .load(&p, &file)
+        .map_err(|e| LaunchError::Load(program.clone(), e))?;
+    drop(file);
+    phase("loaded");
+    let rsp = stack::build(&p, &image, &args.program, &env, &program)
+        .map_err(|e| LaunchError::Load(program.clone(), e))?;
+
+    crate::kernel::thread::install_kick_handler().map_err(|e| {
+        island_err(&format!(
+            "cannot install the vCPU kick handler: errno {}",
+            e.0
+        ))
+    })?;
+    let mut vcpu = p.take_vcpu().map_err(|e| island_err(&e))?;
+    let regs = kvm_regs {
+        rip: image.entry,
+        rsp,
+        rflags: 0x202,
+        ..Default::default()
+    };
+    vcpu.start_user(&regs, 0, None)
+        .map_err(|e| island_err(&e))?;
+    phase("vcpu ready");
+    let main = Thread::new(p.alloc_tid(), vcpu);
+    p.register_thread(Arc::clone(&main.status));
+
+    let _api = match &args.api_sock {
+        Some(path) => Some(crate::api::serve(path, Arc::clone(&p))?),
+        None => None,
+    };
+    spawn(&p, main)
+        .map_err(|e| island_err(&format!("cannot start the vCPU thread: errno {}", e.0)))?;
+    let status = p.wait_exit();
+    // Let a system call already under way on another thread (a write, typically) finish before
+    // popvmm exits and adds its own last line: Linux would not cut it in half either.
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    while Instant::now() < deadline
+        && p.threads()
+            .iter()
+            .any(|t| t.state() == crate::kernel::ThreadState::InKernel)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+
+    if args.stats {
+        print_stats(&p);
+    }
+    if let ExitStatus::Signal(sig) = status {
+        if let Some(msg) = signal::shell_message(sig) {
+            eprintln!("{msg}");
+        }
+    }
+    Ok(status.shell_status())
+}
+
+fn vm_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn print_stats(p: &Process) {
+    let first = p.first_entry_ns.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "popvmm: stats: startup_to_first_guest_entry_us={}",
+        first / 1000
+    );
+    if let (Some(total), Some(guest)) = (vm_rss_bytes(), p.vm.memory().resident_bytes()) {
+        eprintln!(
+            "popvmm: stats: rss_total_kib={} program_pages_kib={} popvmm_overhead_kib={}",
+            total / 1024,
+            guest / 1024,
+            total.saturating_sub(guest) / 1024
+        );
+    }
+}

@@ -1,0 +1,415 @@
+//! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise. The layout lives in
+//! `vma::AddressSpace`; this module applies each change to island memory on the host side
+//! (mprotect of the host mapping is how protection is enforced, MADV_DONTNEED is how pages are
+//! dropped), under the layout's write lock so no kernel access to user memory runs meanwhile.
+
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use super::vma::{AddressSpace, BrkChange, Prot, VmaError, VmaKind};
+use super::{Errno, Process, SysResult};
+use crate::memory::layout::{page_up, PAGE_SIZE};
+use crate::memory::{HostProt, IslandMemory};
+
+fn host_prot(p: Prot) -> HostProt {
+    if p.writable() {
+        HostProt::ReadWrite
+    } else if p.readable() {
+        HostProt::Read
+    } else {
+        HostProt::None
+    }
+}
+
+/// Largest anonymous mapping made resident when it is created (see `IslandMemory::populate`):
+/// larger ones (and MAP_NORESERVE ones) fault in on demand as on Linux.
+const POPULATE_MAX: u64 = 64 << 20;
+
+fn host_err(e: crate::memory::MemoryError) -> Errno {
+    // Host protection changes inside our own reservation fail only when the host is out of
+    // memory for page tables.
+    let _ = e;
+    Errno::ENOMEM
+}
+
+fn vma_err(e: VmaError) -> Errno {
+    match e {
+        VmaError::Invalid => Errno::EINVAL,
+        VmaError::NoMemory | VmaError::NotMapped => Errno::ENOMEM,
+    }
+}
+
+/// Maps `[start, start+len)` fresh (zero-filled), replacing what was there, lets `fill` write
+/// initial contents (the host range is writable during `fill`), then applies `prot`.
+pub fn map_fixed_with(
+    p: &Process,
+    start: u64,
+    len: u64,
+    prot: Prot,
+    kind: VmaKind,
+    fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    let mut space = p.user.layout_mut();
+    map_locked(p, &mut space, start, len, prot, kind, fill)
+}
+
+fn map_locked(
+    p: &Process,
+    space: &mut AddressSpace,
+    start: u64,
+    len: u64,
+    prot: Prot,
+    kind: VmaKind,
+    fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    // The heap, data segments and anonymous mmaps are worth making resident up front; the main
+    // stack (8 MiB, mostly untouched) is not.
+    let populate = !matches!(kind, VmaKind::Stack | VmaKind::File(_) | VmaKind::Reserved)
+        && !p.config.no_prefault;
+    let mem = p.user.island_memory();
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    space.map_fixed(start, len, prot, kind).map_err(vma_err)?;
+    // The layout and the host protection must agree (uaccess trusts the layout), so a host
+    // failure undoes the mapping.
+    let host =
+        p.vm.ensure_slots(start, len)
+            .map_err(|_| Errno::ENOMEM)
+            .and_then(|_| mem.discard(start, len).map_err(host_err))
+            .and_then(|_| {
+                mem.protect(start, len, HostProt::ReadWrite)
+                    .map_err(host_err)
+            });
+    if let Err(e) = host {
+        let _ = unmap_locked(space, mem, start, len);
+        return Err(e);
+    }
+    let filled = fill(mem.guest());
+    if let Err(e) = mem.protect(start, len, host_prot(prot)).map_err(host_err) {
+        let _ = unmap_locked(space, mem, start, len);
+        return Err(e);
+    }
+    if prot.writable() && populate && len <= POPULATE_MAX {
+        mem.populate(start, len);
+    }
+    filled
+}
+
+fn unmap_locked(
+    space: &mut AddressSpace,
+    mem: &IslandMemory,
+    start: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    for (s, e) in space.unmap(start, len).map_err(vma_err)? {
+        mem.discard(s, e - s).map_err(host_err)?;
+        mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
+    }
+    Ok(())
+}
+
+pub fn sys_brk(p: &Process, want: u64) -> SysResult {
+    let mem = p.user.island_memory();
+    let mut space = p.user.layout_mut();
+    let old = space.brk_value();
+    match space.brk(want) {
+        BrkChange::Unchanged(b) => Ok(b),
+        BrkChange::Grew(s, e) => {
+            if p.vm.ensure_slots(s, e - s).is_err()
+                || mem.protect(s, e - s, HostProt::ReadWrite).is_err()
+            {
+                // Undo: the layout must match the host protection. brk reports failure by
+                // returning the unchanged break.
+                space.brk(old);
+                return Ok(old);
+            }
+            if !p.config.no_prefault && e - s <= POPULATE_MAX {
+                mem.populate(s, e - s);
+            }
+            Ok(space.brk_value())
+        }
+        BrkChange::Shrank(s, e) => {
+            mem.discard(s, e - s).map_err(host_err)?;
+            mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
+            Ok(space.brk_value())
+        }
+    }
+}
+
+const PROT_MASK: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+
+pub fn sys_mmap(
+    p: &Process,
+    addr: u64,
+    len: u64,
+    prot: u64,
+    flags: u64,
+    fd: u64,
+    off: u64,
+) -> SysResult {
+    let flags = flags as i32;
+    let kind_flags = flags & libc::MAP_SHARED_VALIDATE;
+    if len == 0 || kind_flags == 0 || off % PAGE_SIZE != 0 || prot & !PROT_MASK != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    let fixed = flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0;
+    if fixed && addr % PAGE_SIZE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let prot = Prot(prot as u32);
+    let anon = flags & libc::MAP_ANONYMOUS != 0;
+    // File mappings are copies: the root file system is read-only, so a private or read-only
+    // shared mapping of a file cannot observe any difference.
+    let file = if anon {
+        None
+    } else {
+        let f = p.files().get(fd as i32)?;
+        if !f.readable() {
+            return Err(Errno::EACCES);
+        }
+        if kind_flags == libc::MAP_SHARED && prot.writable() {
+            return Err(Errno::EACCES);
+        }
+        if !f.mappable() {
+            return Err(Errno::ENODEV);
+        }
+        Some(f)
+    };
+    let mut space = p.user.layout_mut();
+    let start = if fixed {
+        if flags & libc::MAP_FIXED_NOREPLACE != 0 && !space.check_free(addr, len) {
+            return Err(Errno::EEXIST);
+        }
+        addr
+    } else {
+        space.find_free(len, addr).map_err(vma_err)?
+    };
+    let kind = match &file {
+        Some(f) => VmaKind::File(f.path().to_string()),
+        // MAP_NORESERVE: the program expects to touch little of it; never prefault.
+        None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
+        None => VmaKind::Anon,
+    };
+    map_locked(p, &mut space, start, len, prot, kind, |g| {
+        if let Some(f) = &file {
+            copy_file(f, off, len, start, g)?;
+        }
+        Ok(())
+    })?;
+    Ok(start)
+}
+
+fn copy_file(
+    f: &super::fs::OpenFile,
+    off: u64,
+    len: u64,
+    start: u64,
+    g: &GuestMemoryMmap,
+) -> Result<(), Errno> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let want = ((len - done) as usize).min(buf.len());
+        let n = f.pread(&mut buf[..want], off + done)?;
+        if n == 0 {
+            break;
+        }
+        vm_memory::Bytes::write_slice(g, &buf[..n], GuestAddress(start + done))
+            .map_err(|_| Errno::EFAULT)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+pub fn sys_munmap(p: &Process, addr: u64, len: u64) -> SysResult {
+    if addr % PAGE_SIZE != 0 || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mem = p.user.island_memory();
+    let mut space = p.user.layout_mut();
+    unmap_locked(&mut space, mem, addr, len)?;
+    Ok(0)
+}
+
+pub fn sys_mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> SysResult {
+    let grow = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
+    if addr % PAGE_SIZE != 0 || prot & !(PROT_MASK | grow) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let prot = Prot((prot & PROT_MASK) as u32);
+    let mem = p.user.island_memory();
+    let mut space = p.user.layout_mut();
+    space.protect(addr, len, prot).map_err(vma_err)?;
+    mem.protect(addr, len, host_prot(prot)).map_err(host_err)?;
+    Ok(0)
+}
+
+pub fn sys_madvise(p: &Process, addr: u64, len: u64, advice: u64) -> SysResult {
+    if addr % PAGE_SIZE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::EINVAL)?;
+    match advice as i32 {
+        libc::MADV_DONTNEED | libc::MADV_FREE => {
+            let mem = p.user.island_memory();
+            let space = p.user.layout();
+            if len == 0 {
+                return Ok(0);
+            }
+            if !space.fully_mapped(addr, addr.checked_add(len).ok_or(Errno::EINVAL)?) {
+                return Err(Errno::ENOMEM);
+            }
+            // Anonymous pages read back as zeros; file mappings (copies) keep their contents, as
+            // re-reading the unchanged read-only file would give the same bytes.
+            let ranges: Vec<(u64, u64)> = space
+                .vmas()
+                .filter(|v| {
+                    v.end > addr && v.start < addr + len && !matches!(v.kind, VmaKind::File(_))
+                })
+                .map(|v| (v.start.max(addr), v.end.min(addr + len)))
+                .collect();
+            for (s, e) in ranges {
+                mem.discard(s, e - s).map_err(host_err)?;
+            }
+            Ok(0)
+        }
+        libc::MADV_NORMAL
+        | libc::MADV_RANDOM
+        | libc::MADV_SEQUENTIAL
+        | libc::MADV_WILLNEED
+        | libc::MADV_HUGEPAGE
+        | libc::MADV_NOHUGEPAGE
+        | libc::MADV_DONTDUMP
+        | libc::MADV_DODUMP
+        | libc::MADV_DONTFORK
+        | libc::MADV_DOFORK
+        | libc::MADV_MERGEABLE
+        | libc::MADV_UNMERGEABLE => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn sys_mremap(
+    p: &Process,
+    old: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    new_addr: u64,
+) -> SysResult {
+    let flags = flags as i32;
+    let may_move = flags & libc::MREMAP_MAYMOVE != 0;
+    let fixed = flags & libc::MREMAP_FIXED != 0;
+    if old % PAGE_SIZE != 0
+        || flags & !(libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) != 0
+        || (fixed && (!may_move || new_addr % PAGE_SIZE != 0))
+    {
+        return Err(Errno::EINVAL);
+    }
+    let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+    let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
+    if new_len == 0 || old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mem = p.user.island_memory();
+    let mut space = p.user.layout_mut();
+    let vma = space.find(old).cloned().ok_or(Errno::EFAULT)?;
+    // Both ranges are bounded by the address space from here on, so the sums below cannot wrap.
+    if old_len > vma.end - old {
+        return Err(Errno::EFAULT);
+    }
+    if new_len > crate::memory::layout::STACK_TOP {
+        return Err(Errno::ENOMEM);
+    }
+    if !fixed {
+        if new_len <= old_len {
+            if new_len < old_len {
+                unmap_locked(&mut space, mem, old + new_len, old_len - new_len)?;
+            }
+            return Ok(old);
+        }
+        let tail = old + old_len;
+        if space.check_free(tail, new_len - old_len) {
+            map_locked(
+                p,
+                &mut space,
+                tail,
+                new_len - old_len,
+                vma.prot,
+                vma.kind.clone(),
+                |_| Ok(()),
+            )?;
+            return Ok(old);
+        }
+        if !may_move {
+            return Err(Errno::ENOMEM);
+        }
+    }
+    let target = if fixed {
+        if new_addr.checked_add(new_len).is_none() {
+            return Err(Errno::EINVAL);
+        }
+        if new_addr < old + old_len && old < new_addr + new_len {
+            return Err(Errno::EINVAL);
+        }
+        new_addr
+    } else {
+        space.find_free(new_len, 0).map_err(vma_err)?
+    };
+    let copy = old_len.min(new_len);
+    // Move the contents on the host: make the old range readable for the copy if it was not
+    // (never downgrade it: other threads may still be using it).
+    if host_prot(vma.prot) == HostProt::None {
+        mem.protect(old, old_len, HostProt::Read)
+            .map_err(host_err)?;
+    }
+    let moved = map_locked(
+        p,
+        &mut space,
+        target,
+        new_len,
+        vma.prot,
+        vma.kind.clone(),
+        |g| {
+            let src = g
+                .get_host_address(GuestAddress(old))
+                .map_err(|_| Errno::EFAULT)?;
+            let dst = g
+                .get_host_address(GuestAddress(target))
+                .map_err(|_| Errno::EFAULT)?;
+            if !g.check_range(GuestAddress(old), copy as usize)
+                || !g.check_range(GuestAddress(target), copy as usize)
+            {
+                return Err(Errno::EFAULT);
+            }
+            // SAFETY: both ranges lie in island memory (checked above), are host-accessible (old made
+            // readable, target writable by map_locked) and do not overlap (target is a free range or,
+            // with MREMAP_FIXED, checked disjoint). No Rust reference aliases guest memory.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst, copy as usize) };
+            Ok(())
+        },
+    );
+    if let Err(e) = moved {
+        mem.protect(old, old_len, host_prot(vma.prot))
+            .map_err(host_err)?;
+        return Err(e);
+    }
+    unmap_locked(&mut space, mem, old, old_len)?;
+    Ok(target)
+}
+
+impl AddressSpace {
+    /// Whether `[start, start+len)` is a valid user range with no mapping in it.
+    pub fn check_free(&self, start: u64, len: u64) -> bool {
+        let Some(end) = start.checked_add(len) else {
+            return false;
+        };
+        start % PAGE_SIZE == 0
+            && start >= crate::memory::layout::KERNEL_AREA_END
+            && end <= crate::memory::layout::MMAP_TOP
+            && !self.vmas().any(|v| v.start < end && start < v.end)
+    }
+}
