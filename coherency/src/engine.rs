@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::message::{Message, MessageKind};
+use crate::message::{Message, MessageKind, Voter};
 use crate::state::{FetchingSub, Mapping, State};
 use crate::types::{Access, AccessToken, KernelId, KernelSet, PageId, MAX_KERNELS};
 
@@ -215,8 +215,11 @@ struct PageCopy<D> {
     nacked_by: KernelSet,
     /// In Writing Read, an Invalid was acknowledged: the copy being fetched may be stale.
     reread: bool,
-    /// Kernels that voted on our Invalid from a Writing state: the concurrent writers of the round.
+    /// Kernels that voted on our Invalid from Writing Pend: the concurrent writers of the round.
     round_writers: KernelSet,
+    /// Kernels that acknowledged our Invalid from Writing Read: losers of an earlier round that will
+    /// fetch again from the winner of ours.
+    refetchers: KernelSet,
     /// Kernels whose Invalid reached us in this round, with their timestamps.
     invalids: Vec<(KernelId, u64)>,
     /// Kernels whose Fetch Write reached us in this round.
@@ -250,6 +253,7 @@ impl<D> PageCopy<D> {
             nacked_by: KernelSet::EMPTY,
             reread: false,
             round_writers: KernelSet::EMPTY,
+            refetchers: KernelSet::EMPTY,
             invalids: Vec::new(),
             fetch_writes: KernelSet::EMPTY,
             round_wait: KernelSet::EMPTY,
@@ -350,6 +354,40 @@ impl<D: Clone> Engine<D> {
         self.pages.iter().map(|(&p, c)| (p, c.view()))
     }
 
+    /// The full bookkeeping of one copy, for diagnostics.
+    pub fn debug_page(&self, page: PageId) -> String
+    where
+        D: std::fmt::Debug,
+    {
+        match self.pages.get(&page) {
+            None => "Unmapped".to_string(),
+            Some(c) => format!(
+                "{} {:?} v{} ts{} pending{} asked{} writers{} refetchers{} invalids{:?} fw{} \
+                 wait{} nacked_by{} winner_nack{} reread{} deferred{:?} owner{:?} users{}",
+                c.state,
+                c.mapping,
+                c.version,
+                c.ts,
+                c.pending,
+                c.asked,
+                c.round_writers,
+                c.refetchers,
+                c.invalids,
+                c.fetch_writes,
+                c.round_wait,
+                c.nacked_by,
+                c.nacked_by_winner,
+                c.reread,
+                c.deferred
+                    .iter()
+                    .map(|d| (d.from, d.fetch_write))
+                    .collect::<Vec<_>>(),
+                c.owner,
+                c.users
+            ),
+        }
+    }
+
     /// Pages whose state is `Unmapped` need no memory here; this is how many copies are recorded.
     pub fn page_count(&self) -> usize {
         self.pages.len()
@@ -428,8 +466,8 @@ impl<D: Clone> Engine<D> {
                 }
                 self.on_copy_answer(page, from, None, fetching, host)?
             }
-            MessageKind::Ack { writing } => self.on_vote(page, from, false, writing, host)?,
-            MessageKind::Nack { writing } => self.on_vote(page, from, true, writing, host)?,
+            MessageKind::Ack { voter } => self.on_vote(page, from, false, voter, host)?,
+            MessageKind::Nack { voter } => self.on_vote(page, from, true, voter, host)?,
         }
         self.tidy(page);
         Ok(())
@@ -457,6 +495,7 @@ impl<D: Clone> Engine<D> {
             copy.nacked_by = KernelSet::EMPTY;
             copy.reread = false;
             copy.round_writers = KernelSet::EMPTY;
+            copy.refetchers = KernelSet::EMPTY;
             copy.invalids.clear();
             copy.fetch_writes = KernelSet::EMPTY;
         }
@@ -587,19 +626,33 @@ impl<D: Clone> Engine<D> {
                 self.send_vote(page, from, true, host);
             }
             State::WritingPend1 | State::WritingPend2 | State::WritingRead => {
+                // The latest Invalid of each writer: its timestamp is the same in all its rounds.
+                copy.invalids.retain(|&(k, _)| k != from);
                 copy.invalids.push((from, ts));
+                copy.invalids.sort_unstable();
                 // The election of §4.3: the smallest timestamp wins, ties go to the smallest index.
                 let mine_smaller = (copy.ts, me) < (ts, from) && !(tie_ack && copy.ts == ts);
                 if mine_smaller {
                     self.send_vote(page, from, true, host);
                 } else {
                     copy.owner = Some(from);
+                    let refetch_now = copy.state == State::WritingRead && copy.pending.is_empty();
                     if copy.state == State::WritingRead {
                         copy.reread = true;
                     }
                     // We lose to `from`: our copy is no longer up to date.
                     self.drop_mapping(page, host);
                     self.send_vote(page, from, false, host);
+                    if refetch_now {
+                        // The answers were in and we were only waiting for the other losers.
+                        self.refetch_after_loss(page, host);
+                    }
+                }
+                let copy = self.copy(page);
+                if copy.state == State::WritingRead && copy.await_invalid {
+                    // The writer that moved the data has shown itself: ask again.
+                    copy.await_invalid = false;
+                    self.refetch_after_loss(page, host);
                 }
                 self.try_leave_writing_pend2(page, host)?;
             }
@@ -651,7 +704,7 @@ impl<D: Clone> Engine<D> {
         page: PageId,
         from: KernelId,
         nack: bool,
-        writing: bool,
+        voter: Voter,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
         let me = self.me;
@@ -663,17 +716,26 @@ impl<D: Clone> Engine<D> {
             return Err(self.unexpected(page, from, what));
         }
         copy.pending.remove(from);
-        if writing {
-            copy.round_writers.insert(from);
+        // Only Fetch Writes sent after the vote count for the rounds (FIFO puts them after it).
+        copy.fetch_writes.remove(from);
+        match voter {
+            Voter::Idle => {}
+            Voter::Invalidating => copy.round_writers.insert(from),
+            Voter::Refetching if !nack => copy.refetchers.insert(from),
+            Voter::Refetching => {}
         }
+        // The answer to a Fetch Write we hold back is useless to the voter if it beat us (it will
+        // not wait for our write) or if it is refetching and just lost to us (it will ask again).
+        let release = nack || voter == Voter::Refetching;
         if nack {
             copy.nacked = true;
             copy.nacked_by.insert(from);
-            if !writing {
+            if voter == Voter::Idle {
                 copy.nacked_by_winner = true;
             }
             copy.state = State::WritingPend2;
-            // A Fetch Write from the kernel that beat us waits no longer.
+        }
+        if release {
             if let Some(at) = copy
                 .deferred
                 .iter()
@@ -771,18 +833,14 @@ impl<D: Clone> Engine<D> {
             },
             State::WritingRead => {
                 if copy.reread {
-                    // An Invalid overtook the Fetch Write: fetch again (§4.5 applied to §4.4).
-                    copy.reread = false;
-                    copy.staged = None;
-                    self.send_fetch_write(page, host);
+                    self.refetch_after_loss(page, host);
                     return Ok(());
                 }
                 if copy.staged.is_none() && copy.mapping == Mapping::None {
-                    return Err(ProtocolError::NoCopy {
-                        kernel: self.me,
-                        page,
-                        state: State::WritingRead,
-                    });
+                    // As in Invalid Read: the data moved while the Fetch Write was out; its new
+                    // holder's Invalid is on its way. Fetch again when it arrives.
+                    copy.await_invalid = true;
+                    return Ok(());
                 }
                 self.try_finish_writing_read(page, host)
             }
@@ -792,6 +850,22 @@ impl<D: Clone> Engine<D> {
 
     // ---------------------------------------------------------------------------------------------
     // The write path.
+
+    /// Writing Read, and we just lost to a writer of a later round: what we collected may predate
+    /// its write. Fetch again (§4.5 applied to §4.4), as a loser of that round, which we took no
+    /// part in: no synchronization step is owed.
+    fn refetch_after_loss<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
+        let copy = self.copy(page);
+        copy.reread = false;
+        copy.await_invalid = false;
+        copy.staged = None;
+        copy.round_writers = KernelSet::EMPTY;
+        copy.refetchers = KernelSet::EMPTY;
+        copy.fetch_writes = KernelSet::EMPTY;
+        copy.nacked_by = KernelSet::EMPTY;
+        copy.nacked_by_winner = false;
+        self.send_fetch_write(page, host);
+    }
 
     /// Writing Pend 2 → Writing Read once every vote is in and, first synchronization step of
     /// §4.7, the Invalid of every concurrent writer of the round has reached us.
@@ -890,7 +964,9 @@ impl<D: Clone> Engine<D> {
         copy.nacked_by = KernelSet::EMPTY;
         copy.reread = false;
         copy.round_writers = KernelSet::EMPTY;
-        copy.invalids.clear();
+        copy.refetchers = KernelSet::EMPTY;
+        // `invalids` is kept across the retries of one write: a concurrent writer's Invalid may
+        // have reached us in our previous round, before the vote that tells us it is concurrent.
         copy.fetch_writes = KernelSet::EMPTY;
         let ts = copy.ts;
         for k in targets.iter() {
@@ -920,7 +996,9 @@ impl<D: Clone> Engine<D> {
         copy.round_wait = if no_rounds {
             KernelSet::EMPTY
         } else {
-            copy.round_writers.minus(copy.fetch_writes)
+            copy.round_writers
+                .union(copy.refetchers)
+                .minus(copy.fetch_writes)
         };
         self.set_mapping(page, Mapping::ReadWrite, host);
         // The write happens before any deferred fetch takes the page away.
@@ -951,6 +1029,7 @@ impl<D: Clone> Engine<D> {
         let copy = self.copy(page);
         copy.fetch_writes = KernelSet::EMPTY;
         copy.round_writers = KernelSet::EMPTY;
+        copy.refetchers = KernelSet::EMPTY;
         copy.invalids.clear();
     }
 
@@ -1127,11 +1206,15 @@ impl<D: Clone> Engine<D> {
 
     /// A vote, flagged when we are writing ourselves (§4.7).
     fn send_vote<H: Host<D>>(&mut self, page: PageId, to: KernelId, nack: bool, host: &mut H) {
-        let writing = self.copy(page).state.is_writing();
+        let voter = match self.copy(page).state {
+            State::WritingPend1 | State::WritingPend2 => Voter::Invalidating,
+            State::WritingRead => Voter::Refetching,
+            _ => Voter::Idle,
+        };
         let kind = if nack {
-            MessageKind::Nack { writing }
+            MessageKind::Nack { voter }
         } else {
-            MessageKind::Ack { writing }
+            MessageKind::Ack { voter }
         };
         self.send(page, to, kind, host);
     }
@@ -1139,10 +1222,19 @@ impl<D: Clone> Engine<D> {
     /// Answers a fetch at once from a Writing state: our copy if no Invalid took it (it is then
     /// still the newest), Copy Void otherwise.
     fn answer_from_writing<H: Host<D>>(&mut self, page: PageId, to: KernelId, host: &mut H) {
-        if self.copy(page).mapping == Mapping::None {
-            self.send_void(page, to, false, host);
-        } else {
+        let copy = self.copy(page);
+        if copy.mapping != Mapping::None {
             self.send_copy(page, to, host);
+        } else if let (Some(data), false) = (&copy.staged, copy.reread) {
+            // Writing Read with the data in hand but not installed yet: it is still the newest,
+            // since no writer can win without our vote.
+            let kind = MessageKind::Copy {
+                data: data.clone(),
+                version: copy.staged_version,
+            };
+            self.send(page, to, kind, host);
+        } else {
+            self.send_void(page, to, false, host);
         }
     }
 

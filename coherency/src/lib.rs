@@ -9,6 +9,6 @@ pub mod state;
 pub mod types;
 
 pub use engine::{Config, Engine, Host, MapChange, Mutant, PageView, ProtocolError};
-pub use message::{Message, MessageKind, MessageType};
+pub use message::{Message, MessageKind, MessageType, Voter};
 pub use state::{FetchingSub, Mapping, State};
 pub use types::{Access, AccessToken, KernelId, KernelSet, PageId, MAX_KERNELS};

@@ -32,10 +32,24 @@ pub enum MessageKind<D> {
     /// Asks every other copy to invalidate itself: the sender wants to write. Carries the writer's
     /// timestamp for the election of §4.3.
     Invalid { ts: u64 },
-    /// Votes for the writer. `writing` is set when the voter is itself in a Writing state (§4.7 rounds).
-    Ack { writing: bool },
-    /// Votes against the writer. `writing` as for [`MessageKind::Ack`].
-    Nack { writing: bool },
+    /// Votes for the writer. `voter` says whether the voter is writing itself (§4.7 rounds).
+    Ack { voter: Voter },
+    /// Votes against the writer. `voter` as for [`MessageKind::Ack`].
+    Nack { voter: Voter },
+}
+
+/// The flag a vote carries (§4.7: "a flag is set if the page copy is in a Writing state"). The
+/// paper has one bit; the model checker showed that a writer must tell Writing Pend (its Invalid of
+/// this round is out) from Writing Read (it is still fetching from an earlier round and has sent no
+/// Invalid yet), or the losers' first synchronization step can wait forever (see the crate docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Voter {
+    /// Not writing.
+    Idle,
+    /// In Writing Pend 1 or 2: a concurrent writer of this round.
+    Invalidating,
+    /// In Writing Read: a loser of an earlier round, fetching before it retries.
+    Refetching,
 }
 
 /// The message types, without their payload: for counters and tables.
@@ -86,6 +100,16 @@ impl fmt::Display for MessageType {
     }
 }
 
+impl Voter {
+    fn suffix(self) -> &'static str {
+        match self {
+            Voter::Idle => "",
+            Voter::Invalidating => "(writing)",
+            Voter::Refetching => "(refetching)",
+        }
+    }
+}
+
 impl<D> MessageKind<D> {
     pub fn message_type(&self) -> MessageType {
         match self {
@@ -117,10 +141,8 @@ impl<D: fmt::Debug> fmt::Display for Message<D> {
             MessageKind::CopyVoid { fetching: false } => write!(f, "CopyVoid"),
             MessageKind::CopyVoid { fetching: true } => write!(f, "CopyVoid(fetching)"),
             MessageKind::Invalid { ts } => write!(f, "Invalid(ts={ts})"),
-            MessageKind::Ack { writing: false } => write!(f, "Ack"),
-            MessageKind::Ack { writing: true } => write!(f, "Ack(writing)"),
-            MessageKind::Nack { writing: false } => write!(f, "Nack"),
-            MessageKind::Nack { writing: true } => write!(f, "Nack(writing)"),
+            MessageKind::Ack { voter } => write!(f, "Ack{}", voter.suffix()),
+            MessageKind::Nack { voter } => write!(f, "Nack{}", voter.suffix()),
         }?;
         write!(f, " page {} users {}", self.page, self.users)
     }

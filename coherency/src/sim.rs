@@ -251,6 +251,9 @@ struct World<M> {
     report: SimReport,
     type_name: fn(&M) -> &'static str,
     next_value: u64,
+    /// With `POPVMM_SIM_TRACE=PAGE`: every event of that page, printed when the run fails.
+    trace_page: Option<PageId>,
+    trace: Vec<String>,
 }
 
 impl<M> World<M> {
@@ -441,12 +444,22 @@ impl IvyHost<u64> for IvyHostImpl<'_> {
 
 /// The kernels of one protocol, as the simulator drives them.
 trait Kernels<M> {
+    /// Every kernel's state for `page`, for diagnostics.
+    fn describe(&self, page: PageId) -> String;
     fn access(&mut self, world: &mut World<M>, k: KernelId, step: Step) -> Result<bool, String>;
     fn handle(&mut self, world: &mut World<M>, k: KernelId, msg: M) -> Result<(), String>;
     fn page_of(msg: &M) -> PageId;
 }
 
 impl Kernels<Message<u64>> for Vec<Engine<u64>> {
+    fn describe(&self, page: PageId) -> String {
+        self.iter()
+            .enumerate()
+            .map(|(k, e)| format!("\n  {k}: {}", e.debug_page(page)))
+            .collect::<Vec<_>>()
+            .join("")
+    }
+
     fn access(
         &mut self,
         world: &mut World<Message<u64>>,
@@ -478,6 +491,14 @@ impl Kernels<Message<u64>> for Vec<Engine<u64>> {
 }
 
 impl Kernels<IvyMessage<u64>> for Vec<IvyNode> {
+    fn describe(&self, page: PageId) -> String {
+        self.iter()
+            .enumerate()
+            .map(|(k, n)| format!("{k}:{:?}", n.mapping(page)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn access(
         &mut self,
         world: &mut World<IvyMessage<u64>>,
@@ -541,7 +562,7 @@ pub fn simulate(config: &SimConfig, workload: &mut dyn Workload) -> Result<SimRe
     })
 }
 
-fn run<M, K: Kernels<M>>(
+fn run<M: fmt::Debug, K: Kernels<M>>(
     config: &SimConfig,
     workload: &mut dyn Workload,
     mut kernels: K,
@@ -576,6 +597,10 @@ fn run<M, K: Kernels<M>>(
         report: SimReport::default(),
         type_name,
         next_value: 0,
+        trace_page: std::env::var("POPVMM_SIM_TRACE")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        trace: Vec::new(),
     };
     for k in 0..n {
         world.schedule(
@@ -597,6 +622,10 @@ fn run<M, K: Kernels<M>>(
                     continue;
                 };
                 let page = K::page_of(&msg);
+                if world.trace_page == Some(page) {
+                    let line = format!("{at}: {from} -> {to}: {msg:?}");
+                    world.trace.push(line);
+                }
                 if let Err(e) = kernels.handle(&mut world, to, msg) {
                     world.violate(format!("protocol error: {e}"));
                 }
@@ -614,6 +643,13 @@ fn run<M, K: Kernels<M>>(
                 match world.in_flight[k] {
                     None => None,
                     Some((step, _)) => {
+                        if world.trace_page == Some(step.page) {
+                            let line = format!(
+                                "{at}: kernel {kernel} {:?} (mapping {:?})",
+                                step.access, world.mapping[k][step.page as usize]
+                            );
+                            world.trace.push(line);
+                        }
                         if world.mapping[k][step.page as usize].permits(step.access) {
                             // The mapping permits it: no protocol involved, as on real hardware.
                             world.in_flight[k] = None;
@@ -642,8 +678,17 @@ fn run<M, K: Kernels<M>>(
             }
         }
         if world.report.violation.is_some() {
+            if let Some(page) = touched {
+                let states = kernels.describe(page);
+                if let Some(v) = world.report.violation.as_mut() {
+                    v.push_str(&format!("; copies of page {page}: {states}"));
+                }
+            }
             break;
         }
+    }
+    for line in &world.trace {
+        eprintln!("{line}");
     }
     world.report.end_time = world.now;
     if world.report.violation.is_none() {
@@ -651,9 +696,12 @@ fn run<M, K: Kernels<M>>(
             world.check_page(page);
         }
         for k in 0..n {
-            if world.in_flight[k].is_some() {
+            if let Some((step, _)) = world.in_flight[k] {
+                let states = kernels.describe(step.page);
                 world.violate(format!(
-                    "kernel {k}'s access never completed: the network is empty"
+                    "kernel {k}'s {:?} of page {} never completed and the network is empty; \
+                     copies: {states}",
+                    step.access, step.page
                 ));
             }
         }
