@@ -209,17 +209,19 @@ struct PageCopy<D> {
     ts: u64,
     /// A Nack arrived for the Invalid in progress.
     nacked: bool,
-    /// A Nack arrived from a kernel that was not writing (so from the Modified winner).
-    nacked_by_winner: bool,
     /// Kernels that answered our Invalid with a Nack: they beat us.
     nacked_by: KernelSet,
     /// In Writing Read, an Invalid was acknowledged: the copy being fetched may be stale.
     reread: bool,
     /// Kernels that voted on our Invalid from Writing Pend: the concurrent writers of the round.
     round_writers: KernelSet,
+    /// Concurrent writers that acknowledged our Invalid: they lost at least to us.
+    round_ackers: KernelSet,
     /// Kernels that acknowledged our Invalid from Writing Read: losers of an earlier round that will
     /// fetch again from the winner of ours.
     refetchers: KernelSet,
+    /// Kernels that beat us from Writing Read: they have no Invalid out yet.
+    refetching_winners: KernelSet,
     /// Kernels whose Invalid reached us in this round, with their timestamps.
     invalids: Vec<(KernelId, u64)>,
     /// Kernels whose Fetch Write reached us in this round.
@@ -249,11 +251,12 @@ impl<D> PageCopy<D> {
             await_invalid: false,
             ts: 0,
             nacked: false,
-            nacked_by_winner: false,
             nacked_by: KernelSet::EMPTY,
             reread: false,
             round_writers: KernelSet::EMPTY,
+            round_ackers: KernelSet::EMPTY,
             refetchers: KernelSet::EMPTY,
+            refetching_winners: KernelSet::EMPTY,
             invalids: Vec::new(),
             fetch_writes: KernelSet::EMPTY,
             round_wait: KernelSet::EMPTY,
@@ -363,7 +366,7 @@ impl<D: Clone> Engine<D> {
             None => "Unmapped".to_string(),
             Some(c) => format!(
                 "{} {:?} v{} ts{} pending{} asked{} writers{} refetchers{} invalids{:?} fw{} \
-                 wait{} nacked_by{} winner_nack{} reread{} deferred{:?} owner{:?} users{}",
+                 wait{} nacked_by{} reread{} deferred{:?} owner{:?} users{}",
                 c.state,
                 c.mapping,
                 c.version,
@@ -376,7 +379,6 @@ impl<D: Clone> Engine<D> {
                 c.fetch_writes,
                 c.round_wait,
                 c.nacked_by,
-                c.nacked_by_winner,
                 c.reread,
                 c.deferred
                     .iter()
@@ -491,11 +493,12 @@ impl<D: Clone> Engine<D> {
         if copy.round_wait.is_empty() {
             copy.ts = 0;
             copy.nacked = false;
-            copy.nacked_by_winner = false;
             copy.nacked_by = KernelSet::EMPTY;
             copy.reread = false;
             copy.round_writers = KernelSet::EMPTY;
             copy.refetchers = KernelSet::EMPTY;
+            copy.round_ackers = KernelSet::EMPTY;
+            copy.refetching_winners = KernelSet::EMPTY;
             copy.invalids.clear();
             copy.fetch_writes = KernelSet::EMPTY;
         }
@@ -720,9 +723,18 @@ impl<D: Clone> Engine<D> {
         copy.fetch_writes.remove(from);
         match voter {
             Voter::Idle => {}
-            Voter::Invalidating => copy.round_writers.insert(from),
+            Voter::Invalidating => {
+                copy.round_writers.insert(from);
+                if !nack {
+                    copy.round_ackers.insert(from);
+                }
+            }
             Voter::Refetching if !nack => copy.refetchers.insert(from),
-            Voter::Refetching => {}
+            Voter::Refetching => {
+                // Its next Invalid, not the one of its earlier round, tells us it retried.
+                copy.refetching_winners.insert(from);
+                copy.invalids.retain(|&(k, _)| k != from);
+            }
         }
         // The answer to a Fetch Write we hold back is useless to the voter if it beat us (it will
         // not wait for our write) or if it is refetching and just lost to us (it will ask again).
@@ -730,9 +742,6 @@ impl<D: Clone> Engine<D> {
         if nack {
             copy.nacked = true;
             copy.nacked_by.insert(from);
-            if voter == Voter::Idle {
-                copy.nacked_by_winner = true;
-            }
             copy.state = State::WritingPend2;
         }
         if release {
@@ -861,9 +870,10 @@ impl<D: Clone> Engine<D> {
         copy.staged = None;
         copy.round_writers = KernelSet::EMPTY;
         copy.refetchers = KernelSet::EMPTY;
+        copy.round_ackers = KernelSet::EMPTY;
+        copy.refetching_winners = KernelSet::EMPTY;
         copy.fetch_writes = KernelSet::EMPTY;
         copy.nacked_by = KernelSet::EMPTY;
-        copy.nacked_by_winner = false;
         self.send_fetch_write(page, host);
     }
 
@@ -883,7 +893,14 @@ impl<D: Clone> Engine<D> {
             .invalids
             .iter()
             .fold(KernelSet::EMPTY, |s, &(k, _)| s.with(k));
-        if !no_rounds && !copy.round_writers.is_subset(heard) {
+        // Wait for the Invalid of every concurrent writer of the round; and, while our copy is
+        // still valid (nobody else can win without our vote), for the Invalid of the refetching
+        // writers that beat us: retrying before they do would only lose again.
+        let mut expected = copy.round_writers;
+        if copy.mapping != Mapping::None {
+            expected = expected.union(copy.refetching_winners);
+        }
+        if !no_rounds && !expected.is_subset(heard) {
             return Ok(());
         }
         copy.state = State::WritingRead;
@@ -905,7 +922,6 @@ impl<D: Clone> Engine<D> {
         page: PageId,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
-        let me = self.me;
         let no_rounds = self.config.mutant(Mutant::NoRounds);
         let copy = self.copy(page);
         // The data: a Copy, or our own copy if no other writer's Invalid took it (we lost to a
@@ -915,8 +931,9 @@ impl<D: Clone> Engine<D> {
             return Ok(());
         }
         if !no_rounds {
-            let losers = Self::round_losers(copy, me);
-            if !losers.is_subset(copy.fetch_writes) {
+            // The concurrent writers that voted for us lost too (at least to us): each one sends
+            // a Fetch Write after its vote, and we answer it before retrying.
+            if !copy.round_ackers.is_subset(copy.fetch_writes) {
                 return Ok(());
             }
         }
@@ -926,26 +943,6 @@ impl<D: Clone> Engine<D> {
             }
         }
         self.start_invalidation(page, host)
-    }
-
-    /// The other losers of the round we lost: every concurrent writer but the winner.
-    fn round_losers(copy: &PageCopy<D>, me: KernelId) -> KernelSet {
-        if copy.nacked_by_winner {
-            // The winner answered from Modified: it is not among the concurrent writers.
-            return copy.round_writers;
-        }
-        let winner = copy
-            .invalids
-            .iter()
-            .filter(|(k, _)| copy.round_writers.contains(*k))
-            .map(|&(k, ts)| (ts, k))
-            .chain(std::iter::once((copy.ts, me)))
-            .min()
-            .map(|(_, k)| k);
-        match winner {
-            Some(w) => copy.round_writers.without(w),
-            None => copy.round_writers,
-        }
     }
 
     /// Shared (or the retry out of Writing Read) → Writing Pend 1: send Invalid to every other copy.
@@ -960,11 +957,12 @@ impl<D: Clone> Engine<D> {
         copy.asked = targets;
         copy.pending = targets;
         copy.nacked = false;
-        copy.nacked_by_winner = false;
         copy.nacked_by = KernelSet::EMPTY;
         copy.reread = false;
         copy.round_writers = KernelSet::EMPTY;
         copy.refetchers = KernelSet::EMPTY;
+        copy.round_ackers = KernelSet::EMPTY;
+        copy.refetching_winners = KernelSet::EMPTY;
         // `invalids` is kept across the retries of one write: a concurrent writer's Invalid may
         // have reached us in our previous round, before the vote that tells us it is concurrent.
         copy.fetch_writes = KernelSet::EMPTY;
@@ -1030,6 +1028,7 @@ impl<D: Clone> Engine<D> {
         copy.fetch_writes = KernelSet::EMPTY;
         copy.round_writers = KernelSet::EMPTY;
         copy.refetchers = KernelSet::EMPTY;
+        copy.round_ackers = KernelSet::EMPTY;
         copy.invalids.clear();
     }
 
