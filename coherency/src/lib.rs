@@ -1,6 +1,7 @@
 //! The page coherency protocol of Popcorn Linux (paper §4 and §5.2) as a pure state machine.
 
 pub mod engine;
+pub mod figure7;
 pub mod ivy;
 pub mod message;
 pub mod model;

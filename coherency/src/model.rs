@@ -621,7 +621,8 @@ struct Progress;
 
 impl stateright::report::Reporter<CoherencyModel> for Progress {
     fn report_checking(&mut self, data: stateright::report::ReportData) {
-        if !data.done {
+        // Quiet for short checks; every ten seconds for long ones.
+        if !data.done && data.duration.as_secs() >= 10 && data.duration.as_millis() % 10_000 < 500 {
             eprintln!(
                 "  ... {} states ({} unique), depth {}, {} s",
                 data.total_states,
@@ -641,7 +642,7 @@ impl stateright::report::Reporter<CoherencyModel> for Progress {
     }
 
     fn delay(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(5)
+        std::time::Duration::from_millis(500)
     }
 }
 
