@@ -186,7 +186,7 @@ impl fmt::Display for Figure7Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<9} {:<12} {:>5} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {}",
+            "{:<9} {:<12} {:>5} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | checks",
             "array",
             "pattern",
             "iter",
@@ -195,8 +195,7 @@ impl fmt::Display for Figure7Table<'_> {
             "messages",
             "requests",
             "invalids",
-            "messages",
-            "checks"
+            "messages"
         )?;
         writeln!(
             f,
