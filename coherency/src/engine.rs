@@ -6,7 +6,9 @@
 //! completing a waiting access. The same code runs in the VMM (where the host is the island's
 //! userfaultfd handler and its links), in the model checker and in the simulator.
 
-use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::FxHashMap;
 
 use crate::message::{Message, MessageKind, Voter};
 use crate::state::{FetchingSub, Mapping, State};
@@ -285,11 +287,25 @@ impl<D> PageCopy<D> {
 }
 
 /// The protocol engine of one kernel.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Engine<D> {
     me: KernelId,
     config: Config,
-    pages: BTreeMap<PageId, PageCopy<D>>,
+    /// A hash map: a page fault looks its page up several times, and the engine must handle
+    /// millions of messages per second.
+    pages: FxHashMap<PageId, PageCopy<D>>,
+}
+
+/// In page order, so that equal engines hash equally whatever their insertion history (the model
+/// checker hashes states).
+impl<D: Hash> Hash for Engine<D> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.me.hash(state);
+        self.config.hash(state);
+        let mut pages: Vec<_> = self.pages.iter().collect();
+        pages.sort_unstable_by_key(|(&p, _)| p);
+        pages.hash(state);
+    }
 }
 
 impl<D: Clone> Engine<D> {
@@ -306,7 +322,7 @@ impl<D: Clone> Engine<D> {
         Engine {
             me,
             config,
-            pages: BTreeMap::new(),
+            pages: FxHashMap::default(),
         }
     }
 
@@ -353,8 +369,10 @@ impl<D: Clone> Engine<D> {
     }
 
     /// Every page this kernel knows something about, in page order.
-    pub fn pages(&self) -> impl Iterator<Item = (PageId, PageView)> + '_ {
-        self.pages.iter().map(|(&p, c)| (p, c.view()))
+    pub fn pages(&self) -> Vec<(PageId, PageView)> {
+        let mut pages: Vec<_> = self.pages.iter().map(|(&p, c)| (p, c.view())).collect();
+        pages.sort_unstable_by_key(|&(p, _)| p);
+        pages
     }
 
     /// The full bookkeeping of one copy, for diagnostics.
@@ -1064,19 +1082,18 @@ impl<D: Clone> Engine<D> {
     }
 
     fn complete_waiters<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
-        let copy = self.copy(page);
-        let mapping = copy.mapping;
-        if copy.waiting.iter().all(|w| !mapping.permits(w.access)) {
+        let Some(copy) = self.pages.get_mut(&page) else {
             return;
-        }
-        let (ready, waiting): (Vec<_>, Vec<_>) = copy
-            .waiting
-            .drain(..)
-            .partition(|w| mapping.permits(w.access));
-        copy.waiting = waiting;
-        for w in ready {
-            host.complete(page, w.token, w.access);
-        }
+        };
+        let mapping = copy.mapping;
+        copy.waiting.retain(|w| {
+            if mapping.permits(w.access) {
+                host.complete(page, w.token, w.access);
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Unmapped → Fetching: ask every kernel (users are unknown yet).
