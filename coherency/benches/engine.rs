@@ -100,7 +100,9 @@ impl Bench {
                         blocked: &mut self.blocked,
                         sent: &mut sent,
                     };
-                    self.engines[to].handle(msg, &mut host).expect("protocol error");
+                    self.engines[to]
+                        .handle(msg, &mut host)
+                        .expect("protocol error");
                     handled += 1;
                 }
             }
@@ -126,8 +128,20 @@ fn bench_trace(c: &mut Criterion, name: &str, kernels: usize, pages: u64, write_
 }
 
 fn engine(c: &mut Criterion) {
-    bench_trace(c, "write-heavy (4 kernels, 64 pages, 50% writes)", 4, 64, 0.5);
-    bench_trace(c, "read-heavy (8 kernels, 1024 pages, 5% writes)", 8, 1024, 0.05);
+    bench_trace(
+        c,
+        "write-heavy (4 kernels, 64 pages, 50% writes)",
+        4,
+        64,
+        0.5,
+    );
+    bench_trace(
+        c,
+        "read-heavy (8 kernels, 1024 pages, 5% writes)",
+        8,
+        1024,
+        0.05,
+    );
 }
 
 criterion_group!(benches, engine);

@@ -1,0 +1,238 @@
+//! Hand-driven scenarios of the engine: what the host sees, step by step.
+
+use std::collections::VecDeque;
+
+use coherency::{
+    Access, Config, Engine, Host, KernelId, MapChange, Mapping, Message, MessageKind, Mutant,
+    PageId, ProtocolError, State,
+};
+
+/// Kernels wired by FIFO links, with each host's memory and completions recorded.
+struct Net {
+    engines: Vec<Engine<u32>>,
+    links: VecDeque<(KernelId, Message<u32>)>,
+    memory: Vec<Option<u32>>,
+    completed: Vec<(KernelId, u64)>,
+}
+
+struct NetHost<'a> {
+    me: KernelId,
+    links: &'a mut VecDeque<(KernelId, Message<u32>)>,
+    memory: &'a mut Vec<Option<u32>>,
+    completed: &'a mut Vec<(KernelId, u64)>,
+}
+
+impl Host<u32> for NetHost<'_> {
+    fn send(&mut self, to: KernelId, msg: Message<u32>) {
+        self.links.push_back((to, msg));
+    }
+    fn read_page(&mut self, _page: PageId) -> u32 {
+        self.memory[self.me as usize].expect("read of a mapped copy")
+    }
+    fn map(&mut self, _page: PageId, change: MapChange<u32>) {
+        let slot = &mut self.memory[self.me as usize];
+        match change {
+            MapChange::Install { data, .. } => *slot = Some(data),
+            MapChange::InstallInitial { .. } => *slot = Some(0),
+            MapChange::Drop => *slot = None,
+            MapChange::Upgrade | MapChange::Downgrade => assert!(slot.is_some()),
+        }
+    }
+    fn complete(&mut self, _page: PageId, token: u64, _access: Access) {
+        self.completed.push((self.me, token));
+    }
+}
+
+impl Net {
+    fn new(config: Config) -> Self {
+        Net {
+            engines: (0..config.kernels)
+                .map(|k| Engine::new(k as KernelId, config))
+                .collect(),
+            links: VecDeque::new(),
+            memory: vec![None; config.kernels],
+            completed: Vec::new(),
+        }
+    }
+
+    fn access(&mut self, k: KernelId, access: Access, token: u64, now: u64) -> bool {
+        let mut host = NetHost {
+            me: k,
+            links: &mut self.links,
+            memory: &mut self.memory,
+            completed: &mut self.completed,
+        };
+        self.engines[k as usize]
+            .access(0, access, token, now, &mut host)
+            .expect("no protocol error")
+    }
+
+    fn deliver_all(&mut self) -> usize {
+        let mut n = 0;
+        while let Some((to, msg)) = self.links.pop_front() {
+            let mut host = NetHost {
+                me: to,
+                links: &mut self.links,
+                memory: &mut self.memory,
+                completed: &mut self.completed,
+            };
+            self.engines[to as usize]
+                .handle(msg, &mut host)
+                .expect("no protocol error");
+            n += 1;
+        }
+        n
+    }
+
+    fn state(&self, k: usize) -> State {
+        self.engines[k].view(0).state
+    }
+}
+
+#[test]
+fn one_kernel_owns_a_fresh_page_at_once() {
+    let mut net = Net::new(Config::new(1));
+    assert!(!net.access(0, Access::Write, 7, 0));
+    // No message needed: completed before access() returned.
+    assert_eq!(net.completed, vec![(0, 7)]);
+    assert_eq!(net.state(0), State::NotReplicated);
+    assert_eq!(net.engines[0].view(0).mapping, Mapping::ReadWrite);
+    assert!(
+        net.access(0, Access::Read, 8, 1),
+        "mapped: proceeds at once"
+    );
+}
+
+#[test]
+fn a_read_replicates_the_only_copy() {
+    let mut net = Net::new(Config::new(2));
+    net.engines[0].set_not_replicated(0);
+    net.memory[0] = Some(42);
+    assert!(!net.access(1, Access::Read, 1, 0));
+    assert_eq!(
+        net.state(1),
+        State::Fetching(coherency::FetchingSub::NotReplicated)
+    );
+    assert_eq!(net.deliver_all(), 2, "Fetch and Copy");
+    assert_eq!(net.state(0), State::Shared);
+    assert_eq!(net.state(1), State::Shared);
+    assert_eq!(net.memory[1], Some(42));
+    assert_eq!(net.completed, vec![(1, 1)]);
+    assert_eq!(net.engines[1].view(0).mapping, Mapping::ReadOnly);
+    assert_eq!(net.engines[0].view(0).mapping, Mapping::ReadOnly);
+}
+
+#[test]
+fn a_write_invalidates_the_other_copies() {
+    let mut net = Net::new(Config::new(3));
+    net.engines[0].set_not_replicated(0);
+    net.memory[0] = Some(5);
+    for k in [1, 2] {
+        net.access(k, Access::Read, u64::from(k), 0);
+        net.deliver_all();
+    }
+    assert!(!net.access(2, Access::Write, 9, 1));
+    net.deliver_all();
+    assert_eq!(net.state(2), State::Modified);
+    assert_eq!(net.state(0), State::Invalid);
+    assert_eq!(net.state(1), State::Invalid);
+    assert_eq!(net.memory[0], None);
+    assert_eq!(net.memory[1], None);
+    // The Invalid's sender becomes the owner: the next read asks it alone (§5.2).
+    assert_eq!(net.engines[1].view(0).owner, Some(2));
+    net.memory[2] = Some(6);
+    net.access(1, Access::Read, 11, 2);
+    let fetch = net.links.front().expect("a fetch").clone();
+    assert_eq!(fetch.0, 2);
+    assert_eq!(fetch.1.kind, MessageKind::Fetch);
+    net.deliver_all();
+    assert_eq!(net.memory[1], Some(6));
+    assert_eq!(net.state(2), State::Shared);
+}
+
+#[test]
+fn equal_timestamps_elect_the_smaller_index() {
+    let mut net = Net::new(Config::new(2));
+    net.engines[0].set_not_replicated(0);
+    net.memory[0] = Some(1);
+    net.access(1, Access::Read, 1, 0);
+    net.deliver_all();
+    // Both write at local time 3.
+    assert!(!net.access(0, Access::Write, 10, 3));
+    assert!(!net.access(1, Access::Write, 11, 3));
+    net.deliver_all();
+    // Kernel 0 won the election and wrote first; kernel 1 retried and wrote after it.
+    let order: Vec<_> = net.completed.iter().filter(|(_, t)| *t >= 10).collect();
+    assert_eq!(order, vec![&(0, 10), &(1, 11)]);
+    assert_eq!(net.state(1), State::Modified);
+    assert_eq!(net.state(0), State::Invalid);
+}
+
+#[test]
+fn tie_ack_mutant_elects_two_writers() {
+    let mut config = Config::new(2);
+    config.mutant = Some(Mutant::TieAck);
+    let mut net = Net::new(config);
+    net.engines[0].set_not_replicated(0);
+    net.memory[0] = Some(1);
+    net.access(1, Access::Read, 1, 0);
+    net.deliver_all();
+    net.access(0, Access::Write, 10, 3);
+    net.access(1, Access::Write, 11, 3);
+    // Both acknowledge each other: both believe they won, without a valid copy.
+    let mut errors = 0;
+    while let Some((to, msg)) = net.links.pop_front() {
+        let mut host = NetHost {
+            me: to,
+            links: &mut net.links,
+            memory: &mut net.memory,
+            completed: &mut net.completed,
+        };
+        if let Err(ProtocolError::LostCopy { .. }) = net.engines[to as usize].handle(msg, &mut host)
+        {
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 2);
+}
+
+#[test]
+fn messages_from_nowhere_are_errors() {
+    let mut net = Net::new(Config::new(2));
+    let mut host = NetHost {
+        me: 0,
+        links: &mut net.links,
+        memory: &mut net.memory,
+        completed: &mut net.completed,
+    };
+    let bogus = |from, kind| Message {
+        page: 0,
+        from,
+        kind,
+        users: Default::default(),
+    };
+    assert!(matches!(
+        net.engines[0].handle(bogus(9, MessageKind::Fetch), &mut host),
+        Err(ProtocolError::BadSender { from: 9, .. })
+    ));
+    assert!(matches!(
+        net.engines[0].handle(bogus(0, MessageKind::Fetch), &mut host),
+        Err(ProtocolError::BadSender { from: 0, .. })
+    ));
+    // An answer nobody asked for.
+    let ack = MessageKind::Ack {
+        voter: coherency::Voter::Idle,
+    };
+    assert!(matches!(
+        net.engines[0].handle(bogus(1, ack), &mut host),
+        Err(ProtocolError::Unexpected { .. })
+    ));
+}
+
+#[test]
+fn mutant_names_round_trip() {
+    for m in Mutant::ALL {
+        assert_eq!(Mutant::from_name(m.name()), Some(m));
+    }
+    assert_eq!(Mutant::from_name("nope"), None);
+}
