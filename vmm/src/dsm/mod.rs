@@ -1,0 +1,515 @@
+//! Distributed shared memory: the coherency protocol on real island memory.
+//!
+//! Each island has one [`Dsm`]: the island's [`coherency::Engine`] over the island's memory, with a
+//! userfaultfd on the coherent ranges (every writable range of the program: .data, .bss, heap,
+//! anonymous mmaps, stacks). A guest access to a page whose local copy is not valid faults in KVM;
+//! KVM's `get_user_pages` on the host mapping raises a userfaultfd event (MISSING: no valid copy;
+//! write-protect: a write to a Shared copy), which becomes an access submitted to the engine. The
+//! engine's answers become `UFFDIO_COPY` (install, read-only for Shared), `UFFDIO_WRITEPROTECT`
+//! (upgrade, downgrade) and `MADV_DONTNEED` (invalidate); KVM follows the host page tables. The
+//! island kernel's own accesses to guest memory (system calls copying to and from the program)
+//! fault the same way on their host threads, so they get the page through the protocol exactly as
+//! a guest access does.
+//!
+//! The [`Dsm`] is driven by one thread per island (the island's service thread): faults and
+//! messages in, messages out through [`Dsm::take_outbox`]. It never blocks and never touches a
+//! page the engine does not hold mapped (that would fault on itself).
+
+pub mod uffd;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use coherency::{
+    Access, Config, Engine, Host, KernelId, MapChange, Message, PageId, PageView, ProtocolError,
+};
+
+use crate::memory::IslandMemory;
+pub use uffd::{Fault, Userfaultfd};
+
+/// Bytes per page.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// The content of one page, as a Copy message carries it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PageBuf(pub Box<[u8; PAGE_SIZE as usize]>);
+
+impl PageBuf {
+    pub fn zeroed() -> Self {
+        PageBuf(Box::new([0u8; PAGE_SIZE as usize]))
+    }
+}
+
+impl fmt::Debug for PageBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nonzero = self.0.iter().filter(|&&b| b != 0).count();
+        write!(f, "PageBuf({nonzero} non-zero bytes)")
+    }
+}
+
+/// A protocol message carrying page contents.
+pub type PageMessage = Message<PageBuf>;
+
+/// Errors of the DSM layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DsmError {
+    #[error("cannot open a userfaultfd (popvmm needs root for several islands): {0}")]
+    Open(std::io::Error),
+    #[error("userfaultfd {op} of {start:#x}+{len:#x} failed: {source}")]
+    Uffd {
+        op: &'static str,
+        start: u64,
+        len: u64,
+        source: std::io::Error,
+    },
+    #[error("reading page {page:#x} for a Copy failed: {source}")]
+    Read { page: u64, source: std::io::Error },
+    #[error("coherency protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("island {island}: {source} (page {page:#x})")]
+    Host {
+        island: KernelId,
+        page: u64,
+        source: Box<DsmError>,
+    },
+}
+
+/// Latency histogram buckets: powers of two of microseconds, from 1 us to ~1 s.
+const BUCKETS: usize = 21;
+
+/// Fault counters and latencies of one island, readable from other threads at any time.
+#[derive(Debug, Default)]
+pub struct DsmStats {
+    /// Read faults on a page with no valid copy.
+    pub read_missing: AtomicU64,
+    /// Write faults on a page with no valid copy.
+    pub write_missing: AtomicU64,
+    /// Writes to a read-only (Shared) copy.
+    pub write_protect: AtomicU64,
+    /// Faults that needed no message (the page was already valid, or first touch on one island).
+    pub local: AtomicU64,
+    /// Faults resolved, and the sum of their latencies in nanoseconds.
+    pub resolved: AtomicU64,
+    pub latency_ns_sum: AtomicU64,
+    /// Resolved faults by latency, bucket b counting latencies in [2^b, 2^(b+1)) microseconds.
+    pub latency_buckets: [AtomicU64; BUCKETS],
+    /// Messages for pages this island no longer maps (after munmap), dropped.
+    pub stale_messages: AtomicU64,
+}
+
+impl DsmStats {
+    fn record_latency(&self, ns: u64) {
+        self.resolved.fetch_add(1, Ordering::Relaxed);
+        self.latency_ns_sum.fetch_add(ns, Ordering::Relaxed);
+        let us = (ns / 1000).max(1);
+        let bucket = (63 - us.leading_zeros() as usize).min(BUCKETS - 1);
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The latency (in microseconds, bucket upper bound) below which `q` of the faults resolved.
+    pub fn latency_quantile_us(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self
+            .latency_buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let target = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return Some(1u64 << (b + 1));
+            }
+        }
+        Some(1u64 << BUCKETS)
+    }
+
+    pub fn mean_latency_us(&self) -> Option<f64> {
+        let n = self.resolved.load(Ordering::Relaxed);
+        (n > 0).then(|| self.latency_ns_sum.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0)
+    }
+}
+
+/// One island's coherency layer.
+pub struct Dsm {
+    island: KernelId,
+    engine: Engine<PageBuf>,
+    uffd: Userfaultfd,
+    memory: Arc<IslandMemory>,
+    started: Instant,
+    outbox: Vec<(KernelId, PageMessage)>,
+    /// Faults waiting for the engine, by page: when each started (for the latency figures).
+    waiting: HashMap<PageId, Vec<Instant>>,
+    stats: Arc<DsmStats>,
+    /// Pages forgotten by munmap: late messages about them are dropped, not protocol errors.
+    forgotten: HashMap<PageId, ()>,
+    faults: Vec<Fault>,
+}
+
+impl fmt::Debug for Dsm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dsm")
+            .field("island", &self.island)
+            .field("pages", &self.engine.page_count())
+            .finish()
+    }
+}
+
+/// The engine's host on an island: what the engine asks is done at once, on the host mapping.
+struct IslandHost<'a> {
+    island: KernelId,
+    uffd: &'a Userfaultfd,
+    memory: &'a IslandMemory,
+    outbox: &'a mut Vec<(KernelId, PageMessage)>,
+    waiting: &'a mut HashMap<PageId, Vec<Instant>>,
+    stats: &'a DsmStats,
+    error: Option<DsmError>,
+}
+
+impl IslandHost<'_> {
+    fn addr(&self, page: PageId) -> u64 {
+        self.memory.host_base() + page * PAGE_SIZE
+    }
+
+    fn fail(&mut self, page: PageId, e: DsmError) {
+        if self.error.is_none() {
+            self.error = Some(DsmError::Host {
+                island: self.island,
+                page: page * PAGE_SIZE,
+                source: Box::new(e),
+            });
+        }
+    }
+
+    fn uffd_result(&mut self, page: PageId, op: &'static str, r: std::io::Result<()>) {
+        if let Err(source) = r {
+            let start = page * PAGE_SIZE;
+            self.fail(
+                page,
+                DsmError::Uffd {
+                    op,
+                    start,
+                    len: PAGE_SIZE,
+                    source,
+                },
+            );
+        }
+    }
+}
+
+static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+
+impl Host<PageBuf> for IslandHost<'_> {
+    fn send(&mut self, to: KernelId, msg: PageMessage) {
+        self.outbox.push((to, msg));
+    }
+
+    fn read_page(&mut self, page: PageId) -> PageBuf {
+        let mut buf = PageBuf::zeroed();
+        // process_vm_readv, not a plain copy: if the program made the page PROT_NONE meanwhile,
+        // this fails with EFAULT instead of killing popvmm. The engine only asks for mapped
+        // pages, so the read never waits on our own userfaultfd.
+        let local = libc::iovec {
+            iov_base: buf.0.as_mut_ptr() as *mut libc::c_void,
+            iov_len: PAGE_SIZE as usize,
+        };
+        let remote = libc::iovec {
+            iov_base: self.addr(page) as *mut libc::c_void,
+            iov_len: PAGE_SIZE as usize,
+        };
+        // SAFETY: both iovecs describe PAGE_SIZE bytes: ours is a fresh buffer we own, the
+        // remote one lies inside island memory, which stays mapped for the island's lifetime.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n != PAGE_SIZE as isize {
+            let source = std::io::Error::last_os_error();
+            self.fail(
+                page,
+                DsmError::Read {
+                    page: page * PAGE_SIZE,
+                    source,
+                },
+            );
+        }
+        buf
+    }
+
+    fn map(&mut self, page: PageId, change: MapChange<PageBuf>) {
+        let addr = self.addr(page);
+        match change {
+            MapChange::Install { data, writable } => {
+                // SAFETY: `data` is one page of readable bytes.
+                let r = unsafe { self.uffd.copy(addr, data.0.as_ptr(), PAGE_SIZE, writable) };
+                self.uffd_result(page, "copy", r);
+            }
+            MapChange::InstallInitial { writable } => {
+                // A copy of zeros rather than UFFDIO_ZEROPAGE: the shared zero page cannot carry
+                // the write protection a read-only copy needs.
+                // SAFETY: ZERO_PAGE is one page of readable bytes.
+                let r = unsafe {
+                    self.uffd
+                        .copy(addr, ZERO_PAGE.as_ptr(), PAGE_SIZE, writable)
+                };
+                self.uffd_result(page, "copy", r);
+            }
+            MapChange::Upgrade => {
+                let r = self.uffd.write_protect(addr, PAGE_SIZE, false);
+                self.uffd_result(page, "unprotect", r);
+            }
+            MapChange::Downgrade => {
+                let r = self.uffd.write_protect(addr, PAGE_SIZE, true);
+                self.uffd_result(page, "write-protect", r);
+            }
+            MapChange::Drop => {
+                if let Err(source) = self.memory.discard(page * PAGE_SIZE, PAGE_SIZE) {
+                    let e = DsmError::Uffd {
+                        op: "discard",
+                        start: page * PAGE_SIZE,
+                        len: PAGE_SIZE,
+                        source: std::io::Error::other(source.to_string()),
+                    };
+                    self.fail(page, e);
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, page: PageId, _token: u64, _access: Access) {
+        // Installing or unprotecting already woke the faulting threads; a completion without a
+        // mapping change (the page became valid meanwhile) needs the wake.
+        let r = self.uffd.wake(self.addr(page), PAGE_SIZE);
+        self.uffd_result(page, "wake", r);
+        if let Some(started) = self.waiting.get_mut(&page).and_then(|v| v.pop()) {
+            self.stats
+                .record_latency(started.elapsed().as_nanos().min(u64::MAX as u128) as u64);
+        }
+    }
+}
+
+impl Dsm {
+    /// The coherency layer of island `island` of `islands`, over `memory`.
+    pub fn new(
+        island: KernelId,
+        config: Config,
+        memory: Arc<IslandMemory>,
+    ) -> Result<Self, DsmError> {
+        let uffd = Userfaultfd::new().map_err(DsmError::Open)?;
+        Ok(Self {
+            island,
+            engine: Engine::new(island, config),
+            uffd,
+            memory,
+            started: Instant::now(),
+            outbox: Vec::new(),
+            waiting: HashMap::new(),
+            stats: Arc::new(DsmStats::default()),
+            forgotten: HashMap::new(),
+            faults: Vec::new(),
+        })
+    }
+
+    pub fn island(&self) -> KernelId {
+        self.island
+    }
+
+    pub fn stats(&self) -> Arc<DsmStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The userfaultfd, to wait for faults (it is readable when faults are pending).
+    pub fn fault_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.uffd.as_raw_fd()
+    }
+
+    fn host_range(&self, start: u64, len: u64) -> (u64, u64) {
+        (self.memory.host_base() + start, len)
+    }
+
+    /// Makes `[start, start+len)` (guest addresses, page aligned) coherent: its pages fault into
+    /// the protocol from now on. Huge pages are refused there (the protocol works on 4 KiB pages).
+    pub fn register(&mut self, start: u64, len: u64) -> Result<(), DsmError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let (host, len) = self.host_range(start, len);
+        // SAFETY: advice on a range of our own island memory; it changes no contents.
+        unsafe {
+            libc::madvise(
+                host as *mut libc::c_void,
+                len as usize,
+                libc::MADV_NOHUGEPAGE,
+            )
+        };
+        self.uffd
+            .register(host, len)
+            .map_err(|source| DsmError::Uffd {
+                op: "register",
+                start,
+                len,
+                source,
+            })?;
+        for page in start / PAGE_SIZE..(start + len) / PAGE_SIZE {
+            self.forgotten.remove(&page);
+        }
+        Ok(())
+    }
+
+    /// Declares the pages of `[start, start+len)` Not Replicated here: this island holds their
+    /// only copy, already written (the program's initial data on the origin).
+    pub fn set_not_replicated(&mut self, start: u64, len: u64) {
+        for page in start / PAGE_SIZE..(start + len).div_ceil(PAGE_SIZE) {
+            self.engine.set_not_replicated(page);
+        }
+    }
+
+    /// Forgets `[start, start+len)` (munmap): drops the local copies and the protocol state.
+    pub fn forget(&mut self, start: u64, len: u64) -> Result<(), DsmError> {
+        if len == 0 {
+            return Ok(());
+        }
+        for page in start / PAGE_SIZE..(start + len).div_ceil(PAGE_SIZE) {
+            if self.engine.view(page).state != coherency::State::Unmapped {
+                self.forgotten.insert(page, ());
+            }
+            self.engine.forget(page);
+            self.waiting.remove(&page);
+        }
+        let (host, hlen) = self.host_range(start, len);
+        let _ = self.uffd.unregister(host, hlen);
+        self.memory
+            .discard(start, len)
+            .map_err(|source| DsmError::Uffd {
+                op: "discard",
+                start,
+                len,
+                source: std::io::Error::other(source.to_string()),
+            })?;
+        // Threads still waiting there retry and meet the new protection.
+        let _ = self.uffd.wake(host, hlen);
+        Ok(())
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    /// Serves the pending faults. Returns how many there were.
+    pub fn poll_faults(&mut self) -> Result<usize, DsmError> {
+        let mut faults = std::mem::take(&mut self.faults);
+        let r = self.uffd.read_faults(&mut faults);
+        let n = faults.len();
+        let result = match r {
+            Err(source) => Err(DsmError::Uffd {
+                op: "read",
+                start: 0,
+                len: 0,
+                source,
+            }),
+            Ok(()) => faults.iter().try_for_each(|&f| self.on_fault(f)),
+        };
+        self.faults = faults;
+        result.map(|()| n)
+    }
+
+    /// One fault: the access goes to the engine.
+    pub fn on_fault(&mut self, fault: Fault) -> Result<(), DsmError> {
+        let base = self.memory.host_base();
+        let Some(guest) = fault.addr.checked_sub(base) else {
+            return Ok(());
+        };
+        let page = guest / PAGE_SIZE;
+        let access = if fault.write {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        let counter = match (fault.write_protected, fault.write) {
+            (true, _) => &self.stats.write_protect,
+            (false, true) => &self.stats.write_missing,
+            (false, false) => &self.stats.read_missing,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        self.waiting.entry(page).or_default().push(Instant::now());
+        let mut host = IslandHost {
+            island: self.island,
+            uffd: &self.uffd,
+            memory: &self.memory,
+            outbox: &mut self.outbox,
+            waiting: &mut self.waiting,
+            stats: &self.stats,
+            error: None,
+        };
+        let ready = self
+            .engine
+            .access(page, access, u64::from(fault.tid), now, &mut host)?;
+        if let Some(e) = host.error.take() {
+            return Err(e);
+        }
+        if ready {
+            // Valid already (a stale fault, or the race of two threads on one page): retry it.
+            self.stats.local.fetch_add(1, Ordering::Relaxed);
+            host.complete(page, u64::from(fault.tid), access);
+            if let Some(e) = host.error.take() {
+                return Err(e);
+            }
+        } else if self.outbox.is_empty() && !self.waiting.get(&page).is_some_and(|w| !w.is_empty())
+        {
+            // Completed without a message (first touch with one island, or all-local).
+            self.stats.local.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// One message from another island.
+    pub fn on_message(&mut self, msg: PageMessage) -> Result<(), DsmError> {
+        let page = msg.page;
+        let mut host = IslandHost {
+            island: self.island,
+            uffd: &self.uffd,
+            memory: &self.memory,
+            outbox: &mut self.outbox,
+            waiting: &mut self.waiting,
+            stats: &self.stats,
+            error: None,
+        };
+        match self.engine.handle(msg, &mut host) {
+            Ok(()) => {}
+            Err(_) if self.forgotten.contains_key(&page) => {
+                // A message in flight when the program unmapped the page: nothing to keep.
+                self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
+                self.engine.forget(page);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match host.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The messages to send, in order (per destination, the order matters: links are FIFO).
+    pub fn take_outbox(&mut self) -> std::vec::Drain<'_, (KernelId, PageMessage)> {
+        self.outbox.drain(..)
+    }
+
+    /// The state of one page here.
+    pub fn view(&self, page: PageId) -> PageView {
+        self.engine.view(page)
+    }
+
+    /// Every page this island knows something about, in page order.
+    pub fn pages(&self) -> Vec<(PageId, PageView)> {
+        self.engine.pages()
+    }
+}
+
+#[cfg(test)]
+mod tests;
