@@ -3,6 +3,9 @@
 //! so pages, stats and metrics can be added beside islands and threads.
 
 pub mod client;
+pub mod stats;
+
+pub use stats::summary;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -41,22 +44,33 @@ impl Drop for ApiServer {
     }
 }
 
-/// A response: status code and JSON body.
+/// A response: status code and JSON body (or plain text, for `/metrics`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    pub text: Option<String>,
+}
+
+fn ok(body: Value) -> Reply {
+    Reply {
+        status: 200,
+        body,
+        text: None,
+    }
 }
 
 fn error(status: u16, msg: impl Into<String>) -> Reply {
     Reply {
         status,
         body: json!({ "error": msg.into() }),
+        text: None,
     }
 }
 
-/// Starts serving `p` on a Unix socket at `path` (replacing a stale socket file).
-pub fn serve(path: &Path, p: Arc<Process>) -> Result<ApiServer, ApiError> {
+/// Starts serving the program whose island kernels are `islands` (origin first) on a Unix socket
+/// at `path` (replacing a stale socket file).
+pub fn serve(path: &Path, islands: Vec<Arc<Process>>) -> Result<ApiServer, ApiError> {
     if path.exists() {
         let _ = std::fs::remove_file(path);
     }
@@ -77,12 +91,15 @@ pub fn serve(path: &Path, p: Arc<Process>) -> Result<ApiServer, ApiError> {
                 };
                 let mut body = String::new();
                 let reply = match req.as_reader().take(1 << 16).read_to_string(&mut body) {
-                    Ok(_) => route(&p, req.method(), req.url(), &body),
+                    Ok(_) => route(&islands, req.method(), req.url(), &body),
                     Err(_) => error(400, "request body is not UTF-8 text"),
                 };
-                let text = reply.body.to_string();
+                let (text, ctype) = match reply.text {
+                    Some(t) => (t, &b"text/plain; version=0.0.4"[..]),
+                    None => (reply.body.to_string(), &b"application/json"[..]),
+                };
                 let mut resp = Response::from_string(text).with_status_code(reply.status);
-                if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+                if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], ctype) {
                     resp = resp.with_header(h);
                 }
                 // A client that went away is its own problem.
@@ -100,56 +117,97 @@ pub fn serve(path: &Path, p: Arc<Process>) -> Result<ApiServer, ApiError> {
 }
 
 /// Serves one request.
-pub fn route(p: &Process, method: &Method, url: &str, body: &str) -> Reply {
-    let path = url.split('?').next().unwrap_or("");
+pub fn route(islands: &[Arc<Process>], method: &Method, url: &str, body: &str) -> Reply {
+    let Some(origin) = islands.first() else {
+        return error(503, "no program");
+    };
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match (method, path) {
-        (Method::Get, "/islands") => islands(p),
-        (Method::Get, "/threads") => threads(p),
-        (Method::Put, "/shutdown") => shutdown(p, body),
-        (_, "/islands" | "/threads" | "/shutdown") => {
+        (Method::Get, "/islands") => island_list(islands),
+        (Method::Get, "/threads") => threads(islands),
+        (Method::Get, "/pages") => pages(islands, query),
+        (Method::Get, "/stats") => ok(summary(islands).json()),
+        (Method::Get, "/metrics") => Reply {
+            status: 200,
+            body: Value::Null,
+            text: Some(summary(islands).prometheus()),
+        },
+        (Method::Put, "/shutdown") => shutdown(origin, body),
+        (_, "/islands" | "/threads" | "/pages" | "/stats" | "/metrics" | "/shutdown") => {
             error(405, format!("method {method} not allowed on {path}"))
         }
         _ => error(404, format!("no such resource: {path}")),
     }
 }
 
-fn islands(p: &Process) -> Reply {
-    let mem = p.vm.memory();
-    Reply {
-        status: 200,
-        body: json!([{
-            "id": p.config.island,
-            "program": p.config.exe_path,
-            "pid": p.pid,
-            "threads": p.threads().len(),
-            "memory": {
-                "slot_bytes": mem.size(),
-                "resident_bytes": mem.resident_bytes(),
+/// Parses `from=ADDR&count=N` (ADDR decimal or 0x-hex; N from 1 to 4096, default 256).
+fn pages(islands: &[Arc<Process>], query: &str) -> Reply {
+    let mut from = 0u64;
+    let mut count = 256usize;
+    for pair in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "from" => {
+                let parsed = match v.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16).ok(),
+                    None => v.parse().ok(),
+                };
+                match parsed {
+                    Some(a) => from = a,
+                    None => return error(400, format!("from={v}: not an address")),
+                }
+            }
+            "count" => match v.parse::<usize>() {
+                Ok(n) if (1..=4096).contains(&n) => count = n,
+                _ => return error(400, format!("count={v}: expected 1 to 4096")),
             },
-            "uptime_ms": p.started.elapsed().as_millis() as u64,
-        }]),
+            _ => return error(400, format!("unknown parameter {k:?} (from, count)")),
+        }
     }
+    ok(stats::pages(islands, from, count))
 }
 
-fn threads(p: &Process) -> Reply {
-    let list: Vec<Value> = p
-        .threads()
+fn island_list(islands: &[Arc<Process>]) -> Reply {
+    let list: Vec<Value> = islands
         .iter()
-        .map(|t| {
+        .map(|p| {
+            let mem = p.vm.memory();
             json!({
-                "tid": t.tid,
-                "island": p.config.island,
-                "vcpu": t.vcpu,
-                "state": t.state().name(),
-                "rip": t.rip(),
-                "syscalls": t.syscalls.load(std::sync::atomic::Ordering::Relaxed),
+                "id": p.config.island,
+                "program": p.config.exe_path,
+                "pid": p.pid,
+                "threads": p.threads().len(),
+                "memory": {
+                    "slot_bytes": mem.size(),
+                    "resident_bytes": mem.resident_bytes(),
+                },
+                "uptime_ms": p.started.elapsed().as_millis() as u64,
             })
         })
         .collect();
-    Reply {
-        status: 200,
-        body: Value::Array(list),
-    }
+    ok(Value::Array(list))
+}
+
+fn threads(islands: &[Arc<Process>]) -> Reply {
+    let list: Vec<Value> = islands
+        .iter()
+        .flat_map(|p| {
+            p.threads()
+                .iter()
+                .map(|t| {
+                    json!({
+                        "tid": t.tid,
+                        "island": p.config.island,
+                        "vcpu": t.vcpu,
+                        "state": t.state().name(),
+                        "rip": t.rip(),
+                        "syscalls": t.syscalls.load(std::sync::atomic::Ordering::Relaxed),
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ok(Value::Array(list))
 }
 
 fn shutdown(p: &Process, body: &str) -> Reply {
@@ -163,8 +221,5 @@ fn shutdown(p: &Process, body: &str) -> Reply {
     }
     // The program ends as if killed by SIGTERM (status 143 for the shell).
     p.exit(ExitStatus::Signal(libc::SIGTERM));
-    Reply {
-        status: 200,
-        body: json!({ "status": "shutting down" }),
-    }
+    ok(json!({ "status": "shutting down" }))
 }

@@ -8,6 +8,8 @@ use std::time::Instant;
 use clap::Args;
 use kvm_bindings::kvm_regs;
 
+use crate::dsm::Dsm;
+use crate::kernel::cluster::{service_loop, IslandId, IslandLink, Links, Placement, ProgramState, QueueLinks};
 use crate::kernel::thread::{spawn, Thread};
 use crate::kernel::{signal, ExitStatus, KernelConfig, Process};
 use crate::kvm::IslandVm;
@@ -20,9 +22,16 @@ pub const DEFAULT_ENV: [&str; 2] = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/
 
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
-    /// Number of islands (only 1 until the multi-island layer lands).
+    /// Number of islands (KVM VMs that share no memory), 1 to 64.
     #[arg(long, default_value_t = 1)]
     pub islands: u32,
+    /// Where new threads go: origin, round-robin (islands 1, 2, ..., 0, 1, ...; the main thread
+    /// stays on the origin, island 0) or list:I,J,... (the n-th new thread on the n-th island).
+    #[arg(long, default_value = "round-robin")]
+    pub placement: String,
+    /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
     /// Host directory served read-only as the program's root (default: the program's directory).
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
@@ -58,8 +67,10 @@ pub struct LaunchArgs {
 /// Errors that stop a launch before the program runs.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("--islands {0}: only one island is supported so far")]
+    #[error("--islands {0}: must be between 1 and 64")]
     Islands(u32),
+    #[error("--placement: {0}")]
+    Placement(String),
     #[error("{0}: {1}")]
     Load(String, LoaderError),
     #[error("--env {0}: expected K=V")]
@@ -105,9 +116,11 @@ fn guest_exe_path(exe: &Path, root: &Path) -> String {
 }
 
 fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
-    if args.islands != 1 {
+    if !(1..=64).contains(&args.islands) {
         return Err(LaunchError::Islands(args.islands));
     }
+    let placement = Placement::parse(&args.placement, args.islands as usize)
+        .map_err(LaunchError::Placement)?;
     let program = args.program[0].clone();
     let file = std::fs::read(&program).map_err(|source| {
         LaunchError::Load(
@@ -151,25 +164,42 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         }
     };
     phase("parsed");
-    let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
-    phase("memory reserved");
-    let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
-    phase("vm created");
-    let p = Process::new(vm, config, started).map_err(|e| island_err(&e))?;
-    image
-        .load(&p, &file)
-        .map_err(|e| LaunchError::Load(program.clone(), e))?;
-    drop(file);
-    phase("loaded");
-    let rsp = stack::build(&p, &image, &args.program, &env, &program)
-        .map_err(|e| LaunchError::Load(program.clone(), e))?;
-
     crate::kernel::thread::install_kick_handler().map_err(|e| {
         island_err(&format!(
             "cannot install the vCPU kick handler: errno {}",
             e.0
         ))
     })?;
+    let islands = if args.islands == 1 {
+        let memory =
+            Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
+        phase("memory reserved");
+        let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
+        phase("vm created");
+        let p = Process::new(vm, config, started).map_err(|e| island_err(&e))?;
+        image
+            .load(&p, &file)
+            .map_err(|e| LaunchError::Load(program.clone(), e))?;
+        vec![p]
+    } else {
+        let islands = build_islands(args.islands as usize, placement, &config, started)?;
+        phase("islands created");
+        image
+            .load(&islands[0], &file)
+            .map_err(|e| LaunchError::Load(program.clone(), e))?;
+        for p in &islands[1..] {
+            image
+                .load_local(p, &file)
+                .map_err(|e| LaunchError::Load(program.clone(), e))?;
+        }
+        islands
+    };
+    let p = Arc::clone(&islands[0]);
+    drop(file);
+    phase("loaded");
+    let rsp = stack::build(&p, &image, &args.program, &env, &program)
+        .map_err(|e| LaunchError::Load(program.clone(), e))?;
+
     let mut vcpu = p.take_vcpu().map_err(|e| island_err(&e))?;
     let regs = kvm_regs {
         rip: image.entry,
@@ -184,7 +214,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     p.register_thread(Arc::clone(&main.status));
 
     let _api = match &args.api_sock {
-        Some(path) => Some(crate::api::serve(path, Arc::clone(&p))?),
+        Some(path) => Some(crate::api::serve(path, islands.clone())?),
         None => None,
     };
     spawn(&p, main)
@@ -204,12 +234,61 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     if args.stats {
         print_stats(&p);
     }
+    if islands.len() > 1 {
+        let summary = crate::api::summary(&islands);
+        eprint!("{}", summary.text());
+        if let Some(path) = &args.stats_json {
+            if let Err(e) = std::fs::write(path, summary.json().to_string()) {
+                eprintln!("popvmm: cannot write {}: {e}", path.display());
+            }
+        }
+    } else if let Some(path) = &args.stats_json {
+        let summary = crate::api::summary(&islands);
+        if let Err(e) = std::fs::write(path, summary.json().to_string()) {
+            eprintln!("popvmm: cannot write {}: {e}", path.display());
+        }
+    }
     if let ExitStatus::Signal(sig) = status {
         if let Some(msg) = signal::shell_message(sig) {
             eprintln!("{msg}");
         }
     }
     Ok(status.shell_status())
+}
+
+/// Creates the islands of a program spanning several: one VM, memory and coherency layer each,
+/// linked to each other, with their service threads running.
+fn build_islands(
+    n: usize,
+    placement: Placement,
+    config: &KernelConfig,
+    started: Instant,
+) -> Result<Vec<Arc<Process>>, LaunchError> {
+    let island_err = |e: &dyn std::fmt::Display| LaunchError::Island(e.to_string());
+    let program = Arc::new(ProgramState::new(n, placement));
+    let links: Arc<dyn Links> = Arc::new(QueueLinks::new(n).map_err(|e| island_err(&e))?);
+    let engine = coherency::Config::new(n);
+    let mut islands: Vec<Arc<Process>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let memory =
+            Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
+        let vm = IslandVm::new(Arc::clone(&memory)).map_err(|e| island_err(&e))?;
+        let dsm = Dsm::new(i as IslandId, engine, memory).map_err(|e| island_err(&e))?;
+        let link = IslandLink::new(i as IslandId, Arc::clone(&links), dsm, Arc::clone(&program));
+        let mut cfg = config.clone();
+        cfg.island = i as u32;
+        let p = Process::new_island(vm, cfg, started, islands.first().map(|o| &**o), link)
+            .map_err(|e| island_err(&e))?;
+        islands.push(p);
+    }
+    for p in &islands {
+        let p2 = Arc::clone(p);
+        std::thread::Builder::new()
+            .name(format!("island{}-service", p.island()))
+            .spawn(move || service_loop(p2))
+            .map_err(|e| island_err(&e))?;
+    }
+    Ok(islands)
 }
 
 fn vm_rss_bytes() -> Option<u64> {

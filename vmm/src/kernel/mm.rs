@@ -5,6 +5,7 @@
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
+use super::cluster::{self, LayoutOp, MmCall, Request, ORIGIN};
 use super::vma::{AddressSpace, BrkChange, Prot, VmaError, VmaKind};
 use super::{Errno, Process, SysResult};
 use crate::memory::layout::{page_up, PAGE_SIZE};
@@ -63,8 +64,11 @@ fn map_locked(
 ) -> Result<(), Errno> {
     // The heap, data segments and anonymous mmaps are worth making resident up front; the main
     // stack (8 MiB, mostly untouched) is not.
+    // Coherent memory is never prefaulted: its pages come through the protocol.
     let populate = !matches!(kind, VmaKind::Stack | VmaKind::File(_) | VmaKind::Reserved)
-        && !p.config.no_prefault;
+        && !p.config.no_prefault
+        && !p.distributed();
+    let coherent = p.distributed() && !kind.is_local();
     let mem = p.user.island_memory();
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     space.map_fixed(start, len, prot, kind).map_err(vma_err)?;
@@ -73,34 +77,97 @@ fn map_locked(
     let host =
         p.vm.ensure_slots(start, len)
             .map_err(|_| Errno::ENOMEM)
-            .and_then(|_| mem.discard(start, len).map_err(host_err))
+            .and_then(|_| drop_pages(p, start, len))
             .and_then(|_| {
                 mem.protect(start, len, HostProt::ReadWrite)
                     .map_err(host_err)
             });
     if let Err(e) = host {
-        let _ = unmap_locked(space, mem, start, len);
+        let _ = unmap_locked(p, space, start, len);
         return Err(e);
     }
     let filled = fill(mem.guest());
     if let Err(e) = mem.protect(start, len, host_prot(prot)).map_err(host_err) {
-        let _ = unmap_locked(space, mem, start, len);
+        let _ = unmap_locked(p, space, start, len);
         return Err(e);
     }
-    if prot.writable() && populate && len <= POPULATE_MAX {
+    if coherent {
+        if let Err(e) = make_coherent(p, start, len) {
+            let _ = unmap_locked(p, space, start, len);
+            return Err(e);
+        }
+    } else if prot.writable() && populate && len <= POPULATE_MAX {
         mem.populate(start, len);
     }
     filled
 }
 
+/// Drops the pages of `[start, start+len)`: they read back as zeros. With several islands, the
+/// protocol forgets them too (the layout change reaches every island).
+fn drop_pages(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
+    match &p.cluster {
+        Some(link) => link.dsm().forget(start, len).map_err(|e| {
+            p.log(1, format_args!("dropping {start:#x}+{len:#x}: {e}"));
+            Errno::ENOMEM
+        }),
+        None => p
+            .user
+            .island_memory()
+            .discard(start, len)
+            .map_err(host_err),
+    }
+}
+
+/// Puts `[start, start+len)` under the coherency protocol. On the origin, the pages already
+/// written there (the program's initial data, file contents, moved pages) are its only copies:
+/// Not Replicated. Elsewhere, and for untouched pages, they start Unmapped.
+fn make_coherent(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
+    let Some(link) = &p.cluster else {
+        return Ok(());
+    };
+    let present = if link.is_origin() {
+        resident_pages(p.user.island_memory(), start, len)
+    } else {
+        Vec::new()
+    };
+    let mut dsm = link.dsm();
+    dsm.register(start, len).map_err(|e| {
+        p.log(1, format_args!("registering {start:#x}+{len:#x}: {e}"));
+        Errno::ENOMEM
+    })?;
+    for page in present {
+        dsm.set_not_replicated(page, PAGE_SIZE);
+    }
+    Ok(())
+}
+
+/// The pages of `[start, start+len)` that are resident on the host (mincore).
+fn resident_pages(mem: &IslandMemory, start: u64, len: u64) -> Vec<u64> {
+    let pages = (len / PAGE_SIZE) as usize;
+    let mut vec = vec![0u8; pages];
+    let host = mem.host_base() + start;
+    // SAFETY: the range lies inside our island reservation (callers pass a mapped range) and
+    // `vec` has one byte per page of it.
+    let r = unsafe { libc::mincore(host as *mut libc::c_void, len as usize, vec.as_mut_ptr()) };
+    if r != 0 {
+        return Vec::new();
+    }
+    vec.iter()
+        .enumerate()
+        .filter(|(_, &v)| v & 1 != 0)
+        .map(|(i, _)| start + i as u64 * PAGE_SIZE)
+        .collect()
+}
+
 fn unmap_locked(
+    p: &Process,
     space: &mut AddressSpace,
-    mem: &IslandMemory,
     start: u64,
     len: u64,
 ) -> Result<(), Errno> {
+    let mem = p.user.island_memory();
     for (s, e) in space.unmap(start, len).map_err(vma_err)? {
-        mem.discard(s, e - s).map_err(host_err)?;
+        drop_pages(p, s, e - s)?;
         mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
     }
     Ok(())
@@ -114,20 +181,22 @@ pub fn sys_brk(p: &Process, want: u64) -> SysResult {
         BrkChange::Unchanged(b) => Ok(b),
         BrkChange::Grew(s, e) => {
             if p.vm.ensure_slots(s, e - s).is_err()
+                || drop_pages(p, s, e - s).is_err()
                 || mem.protect(s, e - s, HostProt::ReadWrite).is_err()
+                || make_coherent(p, s, e - s).is_err()
             {
                 // Undo: the layout must match the host protection. brk reports failure by
                 // returning the unchanged break.
                 space.brk(old);
                 return Ok(old);
             }
-            if !p.config.no_prefault && e - s <= POPULATE_MAX {
+            if !p.config.no_prefault && !p.distributed() && e - s <= POPULATE_MAX {
                 mem.populate(s, e - s);
             }
             Ok(space.brk_value())
         }
         BrkChange::Shrank(s, e) => {
-            mem.discard(s, e - s).map_err(host_err)?;
+            drop_pages(p, s, e - s)?;
             mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
             Ok(space.brk_value())
         }
@@ -224,9 +293,8 @@ pub fn sys_munmap(p: &Process, addr: u64, len: u64) -> SysResult {
     if addr % PAGE_SIZE != 0 || len == 0 {
         return Err(Errno::EINVAL);
     }
-    let mem = p.user.island_memory();
     let mut space = p.user.layout_mut();
-    unmap_locked(&mut space, mem, addr, len)?;
+    unmap_locked(p, &mut space, addr, len)?;
     Ok(0)
 }
 
@@ -271,8 +339,15 @@ pub fn sys_madvise(p: &Process, addr: u64, len: u64, advice: u64) -> SysResult {
                 })
                 .map(|v| (v.start.max(addr), v.end.min(addr + len)))
                 .collect();
+            drop(space);
             for (s, e) in ranges {
-                mem.discard(s, e - s).map_err(host_err)?;
+                if p.distributed() {
+                    // Fresh zero pages on every island: forget them and start over.
+                    drop_pages(p, s, e - s)?;
+                    make_coherent(p, s, e - s)?;
+                } else {
+                    mem.discard(s, e - s).map_err(host_err)?;
+                }
             }
             Ok(0)
         }
@@ -327,7 +402,7 @@ pub fn sys_mremap(
     if !fixed {
         if new_len <= old_len {
             if new_len < old_len {
-                unmap_locked(&mut space, mem, old + new_len, old_len - new_len)?;
+                unmap_locked(p, &mut space, old + new_len, old_len - new_len)?;
             }
             return Ok(old);
         }
@@ -397,7 +472,7 @@ pub fn sys_mremap(
             .map_err(host_err)?;
         return Err(e);
     }
-    unmap_locked(&mut space, mem, old, old_len)?;
+    unmap_locked(p, &mut space, old, old_len)?;
     Ok(target)
 }
 
@@ -411,5 +486,158 @@ impl AddressSpace {
             && start >= crate::memory::layout::KERNEL_AREA_END
             && end <= crate::memory::layout::MMAP_TOP
             && !self.vmas().any(|v| v.start < end && start < v.end)
+    }
+}
+
+/// A memory system call, wherever it is made: served here on a single island, by the origin
+/// (which pushes the change to every island that has the layout) when there are several.
+pub fn call(p: &Process, call: MmCall) -> SysResult {
+    match &p.cluster {
+        None => serve_locally(p, call),
+        Some(link) if link.is_origin() => serve_at_origin(p, call),
+        Some(link) => cluster::reply_result(link.call(ORIGIN, Request::Mm(call), |_| None)),
+    }
+}
+
+fn serve_locally(p: &Process, call: MmCall) -> SysResult {
+    match call {
+        MmCall::Brk(want) => sys_brk(p, want),
+        MmCall::Mmap {
+            addr,
+            len,
+            prot,
+            flags,
+            fd,
+            off,
+        } => sys_mmap(p, addr, len, prot, flags, fd, off),
+        MmCall::Munmap { addr, len } => sys_munmap(p, addr, len),
+        MmCall::Mprotect { addr, len, prot } => sys_mprotect(p, addr, len, prot),
+        MmCall::Madvise { addr, len, advice } => sys_madvise(p, addr, len, advice),
+        MmCall::Mremap {
+            old,
+            old_len,
+            new_len,
+            flags,
+            new_addr,
+        } => sys_mremap(p, old, old_len, new_len, flags, new_addr),
+    }
+}
+
+/// The origin serves a memory call (its own or another island's), then pushes what changed to
+/// every island that has the layout and waits for them: the call returns once the change holds
+/// everywhere (munmap and mprotect in particular).
+pub fn serve_at_origin(p: &Process, call: MmCall) -> SysResult {
+    let old_brk = p.user.layout().brk_value();
+    let result = serve_locally(p, call)?;
+    let ops = layout_ops(p, call, result, old_brk);
+    p.push_layout(ops);
+    Ok(result)
+}
+
+/// What a served memory call changed in the layout, as the other islands apply it.
+fn layout_ops(p: &Process, call: MmCall, result: u64, old_brk: u64) -> Vec<LayoutOp> {
+    let space = p.user.layout();
+    let map_of = |start: u64, len: u64| -> Vec<LayoutOp> {
+        let end = start.saturating_add(len);
+        space
+            .vmas()
+            .filter(|v| v.start < end && start < v.end && !v.kind.is_local())
+            .map(|v| {
+                let s = v.start.max(start);
+                LayoutOp::Map {
+                    start: s,
+                    len: v.end.min(end) - s,
+                    prot: v.prot,
+                    kind: v.kind.clone(),
+                }
+            })
+            .collect()
+    };
+    let pages = |len: u64| page_up(len).unwrap_or(len);
+    match call {
+        MmCall::Brk(_) => {
+            let (old, new) = (
+                page_up(old_brk).unwrap_or(old_brk),
+                page_up(space.brk_value()).unwrap_or(0),
+            );
+            if new > old {
+                map_of(old, new - old)
+            } else if new < old {
+                vec![LayoutOp::Unmap {
+                    start: new,
+                    len: old - new,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        MmCall::Mmap { len, .. } => map_of(result, pages(len)),
+        MmCall::Munmap { addr, len } => vec![LayoutOp::Unmap {
+            start: addr,
+            len: pages(len),
+        }],
+        MmCall::Mprotect { addr, len, prot } => vec![LayoutOp::Protect {
+            start: addr,
+            len: pages(len),
+            prot: Prot((prot & PROT_MASK) as u32),
+        }],
+        MmCall::Madvise { addr, len, advice } => {
+            if matches!(advice as i32, libc::MADV_DONTNEED | libc::MADV_FREE) {
+                map_of(addr, pages(len))
+                    .into_iter()
+                    .filter(|op| !matches!(op, LayoutOp::Map { kind: VmaKind::File(_), .. }))
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        }
+        MmCall::Mremap {
+            old,
+            old_len,
+            new_len,
+            ..
+        } => {
+            let (old_len, new_len) = (pages(old_len), pages(new_len));
+            if result == old {
+                if new_len > old_len {
+                    map_of(old + old_len, new_len - old_len)
+                } else if new_len < old_len {
+                    vec![LayoutOp::Unmap {
+                        start: old + new_len,
+                        len: old_len - new_len,
+                    }]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                let mut ops = map_of(result, new_len);
+                ops.push(LayoutOp::Unmap {
+                    start: old,
+                    len: old_len,
+                });
+                ops
+            }
+        }
+    }
+}
+
+/// Applies a layout change pushed by the origin (or its snapshot) to this island.
+pub fn apply_layout_op(p: &Process, op: &LayoutOp) -> Result<(), Errno> {
+    let mut space = p.user.layout_mut();
+    match op {
+        LayoutOp::Map {
+            start,
+            len,
+            prot,
+            kind,
+        } => map_locked(p, &mut space, *start, *len, *prot, kind.clone(), |_| Ok(())),
+        LayoutOp::Unmap { start, len } => unmap_locked(p, &mut space, *start, *len),
+        LayoutOp::Protect { start, len, prot } => {
+            space.protect(*start, *len, *prot).map_err(vma_err)?;
+            p.user
+                .island_memory()
+                .protect(*start, *len, host_prot(*prot))
+                .map_err(host_err)
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! `vma::AddressSpace` (layout), `futex::FutexTable`, `fs::FdTable`, `signal::Signals`, and
 //! `uaccess::UserMemory` (the only path to the program's memory).
 
+pub mod cluster;
 pub mod fs;
 pub mod futex;
 pub mod mm;
@@ -184,7 +185,18 @@ impl ThreadStatus {
     }
 }
 
-/// One program running on one island.
+/// Process-wide kernel state that is not guest memory, shared by the island kernels of one
+/// program (see `cluster`): file descriptors, the exit status, the live thread count.
+#[derive(Debug)]
+pub struct Shared {
+    files: Mutex<fs::FdTable>,
+    live_threads: AtomicU32,
+    exit: Mutex<Option<ExitStatus>>,
+    exit_cv: Condvar,
+    logged_unknown: Mutex<HashSet<u64>>,
+}
+
+/// The kernel of one island for one program (the whole program when it runs on one island).
 #[derive(Debug)]
 pub struct Process {
     pub pid: u32,
@@ -192,21 +204,20 @@ pub struct Process {
     pub vm: IslandVm,
     pub user: uaccess::UserMemory,
     pub futexes: futex::FutexTable,
-    pub files: Mutex<fs::FdTable>,
-    pub signals: signal::Signals,
+    pub signals: Arc<signal::Signals>,
+    pub umask: Arc<AtomicU32>,
+    shared: Arc<Shared>,
+    /// The other islands, when the program spans several.
+    pub cluster: Option<cluster::IslandLink>,
     threads: Mutex<BTreeMap<u32, Arc<ThreadStatus>>>,
-    live_threads: AtomicU32,
     next_tid: AtomicU32,
+    tid_stride: u32,
     /// vCPUs of exited threads, reused by clone (KVM cannot destroy a vCPU before its VM).
     idle_vcpus: Mutex<Vec<Vcpu>>,
     next_vcpu: AtomicU64,
-    exit: Mutex<Option<ExitStatus>>,
-    exit_cv: Condvar,
-    logged_unknown: Mutex<HashSet<u64>>,
     pub started: Instant,
     /// Nanoseconds from `started` to the first entry into the guest (0: not yet).
     pub first_entry_ns: AtomicU64,
-    pub umask: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -214,40 +225,108 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Process {
-    /// `started`: when popvmm started (for the start-up figure).
+    /// The kernel of a program on one island. `started`: when popvmm started (for the start-up
+    /// figure).
     pub fn new(
         vm: IslandVm,
         config: KernelConfig,
         config_started: Instant,
     ) -> Result<Arc<Self>, fs::FsError> {
+        let files = fs::FdTable::new(&config.rootfs)?;
+        let shared = Arc::new(Shared {
+            files: Mutex::new(files),
+            live_threads: AtomicU32::new(0),
+            exit: Mutex::new(None),
+            exit_cv: Condvar::new(),
+            logged_unknown: Mutex::new(HashSet::new()),
+        });
+        Ok(Arc::new(Self::build(
+            vm,
+            config,
+            config_started,
+            shared,
+            Arc::new(signal::Signals::default()),
+            Arc::new(AtomicU32::new(0o022)),
+            None,
+        )))
+    }
+
+    /// The kernel of island `link.island` for the same program as `origin` (which shares its
+    /// process-wide state).
+    pub fn new_island(
+        vm: IslandVm,
+        config: KernelConfig,
+        config_started: Instant,
+        origin: Option<&Process>,
+        link: cluster::IslandLink,
+    ) -> Result<Arc<Self>, fs::FsError> {
+        let (shared, signals, umask) = match origin {
+            Some(o) => (
+                Arc::clone(&o.shared),
+                Arc::clone(&o.signals),
+                Arc::clone(&o.umask),
+            ),
+            None => (
+                Arc::new(Shared {
+                    files: Mutex::new(fs::FdTable::new(&config.rootfs)?),
+                    live_threads: AtomicU32::new(0),
+                    exit: Mutex::new(None),
+                    exit_cv: Condvar::new(),
+                    logged_unknown: Mutex::new(HashSet::new()),
+                }),
+                Arc::new(signal::Signals::default()),
+                Arc::new(AtomicU32::new(0o022)),
+            ),
+        };
+        Ok(Arc::new(Self::build(
+            vm,
+            config,
+            config_started,
+            shared,
+            signals,
+            umask,
+            Some(link),
+        )))
+    }
+
+    fn build(
+        vm: IslandVm,
+        config: KernelConfig,
+        config_started: Instant,
+        shared: Arc<Shared>,
+        signals: Arc<signal::Signals>,
+        umask: Arc<AtomicU32>,
+        cluster: Option<cluster::IslandLink>,
+    ) -> Self {
         let memory: Arc<IslandMemory> = Arc::clone(vm.memory());
         let space = Arc::new(RwLock::new(vma::AddressSpace::new()));
-        let files = fs::FdTable::new(&config.rootfs)?;
         let pid = std::process::id();
-        Ok(Arc::new(Self {
+        let (island, stride) = match &cluster {
+            Some(l) => (l.island as u32, l.program.islands as u32),
+            None => (0, 1),
+        };
+        Self {
             pid,
             config,
             vm,
             user: uaccess::UserMemory::new(memory, space),
             futexes: futex::FutexTable::default(),
-            files: Mutex::new(files),
-            signals: signal::Signals::default(),
+            signals,
+            umask,
+            shared,
+            cluster,
             threads: Mutex::new(BTreeMap::new()),
-            live_threads: AtomicU32::new(0),
-            next_tid: AtomicU32::new(pid),
+            next_tid: AtomicU32::new(pid + island),
+            tid_stride: stride,
             idle_vcpus: Mutex::new(Vec::new()),
             next_vcpu: AtomicU64::new(0),
-            exit: Mutex::new(None),
-            exit_cv: Condvar::new(),
-            logged_unknown: Mutex::new(HashSet::new()),
             started: config_started,
             first_entry_ns: AtomicU64::new(0),
-            umask: AtomicU32::new(0o022),
-        }))
+        }
     }
 
     pub fn files(&self) -> MutexGuard<'_, fs::FdTable> {
-        lock(&self.files)
+        lock(&self.shared.files)
     }
 
     /// A vCPU for a new thread: an idle one, or a new one.
@@ -263,21 +342,29 @@ impl Process {
         lock(&self.idle_vcpus).push(vcpu);
     }
 
+    /// A thread id unique in the program without asking anyone: island `i` of `n` hands out
+    /// `pid + i + k * n`.
     pub fn alloc_tid(&self) -> u32 {
-        self.next_tid.fetch_add(1, Ordering::Relaxed)
+        self.next_tid.fetch_add(self.tid_stride, Ordering::Relaxed)
     }
 
     pub fn register_thread(&self, status: Arc<ThreadStatus>) {
-        self.live_threads.fetch_add(1, Ordering::SeqCst);
+        self.shared.live_threads.fetch_add(1, Ordering::SeqCst);
+        if let Some(l) = &self.cluster {
+            l.program.set_island(status.tid, l.island);
+        }
         lock(&self.threads).insert(status.tid, status);
     }
 
-    /// Marks a thread exited; the last one to leave ends the program with `code`.
+    /// Marks a thread exited; the last one to leave (on any island) ends the program with `code`.
     pub fn thread_exited(&self, tid: u32, code: i32) {
         if let Some(t) = lock(&self.threads).remove(&tid) {
             t.set(ThreadState::Exited);
         }
-        if self.live_threads.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if let Some(l) = &self.cluster {
+            l.program.forget_thread(tid);
+        }
+        if self.shared.live_threads.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.exit(ExitStatus::Code(code));
         }
     }
@@ -305,31 +392,63 @@ impl Process {
         lock(&self.threads).get(&tid).cloned()
     }
 
+    /// Whether `tid` is a live thread of the program (on any island).
     pub fn has_thread(&self, tid: u32) -> bool {
-        lock(&self.threads).contains_key(&tid)
+        match &self.cluster {
+            Some(l) => l.program.island_of(tid).is_some(),
+            None => lock(&self.threads).contains_key(&tid),
+        }
     }
 
-    /// Ends the program (the first caller decides the status).
+    /// Ends the program (the first caller decides the status), on every island.
     pub fn exit(&self, status: ExitStatus) {
-        let mut e = lock(&self.exit);
-        if e.is_none() {
-            *e = Some(status);
+        let first = self.exit_local(status);
+        if let (true, Some(l)) = (first, &self.cluster) {
+            for i in 0..l.program.islands as cluster::IslandId {
+                if i != l.island {
+                    l.notify(i, cluster::Request::Exit(status));
+                }
+            }
         }
-        self.exit_cv.notify_all();
+    }
+
+    /// Records the end of the program and stops this island's threads. Returns whether this call
+    /// decided the status.
+    pub fn exit_local(&self, status: ExitStatus) -> bool {
+        let first = {
+            let mut e = lock(&self.shared.exit);
+            let first = e.is_none();
+            if first {
+                *e = Some(status);
+            }
+            first
+        };
+        self.shared.exit_cv.notify_all();
+        first
     }
 
     pub fn exiting(&self) -> bool {
-        lock(&self.exit).is_some()
+        lock(&self.shared.exit).is_some()
     }
 
     /// Blocks until the program has ended.
     pub fn wait_exit(&self) -> ExitStatus {
-        let mut e = lock(&self.exit);
+        let mut e = lock(&self.shared.exit);
         loop {
             if let Some(s) = *e {
                 return s;
             }
-            e = self.exit_cv.wait(e).unwrap_or_else(|p| p.into_inner());
+            e = self.shared.exit_cv.wait(e).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A signal for thread `tid` of this island: pending, then kicked.
+    pub fn signal_local_thread(&self, tid: u32, sig: u32) {
+        if let Some(t) = self.thread(tid) {
+            if (1..=64).contains(&sig) {
+                t.pending.fetch_or(1 << (sig - 1), Ordering::SeqCst);
+                self.kick(tid);
+            }
         }
     }
 
@@ -342,7 +461,7 @@ impl Process {
 
     /// Logs an unsupported system call once (with -v).
     pub fn log_unknown_once(&self, nr: u64, what: &str) {
-        if self.config.verbose >= 1 && lock(&self.logged_unknown).insert(nr) {
+        if self.config.verbose >= 1 && lock(&self.shared.logged_unknown).insert(nr) {
             eprintln!("popvmm: unsupported system call {nr} ({what}): ENOSYS");
         }
     }

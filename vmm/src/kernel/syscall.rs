@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_regs;
 
+use super::cluster::{self, FutexCall, MmCall, Request, ORIGIN};
 use super::futex::BITSET_MATCH_ANY;
 use super::signal::{Disposition, SigAction};
 use super::thread::{clone, clone3, CloneArgs, Thread};
@@ -92,10 +93,27 @@ fn dispatch_inner(
             fs::sys_poll(p, a[0], a[1], a[2] as i32)
         }
         8 => fs::sys_lseek(p, fd, a[1], a[2]),
-        9 => mm::sys_mmap(p, a[0], a[1], a[2], a[3], a[4], a[5]),
-        10 => mm::sys_mprotect(p, a[0], a[1], a[2]),
-        11 => mm::sys_munmap(p, a[0], a[1]),
-        12 => mm::sys_brk(p, a[0]),
+        9 => mm::call(
+            p,
+            MmCall::Mmap {
+                addr: a[0],
+                len: a[1],
+                prot: a[2],
+                flags: a[3],
+                fd: a[4],
+                off: a[5],
+            },
+        ),
+        10 => mm::call(
+            p,
+            MmCall::Mprotect {
+                addr: a[0],
+                len: a[1],
+                prot: a[2],
+            },
+        ),
+        11 => mm::call(p, MmCall::Munmap { addr: a[0], len: a[1] }),
+        12 => mm::call(p, MmCall::Brk(a[0])),
         13 => sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
         14 => return sys_rt_sigprocmask(p, t, a[0], a[1], a[2], a[3]),
         15 => {
@@ -127,7 +145,16 @@ fn dispatch_inner(
             std::thread::yield_now();
             Ok(0)
         }
-        25 => mm::sys_mremap(p, a[0], a[1], a[2], a[3], a[4]),
+        25 => mm::call(
+            p,
+            MmCall::Mremap {
+                old: a[0],
+                old_len: a[1],
+                new_len: a[2],
+                flags: a[3],
+                new_addr: a[4],
+            },
+        ),
         26 => {
             if p.user
                 .layout()
@@ -138,7 +165,14 @@ fn dispatch_inner(
                 Err(Errno::ENOMEM)
             }
         }
-        28 => mm::sys_madvise(p, a[0], a[1], a[2]),
+        28 => mm::call(
+            p,
+            MmCall::Madvise {
+                addr: a[0],
+                len: a[1],
+                advice: a[2],
+            },
+        ),
         32 => fs::sys_dup(p, fd),
         33 => fs::sys_dup3(p, fd, a[1] as i32, 0, true),
         35 => sys_nanosleep(p, t, libc::CLOCK_MONOTONIC, 0, a[0], a[1]),
@@ -452,15 +486,14 @@ fn sys_futex(p: &Process, t: &Thread, a: [u64; 6]) -> SysResult {
     let (uaddr, op, val) = (a[0], a[1] as i32, a[2] as u32);
     let cmd = op & !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME);
     let realtime = op & libc::FUTEX_CLOCK_REALTIME != 0;
-    let read_word = || p.user.load_u32(uaddr);
-    match cmd {
+    let call = match cmd {
         libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
             let bitset = if cmd == libc::FUTEX_WAIT {
                 BITSET_MATCH_ANY
             } else {
                 a[5] as u32
             };
-            let deadline = if a[3] == 0 {
+            let timeout_ns = if a[3] == 0 {
                 None
             } else {
                 let ts = read_timespec(p, a[3])?;
@@ -474,45 +507,124 @@ fn sys_futex(p: &Process, t: &Thread, a: [u64; 6]) -> SysResult {
                     };
                     duration_until(clock, ts)?
                 };
-                // A deadline beyond what Instant can represent is no deadline.
-                Instant::now().checked_add(d)
+                Some(d.as_nanos().min(u64::MAX as u128) as u64)
             };
             t.status.set(ThreadState::Blocked);
-            let interrupted = || signal_deliverable(t);
-            p.futexes
-                .wait(uaddr, val, bitset, deadline, read_word, &interrupted)
-                .map(|_| 0)
+            FutexCall::Wait {
+                addr: uaddr,
+                val,
+                bitset,
+                timeout_ns,
+            }
         }
-        libc::FUTEX_WAKE => p.futexes.wake(uaddr, val, BITSET_MATCH_ANY).map(u64::from),
-        libc::FUTEX_WAKE_BITSET => p.futexes.wake(uaddr, val, a[5] as u32).map(u64::from),
+        libc::FUTEX_WAKE => FutexCall::Wake {
+            addr: uaddr,
+            n: val,
+            bitset: BITSET_MATCH_ANY,
+        },
+        libc::FUTEX_WAKE_BITSET => FutexCall::Wake {
+            addr: uaddr,
+            n: val,
+            bitset: a[5] as u32,
+        },
         libc::FUTEX_REQUEUE | libc::FUTEX_CMP_REQUEUE => {
             let n_requeue = a[3] as u32;
             if (val as i32) < 0 || (n_requeue as i32) < 0 {
                 return Err(Errno::EINVAL);
             }
-            let check: Option<(u32, super::futex::ReadWord<'_>)> = if cmd == libc::FUTEX_CMP_REQUEUE
-            {
-                Some((a[5] as u32, &read_word))
-            } else {
-                None
-            };
-            p.futexes
-                .requeue(uaddr, a[4], val, n_requeue, check)
-                .map(u64::from)
+            FutexCall::Requeue {
+                addr: uaddr,
+                addr2: a[4],
+                n_wake: val,
+                n_requeue,
+                check: (cmd == libc::FUTEX_CMP_REQUEUE).then_some(a[5] as u32),
+            }
         }
-        libc::FUTEX_WAKE_OP => {
-            let (uaddr2, encoded) = (a[4], a[5] as u32);
-            let n2 = a[3] as u32;
-            p.futexes
-                .wake_op(uaddr, uaddr2, val, n2, || {
-                    wake_op_update(p, uaddr2, encoded)
-                })
-                .map(u64::from)
-        }
+        libc::FUTEX_WAKE_OP => FutexCall::WakeOp {
+            addr: uaddr,
+            addr2: a[4],
+            n: val,
+            n2: a[3] as u32,
+            encoded: a[5] as u32,
+        },
         _ => {
             p.log_unknown_once(202_000 + cmd as u64, "futex operation");
-            Err(Errno::ENOSYS)
+            return Err(Errno::ENOSYS);
         }
+    };
+    futex(p, Some(t), call)
+}
+
+/// A futex operation, wherever it is made: served here on a single island, by the origin when
+/// the program spans several (so that a wake on one island reaches a waiter on another).
+/// `t` is the calling thread (a signal for it interrupts a wait), if any.
+pub fn futex(p: &Process, t: Option<&Thread>, call: FutexCall) -> SysResult {
+    let interrupted = || t.is_some_and(signal_deliverable);
+    match &p.cluster {
+        Some(link) if !link.is_origin() => {
+            let reply = link.call(ORIGIN, Request::Futex(call), |wait| {
+                interrupted().then_some(Request::FutexCancel { wait })
+            });
+            cluster::reply_result(reply)
+        }
+        _ => futex_at_origin(p, call, &interrupted),
+    }
+}
+
+/// FUTEX_WAKE from the island kernel itself (thread exit, robust lists).
+pub fn futex_wake(p: &Process, addr: u64) {
+    let _ = futex(
+        p,
+        None,
+        FutexCall::Wake {
+            addr,
+            n: 1,
+            bitset: BITSET_MATCH_ANY,
+        },
+    );
+}
+
+/// Serves a futex operation on the futex table of this island (the origin's, with several):
+/// the futex words are read through `UserMemory`, hence through the coherency protocol.
+pub fn futex_at_origin(p: &Process, call: FutexCall, interrupted: &dyn Fn() -> bool) -> SysResult {
+    match call {
+        FutexCall::Wait {
+            addr,
+            val,
+            bitset,
+            timeout_ns,
+        } => {
+            // A deadline beyond what Instant can represent is no deadline.
+            let deadline = timeout_ns.and_then(|ns| Instant::now().checked_add(Duration::from_nanos(ns)));
+            p.futexes
+                .wait(addr, val, bitset, deadline, || p.user.load_u32(addr), interrupted)
+                .map(|_| 0)
+        }
+        FutexCall::Wake { addr, n, bitset } => p.futexes.wake(addr, n, bitset).map(u64::from),
+        FutexCall::Requeue {
+            addr,
+            addr2,
+            n_wake,
+            n_requeue,
+            check,
+        } => {
+            let read_word = || p.user.load_u32(addr);
+            let check: Option<(u32, super::futex::ReadWord<'_>)> =
+                check.map(|v| (v, &read_word as super::futex::ReadWord<'_>));
+            p.futexes
+                .requeue(addr, addr2, n_wake, n_requeue, check)
+                .map(u64::from)
+        }
+        FutexCall::WakeOp {
+            addr,
+            addr2,
+            n,
+            n2,
+            encoded,
+        } => p
+            .futexes
+            .wake_op(addr, addr2, n, n2, || wake_op_update(p, addr2, encoded))
+            .map(u64::from),
     }
 }
 

@@ -9,6 +9,7 @@ use kvm_bindings::kvm_regs;
 
 use std::sync::atomic::Ordering;
 
+use super::cluster::{self, Request, ThreadStart, ORIGIN};
 use super::sigframe::{self, SigInfo};
 use super::signal::{signal_for_vector, Disposition};
 use super::syscall::{dispatch, Action};
@@ -388,9 +389,7 @@ fn exit_thread(p: &Arc<Process>, t: Thread, code: i32) {
     if t.clear_child_tid != 0 {
         // Linux ignores a fault here; so do we.
         if p.user.write_obj(t.clear_child_tid, 0u32).is_ok() {
-            let _ = p
-                .futexes
-                .wake(t.clear_child_tid, 1, super::futex::BITSET_MATCH_ANY);
+            super::syscall::futex_wake(p, t.clear_child_tid);
         }
     }
     let tid = t.tid;
@@ -438,7 +437,7 @@ fn exit_robust_list(p: &Process, t: &Thread) {
             })
             .map(|wake| {
                 if wake {
-                    let _ = p.futexes.wake(word, 1, super::futex::BITSET_MATCH_ANY);
+                    super::syscall::futex_wake(p, word);
                 }
             });
     };
@@ -519,10 +518,6 @@ pub fn clone(p: &Arc<Process>, parent: &mut Thread, regs: &kvm_regs, a: CloneArg
     } else {
         parent.vcpu.sregs().map_err(|_| Errno::EAGAIN)?.fs.base
     };
-    let mut vcpu = p.take_vcpu().map_err(|e| {
-        p.log(1, format_args!("clone: {e}"));
-        Errno::EAGAIN
-    })?;
     let mut child_regs = *regs;
     child_regs.rax = 0;
     child_regs.rip = regs.rcx;
@@ -530,16 +525,49 @@ pub fn clone(p: &Arc<Process>, parent: &mut Thread, regs: &kvm_regs, a: CloneArg
     if a.stack != 0 {
         child_regs.rsp = a.stack;
     }
-    if let Err(e) = vcpu.start_user(&child_regs, fs_base, Some(&fpu)) {
+    let start = ThreadStart {
+        tid,
+        regs: child_regs,
+        fs_base,
+        fpu,
+        sigmask: parent.sigmask,
+        clear_child_tid: if a.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
+            a.child_tid
+        } else {
+            0
+        },
+    };
+    let Some(link) = &p.cluster else {
+        return start_remote(p, start);
+    };
+    let island = link.program.place();
+    if island == link.island {
+        return start_remote(p, start);
+    }
+    // The new island needs the layout before its first thread runs.
+    if link.is_origin() {
+        p.sync_layout_to(island);
+    } else {
+        cluster::reply_result(link.call(ORIGIN, Request::SyncLayout { island }, |_| None))?;
+    }
+    cluster::reply_result(link.call(island, Request::StartThread(Box::new(start)), |_| None))
+}
+
+/// Starts a thread on this island with the state clone gave it (from this island or another).
+pub fn start_remote(p: &Arc<Process>, start: ThreadStart) -> SysResult {
+    let mut vcpu = p.take_vcpu().map_err(|e| {
+        p.log(1, format_args!("clone: {e}"));
+        Errno::EAGAIN
+    })?;
+    if let Err(e) = vcpu.start_user(&start.regs, start.fs_base, Some(&start.fpu)) {
         p.log(1, format_args!("clone: {e}"));
         p.park_vcpu(vcpu);
         return Err(Errno::EAGAIN);
     }
+    let tid = start.tid;
     let mut child = Thread::new(tid, vcpu);
-    child.sigmask = parent.sigmask;
-    if a.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
-        child.clear_child_tid = a.child_tid;
-    }
+    child.sigmask = start.sigmask;
+    child.clear_child_tid = start.clear_child_tid;
     p.register_thread(Arc::clone(&child.status));
     if let Err(e) = spawn(p, child) {
         p.thread_exited(tid, 0);

@@ -28,16 +28,27 @@ impl Prot {
     }
 }
 
-/// What a VMA holds (for reporting; all are anonymous memory on the island).
+/// What a VMA holds (all are anonymous memory on the island).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmaKind {
+    /// A writable segment of the executable (.data, .bss): coherent across islands.
     Elf,
+    /// A read-only segment of the executable (text, rodata): every island loads its own copy
+    /// from the file, and it stays out of the coherency protocol (paper §5.2).
+    ElfCode,
     Heap,
     Stack,
     Anon,
     /// Anonymous, mapped with MAP_NORESERVE.
     Reserved,
     File(String),
+}
+
+impl VmaKind {
+    /// Island-local memory, outside the coherency protocol.
+    pub fn is_local(&self) -> bool {
+        matches!(self, VmaKind::ElfCode)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -241,7 +241,20 @@ impl ElfImage {
     /// Maps every segment, copies its file bytes (the rest is zero: .bss), applies its protection,
     /// and sets the brk heap just above the highest segment.
     pub fn load(&self, p: &Process, file: &[u8]) -> Result<(), LoaderError> {
+        self.load_segments(p, file, false)
+    }
+
+    /// Loads only the read-only segments (text, rodata): what an island other than the origin
+    /// loads itself; the writable ones reach it through the coherency protocol.
+    pub fn load_local(&self, p: &Process, file: &[u8]) -> Result<(), LoaderError> {
+        self.load_segments(p, file, true)
+    }
+
+    fn load_segments(&self, p: &Process, file: &[u8], local_only: bool) -> Result<(), LoaderError> {
         for s in &self.segments {
+            if local_only && s.prot.writable() {
+                continue;
+            }
             let start = page_down(s.vaddr);
             let end = page_up(s.vaddr + s.memsz).ok_or(LoaderError::OutOfRange {
                 vaddr: s.vaddr,
@@ -262,7 +275,12 @@ impl ElfImage {
                     )
                 })
                 .collect();
-            mm::map_fixed_with(p, start, end - start, s.prot, VmaKind::Elf, |g| {
+            let kind = if s.prot.writable() {
+                VmaKind::Elf
+            } else {
+                VmaKind::ElfCode
+            };
+            mm::map_fixed_with(p, start, end - start, s.prot, kind, |g| {
                 for (va, b) in &earlier {
                     // Only the part that falls inside this mapping.
                     let lo = (*va).max(start);

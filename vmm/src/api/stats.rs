@@ -1,0 +1,258 @@
+//! What the coherency layer and the links did: per-page states (`/pages`), counters and
+//! latencies (`/stats`, `/metrics`, and the summary `popvmm launch` prints at exit).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::dsm::{DsmStats, PAGE_SIZE};
+use crate::kernel::Process;
+
+/// Counters of a whole run, summed over the islands.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub islands: usize,
+    pub messages: BTreeMap<String, u64>,
+    pub links: BTreeMap<(u8, u8), u64>,
+    pub read_missing: u64,
+    pub write_missing: u64,
+    pub write_protect: u64,
+    pub local: u64,
+    pub resolved: u64,
+    pub latency_ns_sum: u64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub stale_messages: u64,
+    /// Per island: (read_missing, write_missing, write_protect, resolved).
+    pub per_island: Vec<[u64; 4]>,
+}
+
+fn quantile(buckets: &[u64], q: f64) -> Option<u64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let target = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (b, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= target {
+            return Some(1u64 << (b + 1));
+        }
+    }
+    None
+}
+
+/// The counters of `islands` (all islands of one program).
+pub fn summary(islands: &[Arc<Process>]) -> Summary {
+    let mut s = Summary {
+        islands: islands.len(),
+        ..Summary::default()
+    };
+    let mut buckets: Vec<u64> = Vec::new();
+    for p in islands {
+        let Some(link) = &p.cluster else {
+            s.per_island.push([0; 4]);
+            continue;
+        };
+        let st: Arc<DsmStats> = link.dsm().stats();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let island = [
+            get(&st.read_missing),
+            get(&st.write_missing),
+            get(&st.write_protect),
+            get(&st.resolved),
+        ];
+        s.read_missing += island[0];
+        s.write_missing += island[1];
+        s.write_protect += island[2];
+        s.resolved += island[3];
+        s.local += get(&st.local);
+        s.latency_ns_sum += get(&st.latency_ns_sum);
+        s.stale_messages += get(&st.stale_messages);
+        if buckets.is_empty() {
+            buckets = vec![0; st.latency_buckets.len()];
+        }
+        for (b, c) in buckets.iter_mut().zip(st.latency_buckets.iter()) {
+            *b += get(c);
+        }
+        s.per_island.push(island);
+    }
+    if let Some(link) = islands.first().and_then(|p| p.cluster.as_ref()) {
+        let c = link.links.counters();
+        s.messages = c
+            .by_type
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        s.links = c.by_link;
+    }
+    s.p50_us = quantile(&buckets, 0.5);
+    s.p99_us = quantile(&buckets, 0.99);
+    s
+}
+
+impl Summary {
+    pub fn faults(&self) -> u64 {
+        self.read_missing + self.write_missing + self.write_protect
+    }
+
+    pub fn mean_latency_us(&self) -> Option<f64> {
+        (self.resolved > 0).then(|| self.latency_ns_sum as f64 / self.resolved as f64 / 1000.0)
+    }
+
+    pub fn total_messages(&self) -> u64 {
+        self.messages.values().sum()
+    }
+
+    /// The summary popvmm prints on stderr at exit.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "popvmm: {} islands: {} messages ({})",
+            self.islands,
+            self.total_messages(),
+            self.messages
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "popvmm: page faults: {} ({} read, {} write on a missing page, {} write on a read-only \
+             copy), mean latency {}",
+            self.faults(),
+            self.read_missing,
+            self.write_missing,
+            self.write_protect,
+            match self.mean_latency_us() {
+                Some(us) => format!("{us:.1} us (p50 < {} us, p99 < {} us)",
+                    self.p50_us.unwrap_or(0), self.p99_us.unwrap_or(0)),
+                None => "-".to_string(),
+            }
+        );
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "islands": self.islands,
+            "messages": {
+                "total": self.total_messages(),
+                "by_type": self.messages,
+                "by_link": self.links.iter().map(|(&(f, t), &n)| json!({"from": f, "to": t, "messages": n})).collect::<Vec<_>>(),
+            },
+            "faults": {
+                "total": self.faults(),
+                "read_missing": self.read_missing,
+                "write_missing": self.write_missing,
+                "write_protect": self.write_protect,
+                "resolved": self.resolved,
+                "local": self.local,
+                "by_island": self.per_island.iter().enumerate().map(|(i, c)| json!({
+                    "island": i, "read_missing": c[0], "write_missing": c[1],
+                    "write_protect": c[2], "resolved": c[3],
+                })).collect::<Vec<_>>(),
+            },
+            "fault_latency_us": {
+                "mean": self.mean_latency_us(),
+                "p50": self.p50_us,
+                "p99": self.p99_us,
+            },
+            "stale_messages": self.stale_messages,
+        })
+    }
+
+    /// Prometheus text exposition.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP popvmm_messages_total Messages between island kernels, by type.");
+        let _ = writeln!(out, "# TYPE popvmm_messages_total counter");
+        for (k, v) in &self.messages {
+            let _ = writeln!(out, "popvmm_messages_total{{type=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(out, "# HELP popvmm_link_messages_total Messages by link.");
+        let _ = writeln!(out, "# TYPE popvmm_link_messages_total counter");
+        for ((f, t), v) in &self.links {
+            let _ = writeln!(out, "popvmm_link_messages_total{{from=\"{f}\",to=\"{t}\"}} {v}");
+        }
+        let _ = writeln!(out, "# HELP popvmm_page_faults_total Page faults that reached the coherency layer, by kind and island.");
+        let _ = writeln!(out, "# TYPE popvmm_page_faults_total counter");
+        for (i, c) in self.per_island.iter().enumerate() {
+            for (kind, n) in [("read_missing", c[0]), ("write_missing", c[1]), ("write_protect", c[2])] {
+                let _ = writeln!(out, "popvmm_page_faults_total{{island=\"{i}\",kind=\"{kind}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP popvmm_fault_latency_seconds_sum Sum of resolved fault latencies.");
+        let _ = writeln!(out, "# TYPE popvmm_fault_latency_seconds_sum counter");
+        let _ = writeln!(out, "popvmm_fault_latency_seconds_sum {}", self.latency_ns_sum as f64 / 1e9);
+        let _ = writeln!(out, "# TYPE popvmm_fault_latency_seconds_count counter");
+        let _ = writeln!(out, "popvmm_fault_latency_seconds_count {}", self.resolved);
+        out
+    }
+}
+
+/// One page, every island's view of it.
+pub fn pages(islands: &[Arc<Process>], from: u64, count: usize) -> Value {
+    let first = from / PAGE_SIZE;
+    let mut per_island: Vec<BTreeMap<u64, coherency::PageView>> = Vec::new();
+    let mut all: BTreeSet<u64> = BTreeSet::new();
+    for p in islands {
+        let views: BTreeMap<u64, coherency::PageView> = match &p.cluster {
+            Some(link) => link
+                .dsm()
+                .pages()
+                .into_iter()
+                .filter(|(page, _)| *page >= first)
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        all.extend(views.keys().take(count).copied());
+        per_island.push(views);
+    }
+    let listed: Vec<u64> = all.into_iter().take(count).collect();
+    let next = listed.last().map(|&p| (p + 1) * PAGE_SIZE);
+    let rows: Vec<Value> = listed
+        .iter()
+        .map(|page| {
+            let mut owner = None;
+            let mut users = BTreeSet::new();
+            let copies: Vec<Value> = per_island
+                .iter()
+                .enumerate()
+                .map(|(i, views)| {
+                    let v = views.get(page).copied();
+                    if let Some(v) = v {
+                        owner = owner.or(v.owner);
+                        users.extend(v.users.iter());
+                        if matches!(v.state, coherency::State::Modified | coherency::State::NotReplicated) {
+                            owner = Some(i as u8);
+                        }
+                    }
+                    json!({
+                        "island": i,
+                        "state": v.map_or("Unmapped", |v| v.state.name()),
+                        "mapping": v.map_or("none", |v| match v.mapping {
+                            coherency::Mapping::None => "none",
+                            coherency::Mapping::ReadOnly => "read-only",
+                            coherency::Mapping::ReadWrite => "read-write",
+                        }),
+                        "waiting": v.map_or(0, |v| v.waiting),
+                    })
+                })
+                .collect();
+            json!({
+                "address": format!("{:#x}", page * PAGE_SIZE),
+                "copies": copies,
+                "owner": owner,
+                "users": users.into_iter().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "pages": rows, "next": next.map(|n| format!("{n:#x}")) })
+}
