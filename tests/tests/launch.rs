@@ -55,10 +55,23 @@ fn truncated_elf_is_refused() {
 }
 
 #[test]
-fn more_islands_not_yet() {
+fn island_count_and_placement_are_checked() {
     let f = images().join("glibc/hello");
-    let o = launch(&["--islands", "2", "--", f.to_str().expect("utf-8 path")]);
-    assert_eq!(o.status.code(), Some(1));
+    let f = f.to_str().expect("utf-8 path");
+    for bad in [
+        vec!["--islands", "0", "--", f],
+        vec!["--islands", "65", "--", f],
+        vec!["--islands", "2", "--placement", "list:0,2", "--", f],
+        vec!["--islands", "2", "--placement", "sideways", "--", f],
+    ] {
+        let o = launch(&bad);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("--islands") || err.contains("--placement"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -171,7 +171,10 @@ impl Summary {
     /// Prometheus text exposition.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP popvmm_messages_total Messages between island kernels, by type.");
+        let _ = writeln!(
+            out,
+            "# HELP popvmm_messages_total Messages between island kernels, by type."
+        );
         let _ = writeln!(out, "# TYPE popvmm_messages_total counter");
         for (k, v) in &self.messages {
             let _ = writeln!(out, "popvmm_messages_total{{type=\"{k}\"}} {v}");
@@ -179,18 +182,35 @@ impl Summary {
         let _ = writeln!(out, "# HELP popvmm_link_messages_total Messages by link.");
         let _ = writeln!(out, "# TYPE popvmm_link_messages_total counter");
         for ((f, t), v) in &self.links {
-            let _ = writeln!(out, "popvmm_link_messages_total{{from=\"{f}\",to=\"{t}\"}} {v}");
+            let _ = writeln!(
+                out,
+                "popvmm_link_messages_total{{from=\"{f}\",to=\"{t}\"}} {v}"
+            );
         }
         let _ = writeln!(out, "# HELP popvmm_page_faults_total Page faults that reached the coherency layer, by kind and island.");
         let _ = writeln!(out, "# TYPE popvmm_page_faults_total counter");
         for (i, c) in self.per_island.iter().enumerate() {
-            for (kind, n) in [("read_missing", c[0]), ("write_missing", c[1]), ("write_protect", c[2])] {
-                let _ = writeln!(out, "popvmm_page_faults_total{{island=\"{i}\",kind=\"{kind}\"}} {n}");
+            for (kind, n) in [
+                ("read_missing", c[0]),
+                ("write_missing", c[1]),
+                ("write_protect", c[2]),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "popvmm_page_faults_total{{island=\"{i}\",kind=\"{kind}\"}} {n}"
+                );
             }
         }
-        let _ = writeln!(out, "# HELP popvmm_fault_latency_seconds_sum Sum of resolved fault latencies.");
+        let _ = writeln!(
+            out,
+            "# HELP popvmm_fault_latency_seconds_sum Sum of resolved fault latencies."
+        );
         let _ = writeln!(out, "# TYPE popvmm_fault_latency_seconds_sum counter");
-        let _ = writeln!(out, "popvmm_fault_latency_seconds_sum {}", self.latency_ns_sum as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "popvmm_fault_latency_seconds_sum {}",
+            self.latency_ns_sum as f64 / 1e9
+        );
         let _ = writeln!(out, "# TYPE popvmm_fault_latency_seconds_count counter");
         let _ = writeln!(out, "popvmm_fault_latency_seconds_count {}", self.resolved);
         out
@@ -230,7 +250,10 @@ pub fn pages(islands: &[Arc<Process>], from: u64, count: usize) -> Value {
                     if let Some(v) = v {
                         owner = owner.or(v.owner);
                         users.extend(v.users.iter());
-                        if matches!(v.state, coherency::State::Modified | coherency::State::NotReplicated) {
+                        if matches!(
+                            v.state,
+                            coherency::State::Modified | coherency::State::NotReplicated
+                        ) {
                             owner = Some(i as u8);
                         }
                     }

@@ -9,7 +9,9 @@ use clap::Args;
 use kvm_bindings::kvm_regs;
 
 use crate::dsm::Dsm;
-use crate::kernel::cluster::{service_loop, IslandId, IslandLink, Links, Placement, ProgramState, QueueLinks};
+use crate::kernel::cluster::{
+    service_loop, IslandId, IslandLink, Links, Placement, ProgramState, QueueLinks,
+};
 use crate::kernel::thread::{spawn, Thread};
 use crate::kernel::{signal, ExitStatus, KernelConfig, Process};
 use crate::kvm::IslandVm;
@@ -119,8 +121,8 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     if !(1..=64).contains(&args.islands) {
         return Err(LaunchError::Islands(args.islands));
     }
-    let placement = Placement::parse(&args.placement, args.islands as usize)
-        .map_err(LaunchError::Placement)?;
+    let placement =
+        Placement::parse(&args.placement, args.islands as usize).map_err(LaunchError::Placement)?;
     let program = args.program[0].clone();
     let file = std::fs::read(&program).map_err(|source| {
         LaunchError::Load(
@@ -171,8 +173,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         ))
     })?;
     let islands = if args.islands == 1 {
-        let memory =
-            Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
+        let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
         phase("memory reserved");
         let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
         phase("vm created");
@@ -270,8 +271,7 @@ fn build_islands(
     let engine = coherency::Config::new(n);
     let mut islands: Vec<Arc<Process>> = Vec::with_capacity(n);
     for i in 0..n {
-        let memory =
-            Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
+        let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
         let vm = IslandVm::new(Arc::clone(&memory)).map_err(|e| island_err(&e))?;
         let dsm = Dsm::new(i as IslandId, engine, memory).map_err(|e| island_err(&e))?;
         let link = IslandLink::new(i as IslandId, Arc::clone(&links), dsm, Arc::clone(&program));

@@ -460,8 +460,7 @@ impl Dsm {
             if let Some(e) = host.error.take() {
                 return Err(e);
             }
-        } else if self.outbox.is_empty() && !self.waiting.get(&page).is_some_and(|w| !w.is_empty())
-        {
+        } else if self.outbox.is_empty() && self.waiting.get(&page).is_none_or(|w| w.is_empty()) {
             // Completed without a message (first touch with one island, or all-local).
             self.stats.local.fetch_add(1, Ordering::Relaxed);
         }

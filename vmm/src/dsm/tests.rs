@@ -117,10 +117,8 @@ fn the_origin_data_reaches_every_island() {
     }
     // A fresh page nobody wrote reads zero everywhere.
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { std::ptr::read_volatile(islands.ptr(2, 3 * PAGE_SIZE + 8)) },
-        0
-    );
+    let fresh = unsafe { std::ptr::read_volatile(islands.ptr(2, 3 * PAGE_SIZE + 8)) };
+    assert_eq!(fresh, 0);
     let dsms = islands.stop();
     assert_eq!(dsms[0].view(REGION / PAGE_SIZE).state, State::Shared);
     assert_eq!(dsms[1].view(REGION / PAGE_SIZE).state, State::Shared);

@@ -332,8 +332,8 @@ mod tests {
             let (u, s, n) = (Arc::clone(&uffd), Arc::clone(&stop), Arc::clone(&seen));
             std::thread::spawn(move || serve(u, s, n))
         };
-        // SAFETY: the mapping is ours and stays mapped; faults are served by `server`.
         let p = base as *mut u8;
+        // SAFETY: the mapping is ours and stays mapped; faults are served by `server`.
         let v = unsafe { std::ptr::read_volatile(p.add(10)) };
         assert_eq!(v, 7, "a read fault installed the page");
         assert_eq!(seen.load(Ordering::SeqCst), 1);

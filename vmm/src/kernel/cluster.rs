@@ -68,10 +68,9 @@ impl Placement {
                 let ids: Result<Vec<IslandId>, String> = list
                     .split(',')
                     .map(|x| {
-                        let i: usize = x
-                            .trim()
-                            .parse()
-                            .map_err(|_| format!("placement list: {x:?} is not an island number"))?;
+                        let i: usize = x.trim().parse().map_err(|_| {
+                            format!("placement list: {x:?} is not an island number")
+                        })?;
                         if i >= islands {
                             return Err(format!(
                                 "placement list: island {i} does not exist (--islands {islands})"
@@ -100,8 +99,15 @@ pub enum LayoutOp {
         prot: Prot,
         kind: VmaKind,
     },
-    Unmap { start: u64, len: u64 },
-    Protect { start: u64, len: u64, prot: Prot },
+    Unmap {
+        start: u64,
+        len: u64,
+    },
+    Protect {
+        start: u64,
+        len: u64,
+        prot: Prot,
+    },
 }
 
 /// A memory system call made on another island, served by the origin.
@@ -197,12 +203,19 @@ pub enum Request {
     Mm(MmCall),
     Futex(FutexCall),
     /// The waiter of request `wait` was interrupted (a signal on its island).
-    FutexCancel { wait: u64 },
+    FutexCancel {
+        wait: u64,
+    },
     Layout(Vec<LayoutOp>),
     /// To the origin: make sure `island` has the layout (a thread is about to start there).
-    SyncLayout { island: IslandId },
+    SyncLayout {
+        island: IslandId,
+    },
     StartThread(Box<ThreadStart>),
-    Signal { tid: u32, sig: u32 },
+    Signal {
+        tid: u32,
+        sig: u32,
+    },
     Exit(ExitStatus),
 }
 
@@ -223,8 +236,14 @@ pub enum IslandMessage {
         body: Request,
     },
     /// A request that expects no answer (fire and forget).
-    Notice { from: IslandId, body: Request },
-    Reply { id: u64, body: Reply },
+    Notice {
+        from: IslandId,
+        body: Request,
+    },
+    Reply {
+        id: u64,
+        body: Reply,
+    },
 }
 
 impl IslandMessage {
@@ -299,7 +318,10 @@ impl QueueLinks {
 
 impl Links for QueueLinks {
     fn send(&self, from: IslandId, to: IslandId, msg: IslandMessage) -> Result<(), LinkError> {
-        let q = self.queues.get(to as usize).ok_or(LinkError::NoIsland(to))?;
+        let q = self
+            .queues
+            .get(to as usize)
+            .ok_or(LinkError::NoIsland(to))?;
         {
             let mut c = lock(&self.counters);
             *c.by_type.entry(msg.type_name()).or_default() += 1;
@@ -431,7 +453,12 @@ pub struct IslandLink {
 }
 
 impl IslandLink {
-    pub fn new(island: IslandId, links: Arc<dyn Links>, dsm: Dsm, program: Arc<ProgramState>) -> Self {
+    pub fn new(
+        island: IslandId,
+        links: Arc<dyn Links>,
+        dsm: Dsm,
+        program: Arc<ProgramState>,
+    ) -> Self {
         let islands = program.islands;
         let fault_fd = dsm.fault_fd();
         let mut synced = vec![false; islands];
@@ -469,11 +496,15 @@ impl IslandLink {
         let id = self.next_rpc.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(RpcSlot::default());
         lock(&self.rpcs).insert(id, Arc::clone(&slot));
-        if let Err(e) = self.links.send(self.island, to, IslandMessage::Request {
-            id,
-            from: self.island,
-            body,
-        }) {
+        if let Err(e) = self.links.send(
+            self.island,
+            to,
+            IslandMessage::Request {
+                id,
+                from: self.island,
+                body,
+            },
+        ) {
             lock(&self.rpcs).remove(&id);
             return Err(e);
         }
@@ -491,10 +522,14 @@ impl IslandLink {
             if !cancelled && reply.is_none() {
                 if let Some(c) = cancel(id) {
                     cancelled = true;
-                    let _ = self.links.send(self.island, to, IslandMessage::Notice {
-                        from: self.island,
-                        body: c,
-                    });
+                    let _ = self.links.send(
+                        self.island,
+                        to,
+                        IslandMessage::Notice {
+                            from: self.island,
+                            body: c,
+                        },
+                    );
                 }
             }
         }
@@ -502,10 +537,14 @@ impl IslandLink {
 
     /// Sends a request that needs no answer.
     pub fn notify(&self, to: IslandId, body: Request) {
-        let _ = self.links.send(self.island, to, IslandMessage::Notice {
-            from: self.island,
-            body,
-        });
+        let _ = self.links.send(
+            self.island,
+            to,
+            IslandMessage::Notice {
+                from: self.island,
+                body,
+            },
+        );
     }
 
     fn complete(&self, id: u64, reply: Reply) {

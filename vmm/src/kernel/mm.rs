@@ -110,11 +110,7 @@ fn drop_pages(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
             p.log(1, format_args!("dropping {start:#x}+{len:#x}: {e}"));
             Errno::ENOMEM
         }),
-        None => p
-            .user
-            .island_memory()
-            .discard(start, len)
-            .map_err(host_err),
+        None => p.user.island_memory().discard(start, len).map_err(host_err),
     }
 }
 
@@ -159,12 +155,7 @@ fn resident_pages(mem: &IslandMemory, start: u64, len: u64) -> Vec<u64> {
         .collect()
 }
 
-fn unmap_locked(
-    p: &Process,
-    space: &mut AddressSpace,
-    start: u64,
-    len: u64,
-) -> Result<(), Errno> {
+fn unmap_locked(p: &Process, space: &mut AddressSpace, start: u64, len: u64) -> Result<(), Errno> {
     let mem = p.user.island_memory();
     for (s, e) in space.unmap(start, len).map_err(vma_err)? {
         drop_pages(p, s, e - s)?;
@@ -585,7 +576,15 @@ fn layout_ops(p: &Process, call: MmCall, result: u64, old_brk: u64) -> Vec<Layou
             if matches!(advice as i32, libc::MADV_DONTNEED | libc::MADV_FREE) {
                 map_of(addr, pages(len))
                     .into_iter()
-                    .filter(|op| !matches!(op, LayoutOp::Map { kind: VmaKind::File(_), .. }))
+                    .filter(|op| {
+                        !matches!(
+                            op,
+                            LayoutOp::Map {
+                                kind: VmaKind::File(_),
+                                ..
+                            }
+                        )
+                    })
                     .collect()
             } else {
                 Vec::new()

@@ -438,7 +438,11 @@ impl Process {
             if let Some(s) = *e {
                 return s;
             }
-            e = self.shared.exit_cv.wait(e).unwrap_or_else(|p| p.into_inner());
+            e = self
+                .shared
+                .exit_cv
+                .wait(e)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 

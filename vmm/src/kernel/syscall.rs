@@ -112,7 +112,13 @@ fn dispatch_inner(
                 prot: a[2],
             },
         ),
-        11 => mm::call(p, MmCall::Munmap { addr: a[0], len: a[1] }),
+        11 => mm::call(
+            p,
+            MmCall::Munmap {
+                addr: a[0],
+                len: a[1],
+            },
+        ),
         12 => mm::call(p, MmCall::Brk(a[0])),
         13 => sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
         14 => return sys_rt_sigprocmask(p, t, a[0], a[1], a[2], a[3]),
@@ -595,9 +601,17 @@ pub fn futex_at_origin(p: &Process, call: FutexCall, interrupted: &dyn Fn() -> b
             timeout_ns,
         } => {
             // A deadline beyond what Instant can represent is no deadline.
-            let deadline = timeout_ns.and_then(|ns| Instant::now().checked_add(Duration::from_nanos(ns)));
+            let deadline =
+                timeout_ns.and_then(|ns| Instant::now().checked_add(Duration::from_nanos(ns)));
             p.futexes
-                .wait(addr, val, bitset, deadline, || p.user.load_u32(addr), interrupted)
+                .wait(
+                    addr,
+                    val,
+                    bitset,
+                    deadline,
+                    || p.user.load_u32(addr),
+                    interrupted,
+                )
                 .map(|_| 0)
         }
         FutexCall::Wake { addr, n, bitset } => p.futexes.wake(addr, n, bitset).map(u64::from),
