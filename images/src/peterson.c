@@ -1,10 +1,12 @@
 /* Mutual exclusion across islands.
  * 1. Peterson's algorithm for 2 threads with plain (volatile) loads and stores and a sequentially
- *    consistent fence (mfence): each thread enters the critical section K times.
- * 2. A pthread mutex shared by THREADS threads, each entering K times.
+ *    consistent fence (mfence): each thread enters the critical section K times. Its variables
+ *    share one page.
+ * 2. The same with every variable on a page of its own.
+ * 3. A pthread mutex shared by THREADS threads, each entering K times.
  * Inside the critical section each thread checks that nobody else is inside (a violation
  * otherwise) and increments a shared, unprotected counter: violations must be 0 and the totals exact.
- *   peterson [K (2000)] [THREADS (4)] */
+ *   peterson [K (300)] [THREADS (4)] */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@ static int nthreads;
 
 /* Every thread spins here until all have arrived, so that they really run at the same time (a
  * futex barrier lets the first woken thread finish before the last one wakes). */
-static volatile int arrived[2] __attribute__((aligned(4096)));
+static volatile int arrived[3] __attribute__((aligned(4096)));
 static void rendezvous(volatile int *count, int n) {
     __atomic_fetch_add(count, 1, __ATOMIC_SEQ_CST);
     while (*count < n)
@@ -29,6 +31,17 @@ static struct {
     volatile long counter;
     volatile long violations;
 } pt __attribute__((aligned(4096)));
+
+/* The same variables one page each: entering then also depends on the order in which writes to
+ * different pages become visible on other islands. */
+static struct {
+    volatile int flag0 __attribute__((aligned(4096)));
+    volatile int flag1 __attribute__((aligned(4096)));
+    volatile int turn __attribute__((aligned(4096)));
+    volatile int inside __attribute__((aligned(4096)));
+    volatile long counter __attribute__((aligned(4096)));
+    volatile long violations __attribute__((aligned(4096)));
+} pp __attribute__((aligned(4096)));
 
 static struct {
     pthread_mutex_t m;
@@ -49,6 +62,12 @@ static void critical(volatile int *inside, volatile long *counter, volatile long
     *inside = *inside - 1;
 }
 
+/* Work outside the critical section, so that both threads often want in at the same time. */
+static void outside(void) {
+    for (int i = 0; i < 256; i++)
+        __asm__ volatile("pause" ::: "memory");
+}
+
 static void *peterson(void *arg) {
     int me = (int)(long)arg, other = 1 - me;
     rendezvous(&arrived[0], 2);
@@ -61,23 +80,43 @@ static void *peterson(void *arg) {
         critical(&pt.inside, &pt.counter, &pt.violations);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         pt.flag[me] = 0;
+        outside();
+    }
+    return NULL;
+}
+
+static void *peterson_pages(void *arg) {
+    int me = (int)(long)arg, other = 1 - me;
+    volatile int *mine = me ? &pp.flag1 : &pp.flag0, *theirs = me ? &pp.flag0 : &pp.flag1;
+    rendezvous(&arrived[1], 2);
+    for (long i = 0; i < k_iters; i++) {
+        *mine = 1;
+        pp.turn = other;
+        __asm__ volatile("mfence" ::: "memory");
+        while (*theirs && pp.turn == other)
+            __asm__ volatile("pause" ::: "memory");
+        critical(&pp.inside, &pp.counter, &pp.violations);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        *mine = 0;
+        outside();
     }
     return NULL;
 }
 
 static void *mutexed(void *arg) {
     (void)arg;
-    rendezvous(&arrived[1], nthreads);
+    rendezvous(&arrived[2], nthreads);
     for (long i = 0; i < k_iters; i++) {
         pthread_mutex_lock(&mx.m);
         critical(&mx.inside, &mx.counter, &mx.violations);
         pthread_mutex_unlock(&mx.m);
+        outside();
     }
     return NULL;
 }
 
 int main(int argc, char **argv) {
-    k_iters = argc > 1 ? atol(argv[1]) : 2000;
+    k_iters = argc > 1 ? atol(argv[1]) : 300;
     int n = argc > 2 ? atoi(argv[2]) : 4;
     if (k_iters < 0 || n < 1 || n > 64) {
         fprintf(stderr, "usage: peterson [K] [THREADS]\n");
@@ -92,13 +131,21 @@ int main(int argc, char **argv) {
     printf("peterson: 2 threads x %ld entries: violations %ld, total %ld (expected %ld)\n",
            k_iters, pt.violations, pt.counter, 2 * k_iters);
 
+    for (long i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, peterson_pages, (void *)i);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    printf("peterson, one page per variable: 2 threads x %ld entries: violations %ld, total %ld "
+           "(expected %ld)\n",
+           k_iters, pp.violations, pp.counter, 2 * k_iters);
+
     for (long i = 0; i < n; i++)
         pthread_create(&t[i], NULL, mutexed, NULL);
     for (int i = 0; i < n; i++)
         pthread_join(t[i], NULL);
     printf("mutex: %d threads x %ld entries: violations %ld, total %ld (expected %ld)\n", n,
            k_iters, mx.violations, mx.counter, n * k_iters);
-    int ok = pt.violations == 0 && pt.counter == 2 * k_iters && mx.violations == 0 &&
-             mx.counter == n * k_iters;
+    int ok = pt.violations == 0 && pt.counter == 2 * k_iters && pp.violations == 0 &&
+             pp.counter == 2 * k_iters && mx.violations == 0 && mx.counter == n * k_iters;
     return ok ? 0 : 1;
 }

@@ -288,10 +288,11 @@ pub fn assert_same_on_islands(what: &str, native: &Run, island: &Run, islands: u
     assert_same(what, native, &rest);
 }
 
-/// Runs natively and on `islands` islands (round-robin placement) and compares.
+/// Runs natively and on `islands` islands (round-robin placement: the main thread on island 0,
+/// new threads on islands 1, 2, ..., 0, 1, ...) and compares.
 pub fn compare_on_islands(prog: &str, args: &[&str], env: &[(&str, &str)], islands: usize) {
     let n = native(prog, args, env);
-    let i = islands_run(prog, args, env, islands, &[]);
+    let i = islands_run(prog, args, env, islands, &["--placement", "round-robin"]);
     assert_same_on_islands(
         &format!("{prog} {args:?} on {islands} islands"),
         &n,
@@ -312,10 +313,11 @@ pub fn islands_run_with_stats(
     islands: usize,
     extra: &[&str],
 ) -> (Run, serde_json::Value) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run_id = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let file = scratch(&format!(
-        "stats-{}-{islands}-{}.json",
-        prog.replace('/', "-"),
-        args.join("-")
+        "stats-{run_id}-{}-{islands}.json",
+        prog.replace('/', "-")
     ));
     let _ = std::fs::remove_file(&file);
     let path = file.to_str().expect("utf-8 temp path").to_string();

@@ -78,11 +78,13 @@ pub fn parse_address(s: &str) -> Result<u64, String> {
 
 pub fn run(args: CtlArgs) -> ExitCode {
     match execute(&args.api_sock, &args.command) {
-        Ok(out) => {
-            print!("{out}");
+        Ok(mut out) => {
             if !out.ends_with('\n') {
-                println!();
+                out.push('\n');
             }
+            // `popvmm ctl pages | head` closes the pipe early: not an error worth a panic.
+            use std::io::Write as _;
+            let _ = std::io::stdout().lock().write_all(out.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -95,9 +97,9 @@ pub fn run(args: CtlArgs) -> ExitCode {
 /// Runs one command and returns what it prints.
 fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
     match command {
-        CtlCommand::Islands => get_json(sock, "GET", "/islands").map(|v| pretty(&v)),
-        CtlCommand::Threads => get_json(sock, "GET", "/threads").map(|v| pretty(&v)),
-        CtlCommand::Shutdown => get_json(sock, "PUT", "/shutdown").map(|v| pretty(&v)),
+        CtlCommand::Islands => call(sock, "GET", "/islands").map(|b| pretty_or_raw(&b)),
+        CtlCommand::Threads => call(sock, "GET", "/threads").map(|b| pretty_or_raw(&b)),
+        CtlCommand::Shutdown => call(sock, "PUT", "/shutdown").map(|b| pretty_or_raw(&b)),
         CtlCommand::Metrics => call(sock, "GET", "/metrics"),
         CtlCommand::Stats { json } => {
             let v = get_json(sock, "GET", "/stats")?;
@@ -120,6 +122,14 @@ fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
 
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// A JSON body indented, any other body as it came.
+fn pretty_or_raw(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => pretty(&v),
+        Err(_) => body.to_string(),
+    }
 }
 
 /// One request; a 4xx/5xx answer becomes an error carrying the server's message.
@@ -547,6 +557,16 @@ mod tests {
         assert_eq!(island_ranges(&[0, 1, 2, 3]), "0-3");
         assert_eq!(island_ranges(&[5, 0, 2, 1, 7, 6, 2]), "0-2,5-7");
         assert_eq!(island_ranges(&[0, 2, 4]), "0,2,4");
+    }
+
+    #[test]
+    fn bodies_print_as_indented_json_or_as_they_came() {
+        assert_eq!(
+            pretty_or_raw(r#"{"a":[1]}"#),
+            "{\n  \"a\": [\n    1\n  ]\n}"
+        );
+        assert_eq!(pretty_or_raw("plain text\n"), "plain text\n");
+        assert_eq!(pretty_or_raw(""), "");
     }
 
     #[test]
