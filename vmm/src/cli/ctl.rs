@@ -29,9 +29,11 @@ pub enum CtlCommand {
     Islands,
     /// GET /threads: every thread with its island, state and rip.
     Threads,
-    /// GET /pages: every coherent page with its state on each island, its owner and its users
-    /// (U Unmapped, NR Not Replicated, S Shared, M Modified, I Invalid, IR1/IR2 Invalid Read,
-    /// WP1/WP2 Writing Pend, WR Writing Read, FNR/FV/FI Fetching; +N: N faults waiting).
+    /// GET /pages: every coherent page, its state on each island, its owner and its users.
+    ///
+    /// States in the table: U Unmapped, NR Not Replicated, S Shared, M Modified, I Invalid,
+    /// IR1/IR2 Invalid Read, WP1/WP2 Writing Pend, WR Writing Read, FNR/FV/FI Fetching; +N: N
+    /// faults waiting on that island.
     Pages {
         /// First address (hex with 0x, or decimal); the page that holds it is the first listed.
         #[arg(long, value_parser = parse_address)]
