@@ -31,6 +31,10 @@ pub struct LaunchArgs {
     /// stays on the origin, island 0) or list:I,J,... (the n-th new thread on the n-th island).
     #[arg(long, default_value = "round-robin")]
     pub placement: String,
+    /// Run a single island through the coherency layer anyway (userfaultfd, no messages): the
+    /// benchmark's local fault floor.
+    #[arg(long, hide = true)]
+    pub dsm: bool,
     /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -172,7 +176,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
             e.0
         ))
     })?;
-    let islands = if args.islands == 1 {
+    let islands = if args.islands == 1 && !args.dsm {
         let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
         phase("memory reserved");
         let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
@@ -235,7 +239,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     if args.stats {
         print_stats(&p);
     }
-    if islands.len() > 1 {
+    if islands[0].distributed() {
         let summary = crate::api::summary(&islands);
         eprint!("{}", summary.text());
         if let Some(path) = &args.stats_json {

@@ -282,6 +282,8 @@ pub trait Links: Send + Sync + std::fmt::Debug {
     fn try_recv(&self, island: IslandId) -> Option<(IslandId, IslandMessage)>;
     /// Waits until a message for `island` may have arrived, `fd` is readable, or `timeout`.
     fn wait(&self, island: IslandId, fd: RawFd, timeout: Duration);
+    /// Whether a message for `island` is waiting (cheap: no lock, no system call).
+    fn has_pending(&self, island: IslandId) -> bool;
     /// Messages sent so far, by type name and by link `(from, to)`.
     fn counters(&self) -> LinkCounters;
 }
@@ -298,6 +300,7 @@ pub struct LinkCounters {
 #[derive(Debug)]
 pub struct QueueLinks {
     queues: Vec<Mutex<VecDeque<(IslandId, IslandMessage)>>>,
+    queued: Vec<AtomicUsize>,
     doorbells: Vec<EventFd>,
     sleeping: Vec<AtomicBool>,
     counters: Mutex<LinkCounters>,
@@ -307,6 +310,7 @@ impl QueueLinks {
     pub fn new(islands: usize) -> std::io::Result<Self> {
         Ok(Self {
             queues: (0..islands).map(|_| Mutex::new(VecDeque::new())).collect(),
+            queued: (0..islands).map(|_| AtomicUsize::new(0)).collect(),
             doorbells: (0..islands)
                 .map(|_| EventFd::new(EFD_NONBLOCK))
                 .collect::<std::io::Result<_>>()?,
@@ -328,6 +332,7 @@ impl Links for QueueLinks {
             *c.by_link.entry((from, to)).or_default() += 1;
         }
         lock(q).push_back((from, msg));
+        self.queued[to as usize].fetch_add(1, Ordering::SeqCst);
         // Ring only a sleeper: the service thread polls first (as the paper mixes polling and
         // interrupts).
         if self.sleeping[to as usize].load(Ordering::SeqCst) {
@@ -337,7 +342,17 @@ impl Links for QueueLinks {
     }
 
     fn try_recv(&self, island: IslandId) -> Option<(IslandId, IslandMessage)> {
-        lock(self.queues.get(island as usize)?).pop_front()
+        let m = lock(self.queues.get(island as usize)?).pop_front();
+        if m.is_some() {
+            self.queued[island as usize].fetch_sub(1, Ordering::SeqCst);
+        }
+        m
+    }
+
+    fn has_pending(&self, island: IslandId) -> bool {
+        self.queued
+            .get(island as usize)
+            .is_some_and(|q| q.load(Ordering::Relaxed) > 0)
     }
 
     fn wait(&self, island: IslandId, fd: RawFd, timeout: Duration) {
@@ -584,9 +599,11 @@ pub fn reply_result(r: Result<Reply, LinkError>) -> SysResult {
     }
 }
 
-/// How long the service thread polls before it sleeps (a wake-up costs ~13 us here, a polled
-/// hand-off ~0.2 us; see PLATFORM.md).
-const POLL: Duration = Duration::from_micros(50);
+/// How long an idle service thread polls before it sleeps. Measured here (faultbench, 2 cores
+/// shared with the vCPUs): spinning 10-1000 us after every event, or while a fault of the
+/// island awaits answers, made remote faults 1.2-15x slower than sleeping at once: the spinning
+/// thread takes the core that the other island's kernel or a vCPU needs.
+const POLL: Duration = Duration::from_micros(0);
 
 /// The service thread of one island: faults and messages, until the program ends.
 pub fn service_loop(p: Arc<Process>) {

@@ -788,9 +788,10 @@ fn sys_kill(p: &Arc<Process>, t: &mut Thread, pid: i64, sig: u64, tid: Option<u3
             Some(s) => s,
             None => {
                 // A thread of another island: its kernel marks and kicks it.
-                let remote = p.cluster.as_ref().and_then(|l| {
-                    l.program.island_of(x).map(|island| (l, island))
-                });
+                let remote = p
+                    .cluster
+                    .as_ref()
+                    .and_then(|l| l.program.island_of(x).map(|island| (l, island)));
                 return match remote {
                     Some((link, island)) => {
                         if p.signals.disposition(sig) == Disposition::Ignore {
