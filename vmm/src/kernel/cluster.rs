@@ -465,6 +465,9 @@ pub struct IslandLink {
     cancels: Mutex<HashMap<(IslandId, u64), Arc<AtomicBool>>>,
     /// Islands have the layout from their first thread on.
     layout_ready: AtomicBool,
+    /// Origin only: one layout change (and its push to the islands) at a time, so that every
+    /// island applies the changes in the origin's order.
+    layout_serial: Mutex<()>,
 }
 
 impl IslandLink {
@@ -489,6 +492,7 @@ impl IslandLink {
             synced: Mutex::new(synced),
             cancels: Mutex::new(HashMap::new()),
             layout_ready: AtomicBool::new(island == ORIGIN),
+            layout_serial: Mutex::new(()),
         }
     }
 
@@ -775,11 +779,17 @@ impl Process {
         }
     }
 
+    /// Origin: serializes layout changes with their pushes (see `layout_serial`).
+    pub fn layout_serial(&self) -> Option<MutexGuard<'_, ()>> {
+        self.cluster.as_ref().map(|l| lock(&l.layout_serial))
+    }
+
     /// Origin: makes sure island `to` has the layout before a thread starts there.
     pub fn sync_layout_to(&self, to: IslandId) {
         let Some(link) = self.cluster.as_ref() else {
             return;
         };
+        let _serial = lock(&link.layout_serial);
         if lock(&link.synced)[to as usize] {
             return;
         }
