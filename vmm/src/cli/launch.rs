@@ -60,9 +60,10 @@ pub struct LaunchArgs {
     /// Print start-up time and memory figures on stderr at exit.
     #[arg(long)]
     pub stats: bool,
-    /// The program and its arguments.
+    /// The program and its arguments. Without one, popvmm runs its demo (`images/out/glibc/demo`,
+    /// one worker thread per island), checks its output against a native run, and prints the
+    /// traffic it caused.
     #[arg(
-        required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true,
         value_name = "PROGRAM [ARGS]..."
@@ -103,6 +104,9 @@ impl LaunchError {
 }
 
 pub fn run(args: LaunchArgs) -> ExitCode {
+    if args.program.is_empty() {
+        return run_demo(&args);
+    }
     let started = Instant::now();
     match launch(args, started) {
         Ok(code) => ExitCode::from(code),
@@ -110,6 +114,112 @@ pub fn run(args: LaunchArgs) -> ExitCode {
             eprintln!("popvmm: {e}");
             ExitCode::from(e.status())
         }
+    }
+}
+
+/// Where the guest images are: next to the repository popvmm was built in, or `POPVMM_IMAGES`.
+fn images_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("POPVMM_IMAGES") {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok()?;
+    // target/{release,debug}/popvmm -> the repository's images/out
+    let repo = exe.parent()?.parent()?.parent()?;
+    let dir = repo.join("images/out");
+    dir.is_dir().then_some(dir)
+}
+
+/// `popvmm launch --islands N` with no program: the demo, natively then on the islands, compared.
+fn run_demo(args: &LaunchArgs) -> ExitCode {
+    use std::process::{Command, Stdio};
+    let Some(images) = images_dir() else {
+        eprintln!(
+            "popvmm: no program given, and the demo is not built: run scripts/setup (or set \
+             POPVMM_IMAGES to a directory holding glibc/demo)"
+        );
+        return ExitCode::from(2);
+    };
+    let demo = images.join("glibc/demo");
+    if !demo.is_file() {
+        eprintln!(
+            "popvmm: no program given, and {} is missing: run scripts/setup",
+            demo.display()
+        );
+        return ExitCode::from(2);
+    }
+    let threads = args.islands.max(2).to_string();
+    println!(
+        "popvmm: no program given: the demo ({} {threads}: one worker thread per island on shared \
+         arrays) on {} island(s), placement {}",
+        demo.display(),
+        args.islands,
+        args.placement
+    );
+    let native = match Command::new(&demo)
+        .arg(&threads)
+        .current_dir(&images)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("popvmm: cannot run the demo natively: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("popvmm: cannot find my own executable");
+        return ExitCode::FAILURE;
+    };
+    let mut cmd = Command::new(me);
+    cmd.arg("launch")
+        .arg("--islands")
+        .arg(args.islands.to_string())
+        .arg("--placement")
+        .arg(&args.placement)
+        .arg("--rootfs")
+        .arg(&images);
+    if let Some(sock) = &args.api_sock {
+        cmd.arg("--api-sock").arg(sock);
+    }
+    if let Some(json) = &args.stats_json {
+        cmd.arg("--stats-json").arg(json);
+    }
+    let island = match cmd
+        .arg("--")
+        .arg(&demo)
+        .arg(&threads)
+        .current_dir(&images)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("popvmm: cannot run the demo on the islands: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", String::from_utf8_lossy(&island.stdout));
+    let stderr = String::from_utf8_lossy(&island.stderr);
+    let (summary, program_err): (Vec<&str>, Vec<&str>) =
+        stderr.lines().partition(|l| l.starts_with("popvmm: "));
+    for l in &program_err {
+        eprintln!("{l}");
+    }
+    let same = island.stdout == native.stdout
+        && program_err.join("\n").trim_end() == String::from_utf8_lossy(&native.stderr).trim_end()
+        && island.status.code() == native.status.code();
+    println!(
+        "popvmm: output and exit status {} the native run's",
+        if same { "identical to" } else { "DIFFER from" }
+    );
+    println!("popvmm: traffic:");
+    for l in summary {
+        println!("  {}", l.trim_start_matches("popvmm: "));
+    }
+    if same {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
