@@ -22,14 +22,18 @@ build() {
     mv "$out.tmp" "$out"
 }
 
-ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust)
-PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread)
+ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
+     demo lockinc peterson falseshare pagewatch threadstart sigremote)
+PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
+          demo lockinc peterson falseshare pagewatch threadstart sigremote)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm
 done
 build "$OUT/glibc/trivial" src/trivial.c gcc -O2 -static -nostdlib -no-pie
-build "$OUT/glibc/omp" src/omp.c gcc "${CFLAGS[@]}" -static -no-pie -fopenmp -lm
+for p in omp omp4; do
+    build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -fopenmp -lm
+done
 for p in "${PORTABLE[@]}"; do
     build "$OUT/glibc-pie/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static-pie -fPIE -pthread -lm
 done

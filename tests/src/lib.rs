@@ -166,3 +166,238 @@ pub fn compare(prog: &str, args: &[&str], env: &[(&str, &str)]) {
     let i = island(prog, args, env);
     assert_same(&format!("{prog} {args:?}"), &n, &i);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several islands.
+
+/// How long a multi-island run may take before the test calls it a hang (and kills it). Not a
+/// performance assertion: every run of the suite takes a few seconds at most.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Runs `cmd` (stdin empty) to completion; panics, after killing it, if it outlives `limit`.
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration, what: &str) -> Run {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = t_out.join().unwrap_or_default();
+            let stderr = t_err.join().unwrap_or_default();
+            panic!(
+                "{what}: still running after {limit:?} (hung?), killed.\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+    .into()
+}
+
+/// A multi-island run: `popvmm launch --islands N [extra...] -- images/out/<prog> args`, with a
+/// hang guard. Its stderr still holds popvmm's exit summary (see [`split_summary`]).
+pub fn islands_run(
+    prog: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    islands: usize,
+    extra: &[&str],
+) -> Run {
+    let out = images();
+    let mut cmd = Command::new(popvmm());
+    cmd.arg("launch")
+        .arg("--rootfs")
+        .arg(&out)
+        .arg("--islands")
+        .arg(islands.to_string());
+    for (k, v) in env {
+        cmd.arg("--env").arg(format!("{k}={v}"));
+    }
+    cmd.args(extra)
+        .arg("--")
+        .arg(out.join(prog))
+        .args(args)
+        .current_dir(&out);
+    output_within(
+        &mut cmd,
+        HANG,
+        &format!("{prog} {args:?} on {islands} islands {extra:?}"),
+    )
+}
+
+/// Splits popvmm's exit summary (the two lines `popvmm: N islands: ...` and `popvmm: page faults:
+/// ...`) from the program's own stderr. Returns the run without them and the summary lines.
+pub fn split_summary(run: &Run) -> (Run, Vec<String>) {
+    let text = run.stderr_text();
+    let mut rest = String::new();
+    let mut summary = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("popvmm: ") {
+            summary.push(line.trim_end().to_string());
+        } else {
+            rest.push_str(line);
+        }
+    }
+    let mut r = run.clone();
+    r.stderr = rest.into_bytes();
+    (r, summary)
+}
+
+/// Asserts that a multi-island run behaves exactly as the native one, apart from popvmm's exit
+/// summary, which must be there: one line of messages, one of page faults.
+pub fn assert_same_on_islands(what: &str, native: &Run, island: &Run, islands: usize) {
+    let (rest, summary) = split_summary(island);
+    assert_eq!(summary.len(), 2, "{what}: exit summary: {summary:#?}");
+    assert!(
+        summary[0].starts_with(&format!("popvmm: {islands} islands: ")),
+        "{what}: {}",
+        summary[0]
+    );
+    assert!(
+        summary[1].starts_with("popvmm: page faults: "),
+        "{what}: {}",
+        summary[1]
+    );
+    assert_same(what, native, &rest);
+}
+
+/// Runs natively and on `islands` islands (round-robin placement) and compares.
+pub fn compare_on_islands(prog: &str, args: &[&str], env: &[(&str, &str)], islands: usize) {
+    let n = native(prog, args, env);
+    let i = islands_run(prog, args, env, islands, &[]);
+    assert_same_on_islands(
+        &format!("{prog} {args:?} on {islands} islands"),
+        &n,
+        &i,
+        islands,
+    );
+}
+
+/// A scratch file path unique to this test process and `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("popvmm-test-{}-{name}", std::process::id()))
+}
+
+/// A multi-island run with `--stats-json`: the run and the summary JSON it wrote.
+pub fn islands_run_with_stats(
+    prog: &str,
+    args: &[&str],
+    islands: usize,
+    extra: &[&str],
+) -> (Run, serde_json::Value) {
+    let file = scratch(&format!(
+        "stats-{}-{islands}-{}.json",
+        prog.replace('/', "-"),
+        args.join("-")
+    ));
+    let _ = std::fs::remove_file(&file);
+    let path = file.to_str().expect("utf-8 temp path").to_string();
+    let mut all = vec!["--stats-json", path.as_str()];
+    all.extend_from_slice(extra);
+    let run = islands_run(prog, args, &[], islands, &all);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{prog}: --stats-json {path}: {e}; {}", run.stderr_text()));
+    let _ = std::fs::remove_file(&file);
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+    (run, v)
+}
+
+/// Page faults resolved on `island`, from a `--stats-json` or `/stats` document.
+pub fn faults_on(stats: &serde_json::Value, island: usize) -> u64 {
+    stats["faults"]["by_island"][island]["resolved"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// An HTTP answer from the control socket.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The body as JSON (Null when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Sends `METHOD PATH` to the control socket at `sock` and reads the whole answer.
+pub fn http(sock: &Path, method: &str, path: &str) -> HttpAnswer {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the socket");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let n = match resp.parse(&buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!(
+            "{method} {path}: bad response {other:?}: {:?}",
+            String::from_utf8_lossy(&buf)
+        ),
+    };
+    let content_type = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        .unwrap_or_default();
+    HttpAnswer {
+        status: resp.code.expect("status"),
+        content_type,
+        body: String::from_utf8_lossy(&buf[n..]).into_owned(),
+    }
+}
+
+/// The address of a symbol of a non-PIE guest program (`nm`, from binutils, which the images'
+/// build needs anyway).
+pub fn symbol_address(prog: &str, symbol: &str) -> u64 {
+    let o = Command::new("nm")
+        .arg(images().join(prog))
+        .output()
+        .expect("run nm (binutils)");
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, _kind, name) = (f.next()?, f.next()?, f.next()?);
+            (name == symbol).then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+        .unwrap_or_else(|| panic!("{symbol} not in nm {prog}"))
+}

@@ -1,0 +1,336 @@
+//! Several islands: every guest program of the island suite gives the same stdout, stderr (minus
+//! popvmm's exit summary) and exit status as natively with `--islands 2` and `--islands 4` and
+//! round-robin placement; shared-memory programs (lock-prefixed increments, Peterson's algorithm,
+//! a mutex, false sharing, OpenMP, the demo) end exact with their threads spread over the islands.
+
+use popvmm_tests::{
+    assert_same_on_islands, compare_on_islands, faults_on, islands_run, islands_run_with_stats,
+    native, split_summary, Run,
+};
+
+const LIBCS: [&str; 3] = ["glibc", "glibc-pie", "musl"];
+const ISLANDS: [usize; 2] = [2, 4];
+
+fn stdout(r: &Run) -> String {
+    String::from_utf8_lossy(&r.stdout).into_owned()
+}
+
+/// Compares `prog args` with its native run on 2 and on 4 islands.
+fn on_2_and_4(prog: &str, args: &[&str], env: &[(&str, &str)]) {
+    for n in ISLANDS {
+        compare_on_islands(prog, args, env, n);
+    }
+}
+
+// (a) The island suite of `programs.rs`, on 2 and 4 islands. Left out, each with an ignored test
+// below that shows why: `sigthread` (signals to a thread on another island are lost) and
+// `rust/hello` (a thread started on another island now and then faults on its own stack).
+
+#[test]
+fn hello_with_arguments_environment_and_exit_code_on_islands() {
+    for libc in LIBCS {
+        let prog = format!("{libc}/hello");
+        on_2_and_4(&prog, &[], &[]);
+        on_2_and_4(
+            &prog,
+            &["one", "two words", ""],
+            &[("POPVMM_TEST", "set by --env")],
+        );
+        on_2_and_4(&prog, &["fail"], &[]);
+    }
+}
+
+#[test]
+fn pthreads_atomics_mutex_condvar_tls_on_islands() {
+    for libc in LIBCS {
+        on_2_and_4(&format!("{libc}/threads"), &[], &[]);
+    }
+}
+
+#[test]
+fn malloc_heavy_brk_mmap_mremap_on_islands() {
+    for libc in LIBCS {
+        on_2_and_4(&format!("{libc}/malloc"), &[], &[]);
+    }
+}
+
+#[test]
+fn files_and_floating_point_on_islands() {
+    for libc in LIBCS {
+        on_2_and_4(&format!("{libc}/files"), &[], &[]);
+        on_2_and_4(&format!("{libc}/fp"), &[], &[]);
+    }
+}
+
+#[test]
+fn bad_pointers_get_efault_on_islands() {
+    for libc in LIBCS {
+        on_2_and_4(&format!("{libc}/efault"), &[], &[]);
+    }
+}
+
+#[test]
+fn fatal_signals_on_islands() {
+    for libc in LIBCS {
+        on_2_and_4(&format!("{libc}/abort"), &[], &[]);
+        for mode in ["null", "wild", "mprotect", "rodata", "munmap"] {
+            on_2_and_4(&format!("{libc}/segv"), &[mode], &[]);
+        }
+        on_2_and_4(&format!("{libc}/divzero"), &[], &[]);
+        on_2_and_4(&format!("{libc}/illegal"), &[], &[]);
+    }
+}
+
+#[test]
+fn signal_handlers_frames_altstack_masks_and_faults_on_islands() {
+    for libc in LIBCS {
+        on_2_and_4(&format!("{libc}/signals"), &[], &[]);
+    }
+}
+
+#[test]
+fn openmp_matmul_and_robust_mutex_on_islands() {
+    on_2_and_4("glibc/omp", &[], &[]);
+    on_2_and_4("glibc/matmul", &["64"], &[]);
+    on_2_and_4("glibc/robust", &[], &[]);
+}
+
+#[test]
+#[ignore = "popvmm bug: tgkill to a thread on another island fails with ESRCH, so sigthread hangs"]
+fn signals_between_threads_on_islands() {
+    // Minimal: one pthread_kill to a thread on island 1 (natively: 0, and the handler runs).
+    on_2_and_4("glibc/sigremote", &[], &[]);
+    for libc in LIBCS {
+        on_2_and_4(&format!("{libc}/sigthread"), &[], &[]);
+    }
+}
+
+#[test]
+#[ignore = "popvmm bug: a thread started on another island now and then faults on its stack (about 1 run in 50)"]
+fn threads_started_on_other_islands_while_others_allocate() {
+    // Each run starts 32 threads, each of which mallocs at once (glibc maps an arena for it:
+    // mmap, munmap, mprotect) while main creates the next ones. About one run in 50 ends with
+    // "popvmm: thread N: memory fault at rip R" (-v) and SIGSEGV, R being the first push on the
+    // new thread's stack in __clone3, or the `ret` after an mprotect. rust/hello (std threads,
+    // which also malloc as they start) shows the same, about 1 run in 70 on 2 islands.
+    let n = native("glibc/threadstart", &[], &[]);
+    assert_eq!(n.code, Some(0));
+    for i in 0..150 {
+        let r = islands_run("glibc/threadstart", &[], &[], 2, &[]);
+        assert_same_on_islands(&format!("threadstart, run {i}"), &n, &r, 2);
+    }
+    for i in 0..50 {
+        let r = islands_run("rust/hello", &["a", "b"], &[], 2, &[]);
+        let n = native("rust/hello", &["a", "b"], &[]);
+        assert_same_on_islands(&format!("rust/hello, run {i}"), &n, &r, 2);
+    }
+}
+
+#[test]
+fn placements_origin_and_list_give_the_native_result() {
+    let n = native("glibc/threads", &[], &[]);
+    for placement in ["origin", "round-robin", "list:3,2,1,0", "list:1,1,1,1"] {
+        let r = islands_run("glibc/threads", &[], &[], 4, &["--placement", placement]);
+        assert_same_on_islands(&format!("threads --placement {placement}"), &n, &r, 4);
+    }
+}
+
+// (b) to (f): shared memory across islands.
+
+/// Asserts that each of `islands` islands resolved page faults in the run whose `--stats-json`
+/// is `stats`: its threads really ran there (a run that kept every thread on one island would
+/// pass the output checks without testing anything).
+fn assert_every_island_worked(what: &str, stats: &serde_json::Value, islands: usize) {
+    assert_eq!(stats["islands"], islands, "{what}: {stats}");
+    for i in 0..islands {
+        assert!(
+            faults_on(stats, i) > 0,
+            "{what}: no page fault resolved on island {i}: {stats}"
+        );
+    }
+    assert!(
+        stats["messages"]["total"].as_u64().unwrap_or(0) > 0,
+        "{what}: {stats}"
+    );
+}
+
+#[test]
+fn lock_prefixed_increments_of_one_word_on_4_islands_are_exact() {
+    // 4 threads on 4 islands (round-robin: islands 1, 2, 3, 0), 100 000 increments each.
+    let (r, stats) = islands_run_with_stats("glibc/lockinc", &["4", "100000"], 4, &[]);
+    let (rest, _) = split_summary(&r);
+    assert_eq!(
+        stdout(&rest),
+        "lockinc: 4 threads x 100000 increments\ntotal: 400000 (expected 400000)\n",
+        "{}",
+        rest.stderr_text()
+    );
+    assert_eq!(rest.code, Some(0));
+    assert_every_island_worked("lockinc", &stats, 4);
+    // The same with the threads placed explicitly, one per island, and with musl.
+    let n = native("glibc/lockinc", &["4", "100000"], &[]);
+    let r = islands_run(
+        "glibc/lockinc",
+        &["4", "100000"],
+        &[],
+        4,
+        &["--placement", "list:0,1,2,3"],
+    );
+    assert_same_on_islands("lockinc list:0,1,2,3", &n, &r, 4);
+    on_2_and_4("musl/lockinc", &["4", "100000"], &[]);
+    // More contention: 8 threads, two per island, a million increments each.
+    let (r, stats) = islands_run_with_stats("glibc/lockinc", &["8", "1000000"], 4, &[]);
+    let (rest, _) = split_summary(&r);
+    assert_eq!(
+        stdout(&rest),
+        "lockinc: 8 threads x 1000000 increments\ntotal: 8000000 (expected 8000000)\n"
+    );
+    assert_every_island_worked("lockinc 8", &stats, 4);
+}
+
+/// The two result lines of `peterson K THREADS`, parsed: (violations, total, expected) each.
+fn peterson_results(out: &str) -> Vec<(String, i64, i64, i64)> {
+    out.lines()
+        .map(|l| {
+            let (name, rest) = l.split_once(':').expect("name: ...");
+            let nums: Vec<i64> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().expect("number"))
+                .collect();
+            // "2 threads x K entries: violations V, total T (expected E)"
+            assert_eq!(nums.len(), 5, "{l}");
+            (name.to_string(), nums[2], nums[3], nums[4])
+        })
+        .collect()
+}
+
+#[test]
+fn peterson_and_a_mutex_never_let_two_threads_in() {
+    for (prog, islands, placement) in [
+        ("glibc/peterson", 2, "round-robin"),
+        ("glibc/peterson", 4, "round-robin"),
+        // Peterson's two threads on islands 0 and 1, the mutex's four on 0..3.
+        ("glibc/peterson", 4, "list:0,1,0,1,2,3"),
+        ("musl/peterson", 4, "round-robin"),
+    ] {
+        let what = format!("{prog} on {islands} islands, {placement}");
+        let (r, stats) =
+            islands_run_with_stats(prog, &["2000", "4"], islands, &["--placement", placement]);
+        let (rest, _) = split_summary(&r);
+        let out = stdout(&rest);
+        let results = peterson_results(&out);
+        assert_eq!(results.len(), 2, "{what}: {out}");
+        assert_eq!(results[0], ("peterson".into(), 0, 4000, 4000), "{what}");
+        assert_eq!(results[1], ("mutex".into(), 0, 8000, 8000), "{what}");
+        assert_eq!(rest.code, Some(0), "{what}: {}", rest.stderr_text());
+        assert_every_island_worked(&what, &stats, islands);
+        let n = native(prog, &["2000", "4"], &[]);
+        assert_same_on_islands(&what, &n, &r, islands);
+    }
+}
+
+#[test]
+fn false_sharing_of_one_page_ends_exact() {
+    let want: String = (0..4)
+        .map(|i| format!("word {i}: 100000\n"))
+        .chain(["untouched words still zero: yes\n".to_string()])
+        .collect();
+    for islands in ISLANDS {
+        let (r, stats) = islands_run_with_stats("glibc/falseshare", &["4", "100000"], islands, &[]);
+        let (rest, _) = split_summary(&r);
+        assert_eq!(stdout(&rest), want, "{islands} islands");
+        assert_eq!(rest.code, Some(0));
+        assert_every_island_worked("falseshare", &stats, islands);
+    }
+    // Eight writers of one page on four islands, two per island.
+    let r = islands_run("glibc/falseshare", &["8", "50000"], &[], 4, &[]);
+    let n = native("glibc/falseshare", &["8", "50000"], &[]);
+    assert!(stdout(&n).contains("word 7: 50000\n"));
+    assert_same_on_islands("falseshare 8", &n, &r, 4);
+    on_2_and_4("musl/falseshare", &[], &[]);
+}
+
+#[test]
+fn openmp_with_4_threads_on_4_islands_prints_the_native_result() {
+    let n = native("glibc/omp4", &["4"], &[]);
+    assert!(
+        stdout(&n).starts_with("team: 4 threads, all checked in: 1, atomics: 4000\n"),
+        "{}",
+        stdout(&n)
+    );
+    let (r, stats) = islands_run_with_stats("glibc/omp4", &["4"], 4, &[]);
+    assert_same_on_islands("omp4 on 4 islands", &n, &r, 4);
+    assert_every_island_worked("omp4", &stats, 4);
+    // The team size from the environment (0: the program leaves it to OMP_NUM_THREADS).
+    let env = [("OMP_NUM_THREADS", "4")];
+    let n = native("glibc/omp4", &["0"], &env);
+    assert!(stdout(&n).starts_with("team: 4 threads"), "{}", stdout(&n));
+    let r = islands_run("glibc/omp4", &["0"], &env, 4, &[]);
+    assert_same_on_islands("omp4 OMP_NUM_THREADS=4", &n, &r, 4);
+    // The suite's own OpenMP program with 4 threads.
+    compare_on_islands("glibc/omp", &[], &env, 4);
+}
+
+#[test]
+fn the_demo_matches_native_on_4_islands() {
+    let n = native("glibc/demo", &[], &[]);
+    let out = stdout(&n);
+    assert!(out.starts_with("demo: 4 threads"), "{out}");
+    assert!(out.ends_with("serial check: ok\n"), "{out}");
+    let (r, stats) = islands_run_with_stats("glibc/demo", &[], 4, &[]);
+    assert_same_on_islands("demo on 4 islands", &n, &r, 4);
+    assert_every_island_worked("demo", &stats, 4);
+    // Its summary on stderr says what the JSON says.
+    let (_, summary) = split_summary(&r);
+    let total = stats["messages"]["total"].as_u64().expect("total");
+    assert!(
+        summary[0].starts_with(&format!("popvmm: 4 islands: {total} messages (")),
+        "{summary:?} vs {stats}"
+    );
+    let faults = stats["faults"]["total"].as_u64().expect("faults");
+    assert!(
+        summary[1].starts_with(&format!("popvmm: page faults: {faults} (")),
+        "{summary:?} vs {stats}"
+    );
+    // The JSON adds up: messages by type and by link, faults by kind and by island.
+    let by_type: u64 = stats["messages"]["by_type"]
+        .as_object()
+        .expect("by_type")
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(by_type, total, "{stats}");
+    let by_link = stats["messages"]["by_link"].as_array().expect("by_link");
+    let mut link_sum = 0;
+    for l in by_link {
+        let (f, t) = (
+            l["from"].as_u64().expect("from"),
+            l["to"].as_u64().expect("to"),
+        );
+        assert!(f < 4 && t < 4 && f != t, "{l}");
+        link_sum += l["messages"].as_u64().expect("messages");
+    }
+    assert_eq!(link_sum, total, "{stats}");
+    let kinds: u64 = ["read_missing", "write_missing", "write_protect"]
+        .iter()
+        .map(|k| stats["faults"][k].as_u64().expect("kind"))
+        .sum();
+    assert_eq!(kinds, faults, "{stats}");
+    // Other sizes: 8 threads on 4 islands, 2 threads on 2, and musl.
+    on_2_and_4("glibc/demo", &["8", "4096"], &[]);
+    compare_on_islands("glibc/demo", &["2"], &[], 2);
+    compare_on_islands("musl/demo", &[], &[], 4);
+}
+
+#[test]
+#[ignore = "not implemented yet: `popvmm launch --islands N` without a program should run the demo"]
+fn launch_without_a_program_runs_the_demo() {
+    let r = popvmm_tests::output_within(
+        std::process::Command::new(popvmm_tests::popvmm()).args(["launch", "--islands", "4"]),
+        popvmm_tests::HANG,
+        "launch --islands 4",
+    );
+    let n = native("glibc/demo", &[], &[]);
+    assert_same_on_islands("the default demo", &n, &r, 4);
+}
