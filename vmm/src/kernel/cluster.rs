@@ -810,3 +810,80 @@ impl Process {
         drop(space);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_parses_and_places() {
+        assert_eq!(Placement::parse("origin", 4), Ok(Placement::Origin));
+        assert_eq!(
+            Placement::parse("round-robin", 4),
+            Ok(Placement::RoundRobin)
+        );
+        assert_eq!(
+            Placement::parse("list:0, 2,3", 4),
+            Ok(Placement::List(vec![0, 2, 3]))
+        );
+        assert!(Placement::parse("list:4", 4).is_err());
+        assert!(Placement::parse("list:", 4).is_err());
+        assert!(Placement::parse("list:x", 4).is_err());
+        assert!(Placement::parse("everywhere", 4).is_err());
+
+        let rr = ProgramState::new(3, Placement::RoundRobin);
+        let placed: Vec<_> = (0..5).map(|_| rr.place()).collect();
+        assert_eq!(
+            placed,
+            vec![1, 2, 0, 1, 2],
+            "the main thread holds island 0 already"
+        );
+        let list = ProgramState::new(4, Placement::List(vec![3, 1]));
+        let placed: Vec<_> = (0..3).map(|_| list.place()).collect();
+        assert_eq!(placed, vec![3, 1, 3]);
+        let origin = ProgramState::new(4, Placement::Origin);
+        assert_eq!(origin.place(), ORIGIN);
+    }
+
+    #[test]
+    fn queue_links_are_fifo_per_destination_and_counted() {
+        let links = QueueLinks::new(3).expect("eventfds");
+        for i in 0..5u64 {
+            let msg = IslandMessage::Reply {
+                id: i,
+                body: Reply::Done,
+            };
+            links.send(1, 2, msg).expect("send");
+        }
+        links
+            .send(
+                0,
+                2,
+                IslandMessage::Reply {
+                    id: 99,
+                    body: Reply::Done,
+                },
+            )
+            .expect("send");
+        let ids: Vec<u64> = std::iter::from_fn(|| links.try_recv(2))
+            .map(|(_, m)| match m {
+                IslandMessage::Reply { id, .. } => id,
+                _ => u64::MAX,
+            })
+            .collect();
+        assert_eq!(ids, vec![0, 1, 2, 3, 4, 99]);
+        let c = links.counters();
+        assert_eq!(c.by_type.get("reply"), Some(&6));
+        assert_eq!(c.by_link.get(&(1, 2)), Some(&5));
+        assert!(links
+            .send(
+                0,
+                3,
+                IslandMessage::Reply {
+                    id: 0,
+                    body: Reply::Done
+                }
+            )
+            .is_err());
+    }
+}
