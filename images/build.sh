@@ -47,6 +47,9 @@ fi
 build "$OUT/rust/hello" src/rust_hello.rs rustc -O --edition 2021 \
     --target x86_64-unknown-linux-gnu -C target-feature=+crt-static
 
+# Benchmarks of the multi-island layer (scripts/bench-islands).
+build "$OUT/glibc/faultbench" src/faultbench.c gcc "${CFLAGS[@]}" -static -no-pie -pthread
+
 # The root file system the "files" program reads (relative paths resolve against the rootfs).
 rm -rf "$OUT/data"
 cp -r rootfs/data "$OUT/data"

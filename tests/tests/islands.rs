@@ -22,10 +22,7 @@ fn on_2_and_4(prog: &str, args: &[&str], env: &[(&str, &str)]) {
     }
 }
 
-// (a) The island suite of `programs.rs`, on 2 and 4 islands. Left out, each with an ignored test
-// below that shows why: `sigthread` (signals to a thread on another island are lost) and
-// `rust/hello` (now and then a new thread faults on its stack: layout changes reach the other
-// islands out of order).
+// (a) The island suite of `programs.rs`, on 2 and 4 islands.
 
 #[test]
 fn hello_with_arguments_environment_and_exit_code_on_islands() {
@@ -97,7 +94,11 @@ fn openmp_matmul_and_robust_mutex_on_islands() {
 }
 
 #[test]
-#[ignore = "popvmm bug: tgkill to a thread on another island fails with ESRCH, so sigthread hangs"]
+fn rust_std_threads_on_islands() {
+    on_2_and_4("rust/hello", &["a", "b"], &[]);
+}
+
+#[test]
 fn signals_between_threads_on_islands() {
     // Minimal: one pthread_kill to a thread on island 1 (natively: 0, and the handler runs).
     on_2_and_4("glibc/sigremote", &[], &[]);
@@ -107,34 +108,40 @@ fn signals_between_threads_on_islands() {
 }
 
 #[test]
-#[ignore = "popvmm bug: layout changes reach the other islands out of order (a new mapping is lost)"]
 fn threads_started_on_other_islands_while_others_allocate() {
-    // threadstart starts 32 threads back to back, all on island 1 here; each mallocs at once, so
-    // glibc reserves an arena for it (mmap 128 MiB, munmap of the unaligned head and tail,
-    // mprotect) while main maps the next thread stacks (mmap, mprotect). At the origin two such
-    // calls run at the same time, and main's mmap may get addresses that another thread's munmap
-    // has just freed; each call then pushes its layout change to island 1 (`serve_at_origin`:
-    // `serve_locally`, then `push_layout`, with the layout lock released between them), so island 1
-    // can apply the Unmap after the Map that reuses its range and lose the new mapping. The next
-    // access there ends in "popvmm: thread N: memory fault at rip R" (-v) and SIGSEGV, R being the
-    // first push on a new thread's stack in __clone3, or the first write into a new arena in
-    // alloc_new_heap. About one run in 7 with this placement; about 1 in 50 with round-robin;
-    // rust/hello (std threads malloc as they start) shows it about 1 run in 70 on 2 islands.
+    // threadstart starts 32 threads back to back; each mallocs at once, so glibc reserves an
+    // arena for it (mmap 128 MiB, munmap of the unaligned head and tail, mprotect) while main maps
+    // the next thread stacks (mmap, mprotect): memory calls from several islands at once, served
+    // by the origin, whose mmap may reuse a range another thread's munmap has just freed. Before
+    // the origin serialized each change with its push to the islands, two pushes could overtake
+    // each other (an Unmap applied after the Map that reused its range, a Protect before its Map)
+    // and a new thread stack or arena was lost on the island: "popvmm: thread N: memory fault at
+    // rip R" (-v) and SIGSEGV, R being the first push on the new stack in __clone3 or the first
+    // write into the arena in alloc_new_heap. That happened in about one run in 7 with every
+    // thread on island 1, one in 50 with round-robin; rust/hello (std threads malloc as they
+    // start) about one in 70.
     let n = native("glibc/threadstart", &[], &[]);
     assert_eq!(n.code, Some(0));
     let on_island_1 = format!("list:{}", ["1"; 32].join(","));
-    for i in 0..60 {
-        let r = islands_run(
-            "glibc/threadstart",
-            &[],
-            &[],
-            2,
-            &["--placement", &on_island_1],
-        );
-        assert_same_on_islands(&format!("threadstart, run {i}"), &n, &r, 2);
+    for (runs, placement) in [(40, on_island_1.as_str()), (30, "round-robin")] {
+        for i in 0..runs {
+            let r = islands_run(
+                "glibc/threadstart",
+                &[],
+                &[],
+                2,
+                &["--placement", placement],
+            );
+            assert_same_on_islands(
+                &format!("threadstart --placement {placement}, run {i}"),
+                &n,
+                &r,
+                2,
+            );
+        }
     }
     let n = native("rust/hello", &["a", "b"], &[]);
-    for i in 0..100 {
+    for i in 0..40 {
         let r = islands_run("rust/hello", &["a", "b"], &[], 2, &[]);
         assert_same_on_islands(&format!("rust/hello, run {i}"), &n, &r, 2);
     }
@@ -346,13 +353,33 @@ fn the_demo_matches_native_on_4_islands() {
 }
 
 #[test]
-#[ignore = "not implemented yet: `popvmm launch --islands N` without a program should run the demo"]
 fn launch_without_a_program_runs_the_demo() {
     let r = popvmm_tests::output_within(
         std::process::Command::new(popvmm_tests::popvmm()).args(["launch", "--islands", "4"]),
         popvmm_tests::HANG,
         "launch --islands 4",
     );
-    let n = native("glibc/demo", &[], &[]);
-    assert_same_on_islands("the default demo", &n, &r, 4);
+    // popvmm runs the demo natively and on the islands itself, then prints the island run's
+    // output, the comparison and the traffic.
+    let n = native("glibc/demo", &["4"], &[]);
+    assert_eq!(n.code, Some(0));
+    let out = stdout(&r);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        out.contains(&stdout(&n)),
+        "the demo's output is not the native one:\n{out}"
+    );
+    assert!(
+        out.contains("popvmm: output and exit status identical to the native run's"),
+        "{out}"
+    );
+    assert!(
+        out.contains("messages (") && out.contains("page faults:"),
+        "{out}"
+    );
 }

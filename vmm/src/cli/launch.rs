@@ -31,6 +31,10 @@ pub struct LaunchArgs {
     /// stays on the origin, island 0) or list:I,J,... (the n-th new thread on the n-th island).
     #[arg(long, default_value = "round-robin")]
     pub placement: String,
+    /// Run a single island through the coherency layer anyway (userfaultfd, no messages): the
+    /// benchmark's local fault floor.
+    #[arg(long, hide = true)]
+    pub dsm: bool,
     /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -56,9 +60,10 @@ pub struct LaunchArgs {
     /// Print start-up time and memory figures on stderr at exit.
     #[arg(long)]
     pub stats: bool,
-    /// The program and its arguments.
+    /// The program and its arguments. Without one, popvmm runs its demo (`images/out/glibc/demo`,
+    /// one worker thread per island), checks its output against a native run, and prints the
+    /// traffic it caused.
     #[arg(
-        required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true,
         value_name = "PROGRAM [ARGS]..."
@@ -99,6 +104,9 @@ impl LaunchError {
 }
 
 pub fn run(args: LaunchArgs) -> ExitCode {
+    if args.program.is_empty() {
+        return run_demo(&args);
+    }
     let started = Instant::now();
     match launch(args, started) {
         Ok(code) => ExitCode::from(code),
@@ -106,6 +114,112 @@ pub fn run(args: LaunchArgs) -> ExitCode {
             eprintln!("popvmm: {e}");
             ExitCode::from(e.status())
         }
+    }
+}
+
+/// Where the guest images are: next to the repository popvmm was built in, or `POPVMM_IMAGES`.
+fn images_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("POPVMM_IMAGES") {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok()?;
+    // target/{release,debug}/popvmm -> the repository's images/out
+    let repo = exe.parent()?.parent()?.parent()?;
+    let dir = repo.join("images/out");
+    dir.is_dir().then_some(dir)
+}
+
+/// `popvmm launch --islands N` with no program: the demo, natively then on the islands, compared.
+fn run_demo(args: &LaunchArgs) -> ExitCode {
+    use std::process::{Command, Stdio};
+    let Some(images) = images_dir() else {
+        eprintln!(
+            "popvmm: no program given, and the demo is not built: run scripts/setup (or set \
+             POPVMM_IMAGES to a directory holding glibc/demo)"
+        );
+        return ExitCode::from(2);
+    };
+    let demo = images.join("glibc/demo");
+    if !demo.is_file() {
+        eprintln!(
+            "popvmm: no program given, and {} is missing: run scripts/setup",
+            demo.display()
+        );
+        return ExitCode::from(2);
+    }
+    let threads = args.islands.max(2).to_string();
+    println!(
+        "popvmm: no program given: the demo ({} {threads}: one worker thread per island on shared \
+         arrays) on {} island(s), placement {}",
+        demo.display(),
+        args.islands,
+        args.placement
+    );
+    let native = match Command::new(&demo)
+        .arg(&threads)
+        .current_dir(&images)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("popvmm: cannot run the demo natively: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("popvmm: cannot find my own executable");
+        return ExitCode::FAILURE;
+    };
+    let mut cmd = Command::new(me);
+    cmd.arg("launch")
+        .arg("--islands")
+        .arg(args.islands.to_string())
+        .arg("--placement")
+        .arg(&args.placement)
+        .arg("--rootfs")
+        .arg(&images);
+    if let Some(sock) = &args.api_sock {
+        cmd.arg("--api-sock").arg(sock);
+    }
+    if let Some(json) = &args.stats_json {
+        cmd.arg("--stats-json").arg(json);
+    }
+    let island = match cmd
+        .arg("--")
+        .arg(&demo)
+        .arg(&threads)
+        .current_dir(&images)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("popvmm: cannot run the demo on the islands: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", String::from_utf8_lossy(&island.stdout));
+    let stderr = String::from_utf8_lossy(&island.stderr);
+    let (summary, program_err): (Vec<&str>, Vec<&str>) =
+        stderr.lines().partition(|l| l.starts_with("popvmm: "));
+    for l in &program_err {
+        eprintln!("{l}");
+    }
+    let same = island.stdout == native.stdout
+        && program_err.join("\n").trim_end() == String::from_utf8_lossy(&native.stderr).trim_end()
+        && island.status.code() == native.status.code();
+    println!(
+        "popvmm: output and exit status {} the native run's",
+        if same { "identical to" } else { "DIFFER from" }
+    );
+    println!("popvmm: traffic:");
+    for l in summary {
+        println!("  {}", l.trim_start_matches("popvmm: "));
+    }
+    if same {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -172,7 +286,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
             e.0
         ))
     })?;
-    let islands = if args.islands == 1 {
+    let islands = if args.islands == 1 && !args.dsm {
         let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
         phase("memory reserved");
         let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
@@ -235,7 +349,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     if args.stats {
         print_stats(&p);
     }
-    if islands.len() > 1 {
+    if islands[0].distributed() {
         let summary = crate::api::summary(&islands);
         eprint!("{}", summary.text());
         if let Some(path) = &args.stats_json {

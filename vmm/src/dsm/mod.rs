@@ -499,6 +499,11 @@ impl Dsm {
         self.outbox.drain(..)
     }
 
+    /// Whether a fault of this island waits for the protocol (answers from other islands).
+    pub fn awaiting(&self) -> bool {
+        self.waiting.values().any(|w| !w.is_empty())
+    }
+
     /// The state of one page here.
     pub fn view(&self, page: PageId) -> PageView {
         self.engine.view(page)

@@ -282,6 +282,8 @@ pub trait Links: Send + Sync + std::fmt::Debug {
     fn try_recv(&self, island: IslandId) -> Option<(IslandId, IslandMessage)>;
     /// Waits until a message for `island` may have arrived, `fd` is readable, or `timeout`.
     fn wait(&self, island: IslandId, fd: RawFd, timeout: Duration);
+    /// Whether a message for `island` is waiting (cheap: no lock, no system call).
+    fn has_pending(&self, island: IslandId) -> bool;
     /// Messages sent so far, by type name and by link `(from, to)`.
     fn counters(&self) -> LinkCounters;
 }
@@ -298,6 +300,7 @@ pub struct LinkCounters {
 #[derive(Debug)]
 pub struct QueueLinks {
     queues: Vec<Mutex<VecDeque<(IslandId, IslandMessage)>>>,
+    queued: Vec<AtomicUsize>,
     doorbells: Vec<EventFd>,
     sleeping: Vec<AtomicBool>,
     counters: Mutex<LinkCounters>,
@@ -307,6 +310,7 @@ impl QueueLinks {
     pub fn new(islands: usize) -> std::io::Result<Self> {
         Ok(Self {
             queues: (0..islands).map(|_| Mutex::new(VecDeque::new())).collect(),
+            queued: (0..islands).map(|_| AtomicUsize::new(0)).collect(),
             doorbells: (0..islands)
                 .map(|_| EventFd::new(EFD_NONBLOCK))
                 .collect::<std::io::Result<_>>()?,
@@ -328,6 +332,7 @@ impl Links for QueueLinks {
             *c.by_link.entry((from, to)).or_default() += 1;
         }
         lock(q).push_back((from, msg));
+        self.queued[to as usize].fetch_add(1, Ordering::SeqCst);
         // Ring only a sleeper: the service thread polls first (as the paper mixes polling and
         // interrupts).
         if self.sleeping[to as usize].load(Ordering::SeqCst) {
@@ -337,7 +342,17 @@ impl Links for QueueLinks {
     }
 
     fn try_recv(&self, island: IslandId) -> Option<(IslandId, IslandMessage)> {
-        lock(self.queues.get(island as usize)?).pop_front()
+        let m = lock(self.queues.get(island as usize)?).pop_front();
+        if m.is_some() {
+            self.queued[island as usize].fetch_sub(1, Ordering::SeqCst);
+        }
+        m
+    }
+
+    fn has_pending(&self, island: IslandId) -> bool {
+        self.queued
+            .get(island as usize)
+            .is_some_and(|q| q.load(Ordering::Relaxed) > 0)
     }
 
     fn wait(&self, island: IslandId, fd: RawFd, timeout: Duration) {
@@ -450,6 +465,9 @@ pub struct IslandLink {
     cancels: Mutex<HashMap<(IslandId, u64), Arc<AtomicBool>>>,
     /// Islands have the layout from their first thread on.
     layout_ready: AtomicBool,
+    /// Origin only: one layout change (and its push to the islands) at a time, so that every
+    /// island applies the changes in the origin's order.
+    layout_serial: Mutex<()>,
 }
 
 impl IslandLink {
@@ -474,6 +492,7 @@ impl IslandLink {
             synced: Mutex::new(synced),
             cancels: Mutex::new(HashMap::new()),
             layout_ready: AtomicBool::new(island == ORIGIN),
+            layout_serial: Mutex::new(()),
         }
     }
 
@@ -584,9 +603,11 @@ pub fn reply_result(r: Result<Reply, LinkError>) -> SysResult {
     }
 }
 
-/// How long the service thread polls before it sleeps (a wake-up costs ~13 us here, a polled
-/// hand-off ~0.2 us; see PLATFORM.md).
-const POLL: Duration = Duration::from_micros(50);
+/// How long an idle service thread polls before it sleeps. Measured here (faultbench, 2 cores
+/// shared with the vCPUs): spinning 10-1000 us after every event, or while a fault of the
+/// island awaits answers, made remote faults 1.2-15x slower than sleeping at once: the spinning
+/// thread takes the core that the other island's kernel or a vCPU needs.
+const POLL: Duration = Duration::from_micros(0);
 
 /// The service thread of one island: faults and messages, until the program ends.
 pub fn service_loop(p: Arc<Process>) {
@@ -758,11 +779,17 @@ impl Process {
         }
     }
 
+    /// Origin: serializes layout changes with their pushes (see `layout_serial`).
+    pub fn layout_serial(&self) -> Option<MutexGuard<'_, ()>> {
+        self.cluster.as_ref().map(|l| lock(&l.layout_serial))
+    }
+
     /// Origin: makes sure island `to` has the layout before a thread starts there.
     pub fn sync_layout_to(&self, to: IslandId) {
         let Some(link) = self.cluster.as_ref() else {
             return;
         };
+        let _serial = lock(&link.layout_serial);
         if lock(&link.synced)[to as usize] {
             return;
         }
@@ -781,5 +808,82 @@ impl Process {
         let _ = link.call(to, Request::Layout(ops), |_| None);
         lock(&link.synced)[to as usize] = true;
         drop(space);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_parses_and_places() {
+        assert_eq!(Placement::parse("origin", 4), Ok(Placement::Origin));
+        assert_eq!(
+            Placement::parse("round-robin", 4),
+            Ok(Placement::RoundRobin)
+        );
+        assert_eq!(
+            Placement::parse("list:0, 2,3", 4),
+            Ok(Placement::List(vec![0, 2, 3]))
+        );
+        assert!(Placement::parse("list:4", 4).is_err());
+        assert!(Placement::parse("list:", 4).is_err());
+        assert!(Placement::parse("list:x", 4).is_err());
+        assert!(Placement::parse("everywhere", 4).is_err());
+
+        let rr = ProgramState::new(3, Placement::RoundRobin);
+        let placed: Vec<_> = (0..5).map(|_| rr.place()).collect();
+        assert_eq!(
+            placed,
+            vec![1, 2, 0, 1, 2],
+            "the main thread holds island 0 already"
+        );
+        let list = ProgramState::new(4, Placement::List(vec![3, 1]));
+        let placed: Vec<_> = (0..3).map(|_| list.place()).collect();
+        assert_eq!(placed, vec![3, 1, 3]);
+        let origin = ProgramState::new(4, Placement::Origin);
+        assert_eq!(origin.place(), ORIGIN);
+    }
+
+    #[test]
+    fn queue_links_are_fifo_per_destination_and_counted() {
+        let links = QueueLinks::new(3).expect("eventfds");
+        for i in 0..5u64 {
+            let msg = IslandMessage::Reply {
+                id: i,
+                body: Reply::Done,
+            };
+            links.send(1, 2, msg).expect("send");
+        }
+        links
+            .send(
+                0,
+                2,
+                IslandMessage::Reply {
+                    id: 99,
+                    body: Reply::Done,
+                },
+            )
+            .expect("send");
+        let ids: Vec<u64> = std::iter::from_fn(|| links.try_recv(2))
+            .map(|(_, m)| match m {
+                IslandMessage::Reply { id, .. } => id,
+                _ => u64::MAX,
+            })
+            .collect();
+        assert_eq!(ids, vec![0, 1, 2, 3, 4, 99]);
+        let c = links.counters();
+        assert_eq!(c.by_type.get("reply"), Some(&6));
+        assert_eq!(c.by_link.get(&(1, 2)), Some(&5));
+        assert!(links
+            .send(
+                0,
+                3,
+                IslandMessage::Reply {
+                    id: 0,
+                    body: Reply::Done
+                }
+            )
+            .is_err());
     }
 }

@@ -518,6 +518,7 @@ fn serve_locally(p: &Process, call: MmCall) -> SysResult {
 /// every island that has the layout and waits for them: the call returns once the change holds
 /// everywhere (munmap and mprotect in particular).
 pub fn serve_at_origin(p: &Process, call: MmCall) -> SysResult {
+    let _serial = p.layout_serial();
     let old_brk = p.user.layout().brk_value();
     let result = serve_locally(p, call)?;
     let ops = layout_ops(p, call, result, old_brk);

@@ -786,7 +786,34 @@ fn sys_kill(p: &Arc<Process>, t: &mut Thread, pid: i64, sig: u64, tid: Option<u3
     let target = match tid {
         Some(x) if x != t.tid => match p.thread(x) {
             Some(s) => s,
-            None => return ret(Err(Errno::ESRCH)),
+            None => {
+                // A thread of another island: its kernel marks and kicks it.
+                let remote = p
+                    .cluster
+                    .as_ref()
+                    .and_then(|l| l.program.island_of(x).map(|island| (l, island)));
+                return match remote {
+                    Some((link, island)) => {
+                        if p.signals.disposition(sig) == Disposition::Ignore {
+                            return ret(Ok(0));
+                        }
+                        if p.signals.disposition(sig) == Disposition::Terminate {
+                            p.exit(ExitStatus::Signal(sig as i32));
+                            return Action::Stop;
+                        }
+                        let r = link.call(
+                            island,
+                            Request::Signal {
+                                tid: x,
+                                sig: sig as u32,
+                            },
+                            |_| None,
+                        );
+                        ret(cluster::reply_result(r).map(|_| 0))
+                    }
+                    None => ret(Err(Errno::ESRCH)),
+                };
+            }
         },
         _ => Arc::clone(&t.status),
     };
