@@ -326,6 +326,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         .map_err(|e| island_err(&e))?;
     phase("vcpu ready");
     let main = Thread::new(p.alloc_tid(), vcpu);
+    main.status.set_rip(image.entry);
     p.register_thread(Arc::clone(&main.status));
 
     let _api = match &args.api_sock {

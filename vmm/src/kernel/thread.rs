@@ -566,6 +566,8 @@ pub fn start_remote(p: &Arc<Process>, start: ThreadStart) -> SysResult {
     }
     let tid = start.tid;
     let mut child = Thread::new(tid, vcpu);
+    // Where it will start: what /threads shows until it first enters the island kernel.
+    child.status.set_rip(start.regs.rip);
     child.sigmask = start.sigmask;
     child.clear_child_tid = start.clear_child_tid;
     p.register_thread(Arc::clone(&child.status));
