@@ -291,6 +291,9 @@ impl<D> PageCopy<D> {
 pub struct Engine<D> {
     me: KernelId,
     config: Config,
+    /// The kernels that take part: every kernel, unless the host says fewer (see
+    /// [`Engine::set_members`]).
+    members: KernelSet,
     /// A hash map: a page fault looks its page up several times, and the engine must handle
     /// millions of messages per second.
     pages: FxHashMap<PageId, PageCopy<D>>,
@@ -302,6 +305,7 @@ impl<D: Hash> Hash for Engine<D> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.me.hash(state);
         self.config.hash(state);
+        self.members.hash(state);
         let mut pages: Vec<_> = self.pages.iter().collect();
         pages.sort_unstable_by_key(|(&p, _)| p);
         pages.hash(state);
@@ -322,6 +326,7 @@ impl<D: Clone> Engine<D> {
         Engine {
             me,
             config,
+            members: KernelSet::first(config.kernels),
             pages: FxHashMap::default(),
         }
     }
@@ -332,6 +337,22 @@ impl<D: Clone> Engine<D> {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Restricts the protocol to `members` (this kernel is always one): the messages that go to
+    /// every kernel (a fetch out of Unmapped, every request without multicast groups) go to the
+    /// members only. A program-level multicast group (§5.2): kernels that never run a thread of
+    /// the program never hold a copy, so asking them is wasted. The host must grow the set on
+    /// every kernel before a new member touches any page (popvmm does it before the first thread
+    /// of an island starts), and never drop a kernel that may hold a copy. The model checker
+    /// explores the full set.
+    pub fn set_members(&mut self, members: KernelSet) {
+        let all = KernelSet::first(self.config.kernels);
+        self.members = KernelSet(members.with(self.me).0 & all.0);
+    }
+
+    pub fn members(&self) -> KernelSet {
+        self.members
     }
 
     /// Declares `page` Not Replicated here: this kernel holds its only copy, already mapped writable
@@ -1103,7 +1124,7 @@ impl<D: Clone> Engine<D> {
         host: &mut H,
     ) -> Result<(), ProtocolError> {
         let me = self.me;
-        let others = KernelSet::first(self.config.kernels).without(me);
+        let others = self.members.without(me);
         let copy = self.copy(page);
         copy.state = State::Fetching(FetchingSub::NotReplicated);
         copy.users.insert(me);
@@ -1179,7 +1200,7 @@ impl<D: Clone> Engine<D> {
         if self.config.multicast {
             self.copy(page).users.without(me)
         } else {
-            KernelSet::first(self.config.kernels).without(me)
+            self.members.without(me)
         }
     }
 

@@ -297,7 +297,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
             .map_err(|e| LaunchError::Load(program.clone(), e))?;
         vec![p]
     } else {
-        let islands = build_islands(args.islands as usize, placement, &config, started)?;
+        let islands = build_islands(args.islands as usize, placement, &config, started, args.dsm)?;
         phase("islands created");
         image
             .load(&islands[0], &file)
@@ -379,6 +379,7 @@ fn build_islands(
     placement: Placement,
     config: &KernelConfig,
     started: Instant,
+    coherent: bool,
 ) -> Result<Vec<Arc<Process>>, LaunchError> {
     let island_err = |e: &dyn std::fmt::Display| LaunchError::Island(e.to_string());
     let program = Arc::new(ProgramState::new(n, placement));
@@ -388,8 +389,17 @@ fn build_islands(
     for i in 0..n {
         let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
         let vm = IslandVm::new(Arc::clone(&memory)).map_err(|e| island_err(&e))?;
-        let dsm = Dsm::new(i as IslandId, engine, memory).map_err(|e| island_err(&e))?;
-        let link = IslandLink::new(i as IslandId, Arc::clone(&links), dsm, Arc::clone(&program));
+        let mut dsm = Dsm::new(i as IslandId, engine, memory).map_err(|e| island_err(&e))?;
+        // Only the origin runs a thread at first; islands join the protocol with their first
+        // thread (`Process::sync_layout_to`).
+        dsm.set_members(coherency::KernelSet::only(0));
+        let link = IslandLink::new(
+            i as IslandId,
+            Arc::clone(&links),
+            dsm,
+            Arc::clone(&program),
+            coherent,
+        );
         let mut cfg = config.clone();
         cfg.island = i as u32;
         let p = Process::new_island(vm, cfg, started, islands.first().map(|o| &**o), link)

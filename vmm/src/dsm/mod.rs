@@ -499,6 +499,15 @@ impl Dsm {
         self.outbox.drain(..)
     }
 
+    /// The islands that take part in the protocol (see `coherency::Engine::set_members`).
+    pub fn set_members(&mut self, members: coherency::KernelSet) {
+        self.engine.set_members(members);
+    }
+
+    pub fn members(&self) -> coherency::KernelSet {
+        self.engine.members()
+    }
+
     /// Whether a fault of this island waits for the protocol (answers from other islands).
     pub fn awaiting(&self) -> bool {
         self.waiting.values().any(|w| !w.is_empty())

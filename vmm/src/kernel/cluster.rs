@@ -211,6 +211,10 @@ pub enum Request {
     SyncLayout {
         island: IslandId,
     },
+    /// From the origin: the islands that take part in the coherency protocol from now on.
+    Members {
+        members: u64,
+    },
     StartThread(Box<ThreadStart>),
     Signal {
         tid: u32,
@@ -258,6 +262,7 @@ impl IslandMessage {
                     Request::FutexCancel { .. } => "futex_cancel",
                     Request::Layout(_) => "layout_push",
                     Request::SyncLayout { .. } => "layout_sync",
+                    Request::Members { .. } => "members",
                     Request::StartThread(_) => "thread_start",
                     Request::Signal { .. } => "signal",
                     Request::Exit(_) => "exit",
@@ -468,14 +473,20 @@ pub struct IslandLink {
     /// Origin only: one layout change (and its push to the islands) at a time, so that every
     /// island applies the changes in the origin's order.
     layout_serial: Mutex<()>,
+    /// The coherency protocol runs: from the first thread on another island on (§5.2: "when a
+    /// process is executing on only one kernel, the replication protocol is off").
+    coherent: AtomicBool,
 }
 
 impl IslandLink {
+    /// `coherent`: whether the protocol runs from the start (islands other than the origin only
+    /// get memory once it does; the origin turns it on with the first thread elsewhere).
     pub fn new(
         island: IslandId,
         links: Arc<dyn Links>,
         dsm: Dsm,
         program: Arc<ProgramState>,
+        coherent: bool,
     ) -> Self {
         let islands = program.islands;
         let fault_fd = dsm.fault_fd();
@@ -493,7 +504,13 @@ impl IslandLink {
             cancels: Mutex::new(HashMap::new()),
             layout_ready: AtomicBool::new(island == ORIGIN),
             layout_serial: Mutex::new(()),
+            coherent: AtomicBool::new(coherent || island != ORIGIN),
         }
+    }
+
+    /// Whether the coherency protocol runs.
+    pub fn coherent(&self) -> bool {
+        self.coherent.load(Ordering::SeqCst)
     }
 
     pub fn is_origin(&self) -> bool {
@@ -682,6 +699,12 @@ fn serve_request(p: &Arc<Process>, from: IslandId, id: Option<u64>, body: Reques
         Request::Exit(status) => {
             p.exit_local(status);
         }
+        Request::Members { members } => {
+            link.dsm().set_members(coherency::KernelSet(members));
+            if let Some(id) = id {
+                link.reply(from, id, Reply::Done);
+            }
+        }
         Request::StartThread(start) => {
             let r = super::thread::start_remote(p, *start);
             if let Some(id) = id {
@@ -759,6 +782,11 @@ impl Process {
         self.cluster.is_some()
     }
 
+    /// Whether the coherency protocol runs on this island's memory.
+    pub fn protocol_on(&self) -> bool {
+        self.cluster.as_ref().is_some_and(IslandLink::coherent)
+    }
+
     /// Pushes layout changes made at the origin to every island that has the layout, and waits
     /// until each has applied them.
     pub fn push_layout(&self, ops: Vec<LayoutOp>) {
@@ -795,6 +823,24 @@ impl Process {
         }
         // Under the layout lock, so that no change slips between the snapshot and `synced`.
         let space = self.user.layout_mut();
+        if !link.coherent() {
+            // The program leaves its single island: the protocol starts, with every written page
+            // Not Replicated here.
+            let ranges: Vec<(u64, u64)> = space
+                .vmas()
+                .filter(|v| !v.kind.is_local())
+                .map(|v| (v.start, v.end - v.start))
+                .collect();
+            link.coherent.store(true, Ordering::SeqCst);
+            for (start, len) in ranges {
+                if let Err(e) = super::mm::make_coherent(self, start, len) {
+                    self.log(
+                        1,
+                        format_args!("starting the protocol on {start:#x}: {e:?}"),
+                    );
+                }
+            }
+        }
         let ops: Vec<LayoutOp> = space
             .vmas()
             .filter(|v| !v.kind.is_local())
@@ -806,7 +852,23 @@ impl Process {
             })
             .collect();
         let _ = link.call(to, Request::Layout(ops), |_| None);
-        lock(&link.synced)[to as usize] = true;
+        // The island takes part in the protocol from now on: every island must know it before
+        // its first thread touches a page (a fetch out of Unmapped must reach it).
+        let members = {
+            let mut synced = lock(&link.synced);
+            synced[to as usize] = true;
+            synced
+                .iter()
+                .enumerate()
+                .filter(|(_, &s)| s)
+                .fold(coherency::KernelSet::EMPTY, |m, (i, _)| m.with(i as u8))
+        };
+        link.dsm().set_members(members);
+        for i in 0..link.program.islands as IslandId {
+            if i != link.island {
+                let _ = link.call(i, Request::Members { members: members.0 }, |_| None);
+            }
+        }
         drop(space);
     }
 }

@@ -67,8 +67,8 @@ fn map_locked(
     // Coherent memory is never prefaulted: its pages come through the protocol.
     let populate = !matches!(kind, VmaKind::Stack | VmaKind::File(_) | VmaKind::Reserved)
         && !p.config.no_prefault
-        && !p.distributed();
-    let coherent = p.distributed() && !kind.is_local();
+        && !p.protocol_on();
+    let coherent = p.protocol_on() && !kind.is_local();
     let mem = p.user.island_memory();
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     space.map_fixed(start, len, prot, kind).map_err(vma_err)?;
@@ -106,33 +106,35 @@ fn map_locked(
 /// protocol forgets them too (the layout change reaches every island).
 fn drop_pages(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
     match &p.cluster {
-        Some(link) => link.dsm().forget(start, len).map_err(|e| {
+        Some(link) if link.coherent() => link.dsm().forget(start, len).map_err(|e| {
             p.log(1, format_args!("dropping {start:#x}+{len:#x}: {e}"));
             Errno::ENOMEM
         }),
-        None => p.user.island_memory().discard(start, len).map_err(host_err),
+        _ => p.user.island_memory().discard(start, len).map_err(host_err),
     }
 }
 
 /// Puts `[start, start+len)` under the coherency protocol. On the origin, the pages already
 /// written there (the program's initial data, file contents, moved pages) are its only copies:
 /// Not Replicated. Elsewhere, and for untouched pages, they start Unmapped.
-fn make_coherent(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
+pub(super) fn make_coherent(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
     let Some(link) = &p.cluster else {
         return Ok(());
     };
-    let present = if link.is_origin() {
-        resident_pages(p.user.island_memory(), start, len)
-    } else {
-        Vec::new()
-    };
+    if !link.coherent() {
+        return Ok(());
+    }
     let mut dsm = link.dsm();
+    // Register first: a page touched from now on faults into the protocol, so a page that is
+    // not resident below cannot be written behind the engine's back.
     dsm.register(start, len).map_err(|e| {
         p.log(1, format_args!("registering {start:#x}+{len:#x}: {e}"));
         Errno::ENOMEM
     })?;
-    for page in present {
-        dsm.set_not_replicated(page, PAGE_SIZE);
+    if link.is_origin() {
+        for page in resident_pages(p.user.island_memory(), start, len) {
+            dsm.set_not_replicated(page, PAGE_SIZE);
+        }
     }
     Ok(())
 }
@@ -181,7 +183,7 @@ pub fn sys_brk(p: &Process, want: u64) -> SysResult {
                 space.brk(old);
                 return Ok(old);
             }
-            if !p.config.no_prefault && !p.distributed() && e - s <= POPULATE_MAX {
+            if !p.config.no_prefault && !p.protocol_on() && e - s <= POPULATE_MAX {
                 mem.populate(s, e - s);
             }
             Ok(space.brk_value())
@@ -332,7 +334,7 @@ pub fn sys_madvise(p: &Process, addr: u64, len: u64, advice: u64) -> SysResult {
                 .collect();
             drop(space);
             for (s, e) in ranges {
-                if p.distributed() {
+                if p.protocol_on() {
                     // Fresh zero pages on every island: forget them and start over.
                     drop_pages(p, s, e - s)?;
                     make_coherent(p, s, e - s)?;
