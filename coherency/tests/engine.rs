@@ -236,3 +236,21 @@ fn mutant_names_round_trip() {
     }
     assert_eq!(Mutant::from_name("nope"), None);
 }
+
+#[test]
+fn members_limit_who_is_asked() {
+    let mut net = Net::new(Config::new(4));
+    for e in &mut net.engines {
+        e.set_members(coherency::KernelSet::only(0).with(2));
+    }
+    assert!(!net.access(2, Access::Write, 1, 0));
+    let asked: Vec<KernelId> = net.links.iter().map(|(to, _)| *to).collect();
+    assert_eq!(asked, vec![0], "kernels 1 and 3 run no thread: not asked");
+    net.deliver_all();
+    assert_eq!(net.state(2), State::NotReplicated);
+    // A member set always includes the kernel itself, and never names kernels that do not exist.
+    net.engines[1].set_members(coherency::KernelSet(u64::MAX));
+    assert_eq!(net.engines[1].members(), coherency::KernelSet::first(4));
+    net.engines[3].set_members(coherency::KernelSet::EMPTY);
+    assert_eq!(net.engines[3].members(), coherency::KernelSet::only(3));
+}
