@@ -506,6 +506,9 @@ impl Inbox for RingInbox {
                 break;
             }
             spins = spins.wrapping_add(1);
+            // No sched_yield here: with a CPU-bound vCPU thread runnable on this core, a yield
+            // hands it a whole time slice (measured: calls of 1.4 to 3 ms instead of µs), while a
+            // thread woken from epoll preempts it at once.
             std::hint::spin_loop();
         }
         // 2. Arm, re-check, sleep.
