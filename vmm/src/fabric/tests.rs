@@ -139,16 +139,34 @@ fn config(slots: u32, credits: u32, poll_us: u64) -> FabricConfig {
     }
 }
 
-/// Waits until `cond` holds; a watchdog against hangs (a failure, not a performance check).
+/// How long a test waits for progress before it declares a deadlock: a liveness watchdog (a
+/// failure instead of a hang), not a performance check.
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// Waits until `cond` holds.
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "stuck waiting for {what}"
-        );
+        assert!(start.elapsed() < WATCHDOG, "stuck waiting for {what}");
         thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Joins `handles`; if they do not all finish in time, shuts the fabric down (so that threads
+/// blocked in it return) and fails.
+fn join_all<M: Wire, T>(f: &Fabric<M>, handles: Vec<thread::JoinHandle<T>>, what: &str) -> Vec<T> {
+    let start = Instant::now();
+    while !handles.iter().all(|h| h.is_finished()) {
+        if start.elapsed() > WATCHDOG {
+            f.shutdown();
+            panic!("{what}: stuck (deadlock?)");
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or_else(|_| panic!("{what} panicked")))
+        .collect()
 }
 
 fn sent(s: &FabricStats, from: IslandId, to: IslandId, ty: &str) -> u64 {
@@ -247,9 +265,7 @@ fn fifo_and_no_loss_many_threads() {
             }));
         }
     }
-    for r in requesters {
-        r.join().expect("requester");
-    }
+    join_all(&f, requesters, "requesters");
     wait_until("every answer", || {
         received.load(Ordering::Relaxed) == expected_total
     });
@@ -376,7 +392,7 @@ fn no_deadlock_under_pressure() {
                         .expect("send");
                         // A liveness watchdog, not a performance check.
                         let got = answers
-                            .recv_timeout(Duration::from_secs(120))
+                            .recv_timeout(WATCHDOG)
                             .expect("an answer (deadlock?)");
                         assert_eq!(got, (to, seq));
                     }
@@ -384,9 +400,7 @@ fn no_deadlock_under_pressure() {
             }
             loops.push(rpc_loop(f.receiver(me).expect("receiver"), routes));
         }
-        for r in requesters {
-            r.join().expect("requester");
-        }
+        join_all(&f, requesters, "requesters");
         f.shutdown();
         for l in loops {
             l.join().expect("receive loop");
@@ -477,12 +491,16 @@ fn credits_prevent_that_deadlock() {
             && s.links.iter().all(|l| l.credit_waits == 2)
     });
     // Handler-born requests (posts) over the credit: one fills the ring, the next two park.
+    // (On another thread, so that a post that waited would fail the test rather than hang it.)
     let tx0 = f.sender(0).expect("sender");
     let tx1 = f.sender(1).expect("sender");
-    for id in 0..3 {
-        tx0.post(1, &TestMsg::Sub { id }).expect("post");
-        tx1.post(0, &TestMsg::Sub { id }).expect("post");
-    }
+    let poster = thread::spawn(move || {
+        for id in 0..3 {
+            tx0.post(1, &TestMsg::Sub { id }).expect("post");
+            tx1.post(0, &TestMsg::Sub { id }).expect("post");
+        }
+    });
+    join_all(&f, vec![poster], "posts");
     let s = f.stats();
     for l in &s.links {
         assert_eq!(l.overdrafts, 3);
@@ -516,8 +534,8 @@ fn credits_prevent_that_deadlock() {
             }
         }));
     }
-    for r in requesters {
-        r.join().expect("requester").expect("send");
+    for r in join_all(&f, requesters, "requesters") {
+        r.expect("send");
     }
     wait_until("every answer", || answered.load(Ordering::Relaxed) == 12);
     f.shutdown();
@@ -527,6 +545,41 @@ fn credits_prevent_that_deadlock() {
     let s = check_quiescent(&f);
     assert_eq!(s.total.messages, 24);
     assert!(s.links.iter().all(|l| l.space_wakeups >= 1));
+}
+
+/// Parked frames keep their place: a later message on the link goes after them even when the
+/// ring has room again, and the receiver's room notification gets them flushed.
+#[test]
+fn fifo_through_the_outbox() {
+    let f = TestFabric::new(2, config(2, 1, 0)).expect("fabric");
+    let tx = f.sender(0).expect("sender");
+    let mut rx0 = f.receiver(0).expect("receiver");
+    let mut rx1 = f.receiver(1).expect("receiver");
+    for id in 0..6 {
+        tx.post(1, &TestMsg::Sub { id }).expect("post");
+    }
+    assert_eq!(tx.stats().outbound[0].parked, 4);
+    let mut got = Vec::new();
+    let mut take = |rx1: &mut Receiver<TestMsg>| match rx1.recv(Some(Duration::ZERO)) {
+        Ok(Some((0, TestMsg::Sub { id }))) => got.push(id),
+        r => panic!("{r:?}"),
+    };
+    take(&mut rx1);
+    // The ring has room now, but 2..5 are parked: 6 goes behind them.
+    tx.post(1, &TestMsg::Sub { id: 6 }).expect("post");
+    take(&mut rx1);
+    take(&mut rx1);
+    // Island 1 freed slots of a link island 0 waits on: island 0's loop is woken and flushes.
+    assert_eq!(rx0.recv(Some(Duration::ZERO)).expect("recv"), None);
+    for _ in 0..4 {
+        take(&mut rx1);
+        assert_eq!(rx0.recv(Some(Duration::ZERO)).expect("recv"), None);
+    }
+    assert_eq!(got, (0..7).collect::<Vec<_>>());
+    let s = f.stats();
+    assert_eq!(s.links[0].sent.messages, 7);
+    assert!(s.links[0].space_wakeups >= 1);
+    assert_eq!(rx1.recv(Some(Duration::ZERO)).expect("recv"), None);
 }
 
 #[test]
