@@ -90,8 +90,8 @@ fn recv_one(rx: &mut Receiver<PageMessage>) -> PageMessage {
     }
 }
 
-/// Mean round trip in µs over `dur`.
-fn round_trip(poll: Duration, copy: bool, dur: Duration) -> f64 {
+/// Every round trip (µs) made in `dur`.
+fn round_trip(poll: Duration, copy: bool, dur: Duration) -> Vec<f64> {
     let f = Fabric::<PageMessage>::new(2, config(poll)).expect("fabric");
     let server = answerer(f.receiver(0).expect("receiver"), copy);
     let tx = f.sender(1).expect("sender");
@@ -101,19 +101,28 @@ fn round_trip(poll: Duration, copy: bool, dur: Duration) -> f64 {
         tx.send(0, &fetch(i)).expect("send");
         black_box(recv_one(&mut rx));
     }
+    let mut lat = Vec::with_capacity(1 << 20);
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < dur {
-        for _ in 0..64 {
-            tx.send(0, &fetch(n)).expect("send");
-            black_box(recv_one(&mut rx));
-            n += 1;
-        }
+        let t = Instant::now();
+        tx.send(0, &fetch(n)).expect("send");
+        black_box(recv_one(&mut rx));
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        n += 1;
     }
-    let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    if std::env::var("DBG").is_ok() {
+        eprintln!("poll {:?}: {:?} n={n}", poll, f.stats().receivers);
+    }
     f.shutdown();
     server.join().expect("answerer");
-    us
+    lat
+}
+
+/// Median and mean of latency samples.
+fn p50_mean(mut v: Vec<f64>) -> (f64, f64) {
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (median(std::mem::take(&mut v)), mean)
 }
 
 /// Copies of 4 KiB received per second over `dur`, with `credits` Fetches in flight.
@@ -187,8 +196,8 @@ fn vcpu_alone(dur: Duration) -> f64 {
 }
 
 struct SweepPoint {
-    /// Mean call latency, the gap excluded, µs.
-    call_us: f64,
+    /// Every call's latency, the gap excluded, µs.
+    calls: Vec<f64>,
     /// The competing vCPU's work per second.
     vcpu: f64,
 }
@@ -205,13 +214,13 @@ fn sweep_point(poll: Duration, gap_iters: u64, dur: Duration) -> SweepPoint {
     let w0 = work.load(Ordering::Relaxed);
     let start = Instant::now();
     let mut n = 0u64;
-    let mut in_calls = Duration::ZERO;
+    let mut calls = Vec::with_capacity(1 << 16);
     while start.elapsed() < dur {
         black_box(compute(gap_iters));
         let t = Instant::now();
         tx.send(0, &fetch(n)).expect("send");
         black_box(recv_one(&mut rx));
-        in_calls += t.elapsed();
+        calls.push(t.elapsed().as_secs_f64() * 1e6);
         n += 1;
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -221,7 +230,7 @@ fn sweep_point(poll: Duration, gap_iters: u64, dur: Duration) -> SweepPoint {
     f.shutdown();
     server.join().expect("answerer");
     SweepPoint {
-        call_us: in_calls.as_secs_f64() * 1e6 / n as f64,
+        calls,
         vcpu: w as f64 / elapsed,
     }
 }
@@ -263,22 +272,30 @@ fn main() {
     );
     let modes = [POLLED, DOORBELL, DEFAULT_POLL];
 
-    println!("\n1. Link round trip, 2 islands (µs per call; ratio = doorbell / polled)");
     println!(
-        "   {:<32} {:>10} {:>10} {:>10} {:>8}",
+        "\n1. Link round trip, 2 islands, one thread each (µs per call, median / mean of every \
+         call; ratio = doorbell / polled)"
+    );
+    println!(
+        "   {:<28} {:>15} {:>15} {:>15} {:>13}",
         "", "polled", "doorbell", "default", "ratio"
     );
     for (name, copy) in [
         ("Fetch -> Copy Void (small)", false),
         ("Fetch -> Copy (4 KiB back)", true),
     ] {
-        let r = interleaved(&modes, reps, |poll| round_trip(poll, copy, dur));
+        let r: Vec<(f64, f64)> = samples(&modes, reps, |poll| round_trip(poll, copy, dur))
+            .into_iter()
+            .map(|runs| p50_mean(runs.concat()))
+            .collect();
+        let cell = |(p50, mean): (f64, f64)| format!("{p50:.2} / {mean:.2}");
         println!(
-            "   {name:<32} {:>10.2} {:>10.2} {:>10.2} {:>7.1}x",
-            r[0],
-            r[1],
-            r[2],
-            r[1] / r[0]
+            "   {name:<28} {:>15} {:>15} {:>15} {:>5.1}x /{:>5.1}x",
+            cell(r[0]),
+            cell(r[1]),
+            cell(r[2]),
+            r[1].0 / r[0].0,
+            r[1].1 / r[0].1
         );
     }
 
@@ -314,7 +331,9 @@ fn main() {
         "\n3. Poll-time sweep: a requester computes G µs between small calls while another vCPU \
          computes throughout (3 busy threads on {cores} cores)"
     );
-    println!("   call: µs per call (gap excluded); vCPU: the other vCPU's work against it alone");
+    println!(
+        "   call: median µs per call (gap excluded); vCPU: the other vCPU's work against it alone"
+    );
     let per_us = calibrate();
     let polls = [0u64, 2, 5, 10, 20, 50, 200];
     let gaps = [5.0f64, 20.0, 100.0];
@@ -331,8 +350,8 @@ fn main() {
             sweep_point(Duration::from_micros(poll), (g * per_us) as u64, dur)
         });
         for (row, pts) in rows.iter_mut().zip(points) {
-            let call = median(pts.iter().map(|p| p.call_us).collect());
             let vcpu = median(pts.iter().map(|p| 100.0 * p.vcpu / alone).collect());
+            let call = median(pts.into_iter().flat_map(|p| p.calls).collect());
             row.push((call, vcpu));
         }
     }

@@ -33,8 +33,9 @@
 //!   memory, so a socket transport (islands in other processes or hosts) can replace
 //!   [`RingTransport`] (`ring.rs`): bounded virtio-style rings of fixed-size slots with
 //!   producer/consumer indices, an eventfd doorbell per receiving island, and notification
-//!   suppression (the receiver polls for [`FabricConfig::poll`], then arms its doorbell,
-//!   re-checks, and sleeps in epoll; a sender rings only an armed doorbell).
+//!   suppression (the receiver polls for an adaptive window of at most [`FabricConfig::poll`],
+//!   then arms its doorbell, re-checks, and sleeps in epoll; a sender rings only an armed
+//!   doorbell).
 //!
 //! # Backpressure without deadlock
 //! Every message is a *request* or an *answer* ([`Class`]), and the protocols on top keep one
@@ -152,12 +153,16 @@ pub const FRAME_HEADER: usize = 4;
 /// and up to 116 bytes of message header.
 pub const MAX_MESSAGE: usize = MAX_FRAME - FRAME_HEADER;
 
-/// How long a receive loop polls before it sleeps, by default. Measured by
-/// `scripts/bench-fabric` (its poll-time sweep): a wake-up costs about 7 µs on these hosts
-/// (half an eventfd round trip), and polling for about the cost of a wake-up keeps the waste within
-/// twice the best choice whatever the gap to the next message (the ski-rental bound), while a
-/// longer poll takes the core away from the island's vCPUs on a 2-core host.
-pub const DEFAULT_POLL: Duration = Duration::from_micros(10);
+/// The longest a receive loop polls before it sleeps, by default (the cap of its adaptive poll
+/// window, see `ring.rs`). Chosen from `scripts/bench-fabric` (round trips and its poll sweep), on
+/// these 2-core hosts: an answer from a polling peer comes in about 1 µs (polled round trip,
+/// median), well inside 5 µs; a wake-up costs 2 to 7 µs (doorbell round trips of 3 to 5 µs here,
+/// 13.5 µs for the eventfd ping-pong of PLATFORM.md), so a 5 µs window wastes at most about one
+/// wake-up per idle period (the ski-rental bound: within twice the best choice whatever the
+/// gap); and when threads outnumber cores, windows of 20 µs and more made calls 4 to 30 times
+/// slower than sleeping at once (the spinning loop holds the core its peer needs), while 5 µs and
+/// less stayed within the noise of never polling.
+pub const DEFAULT_POLL: Duration = Duration::from_micros(5);
 
 /// Settings of a fabric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +171,8 @@ pub struct FabricConfig {
     pub ring_slots: u32,
     /// `R`: requests outstanding per ordered pair of islands before `send` waits.
     pub credits: u32,
-    /// How long a receive loop polls before it arms its doorbell and sleeps (ring transport).
+    /// The longest a receive loop polls before it arms its doorbell and sleeps: the cap of its
+    /// adaptive poll window (ring transport). 0: always sleep at once.
     pub poll: Duration,
     /// Frames a link's outbox may hold before sends fail with [`FabricError::OutboxFull`].
     pub max_outbox: usize,

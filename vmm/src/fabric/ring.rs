@@ -10,11 +10,22 @@
 //! and each island has one receive loop, so one consumer.
 //!
 //! # Doorbells and notification suppression
-//! As virtio's event index / `VRING_AVAIL_F_NO_INTERRUPT`: the receive loop polls its rings for
-//! [`RingTransport::poll`]; then it *arms* its doorbell (a flag), re-checks every ring (closing
+//! As virtio's event index / `VRING_AVAIL_F_NO_INTERRUPT`: the receive loop polls its rings for a
+//! while (its *poll window*); then it *arms* its doorbell (a flag), re-checks every ring (closing
 //! the race with a sender that published meanwhile), and sleeps in `epoll_wait` on its eventfd.
 //! A sender writes the eventfd only if it finds the flag armed, and clears it as it does, so a
 //! burst wakes the receiver once and a polling receiver costs its senders no system call.
+//!
+//! # The poll window adapts
+//! As KVM's halt polling (`grow_halt_poll_ns` / `shrink_halt_poll_ns`), between 0 and
+//! [`RingTransport::poll`] (the cap): when the loop had to sleep and the frame came within the
+//! cap, a longer window would have caught it, so the window doubles (from 1 µs); when it came
+//! after more than the cap, the window was wasted, so it halves (to 0 below 1 µs). A window that
+//! catches its frame stays. Why: measured on these 2-core hosts (`scripts/bench-fabric`), a fixed
+//! window helps only while the peer has a core of its own; when threads outnumber cores, the
+//! spinning loop holds the very core its peer needs to answer, and each call costs about the
+//! window plus a wake-up (a 10 µs window gave 25 µs round trips where sleeping at once gave 4 µs).
+//! The adaptive window shrinks to 0 in that case and grows back when polling pays.
 //!
 //! One doorbell per *receiving island* rather than per link: its rings are scanned after every
 //! wake-up anyway, and 64 islands would otherwise need 64 × 63 = 4032 eventfds (the default soft
@@ -179,7 +190,7 @@ pub struct RingTransport {
 
 impl RingTransport {
     /// `islands` islands (1 to 64), every ring `slots` slots (a power of two, 2 to 65536), every
-    /// receive loop polling for `poll` before it sleeps.
+    /// receive loop polling for at most `poll` before it sleeps (see "The poll window adapts").
     pub fn new(islands: usize, slots: u32, poll: Duration) -> Result<RingTransport, FabricError> {
         Self::with_start(islands, slots, poll, 0)
     }
@@ -234,7 +245,7 @@ impl RingTransport {
         })
     }
 
-    /// How long a receive loop polls before it arms its doorbell and sleeps.
+    /// The longest a receive loop polls before it arms its doorbell and sleeps.
     pub fn poll(&self) -> Duration {
         self.poll
     }
@@ -274,6 +285,9 @@ impl Transport for RingTransport {
         if flag.swap(true, Ordering::Relaxed) {
             return Err(FabricError::Attached(island));
         }
+        counters
+            .poll_window_ns
+            .store(self.poll.as_nanos() as u64, Ordering::Relaxed);
         let bell = Arc::clone(&self.bells[island]);
         let epoll = Epoll::new().map_err(|source| FabricError::Doorbell { island, source })?;
         epoll
@@ -312,7 +326,7 @@ impl Transport for RingTransport {
                 next: 0,
                 bell: Arc::clone(&bell),
                 epoll,
-                poll: self.poll,
+                window: PollWindow::new(self.poll),
                 counters,
             },
             waker: RingWaker { bell },
@@ -408,6 +422,35 @@ struct InRing {
     sender_bell: Arc<Doorbell>,
 }
 
+/// The adaptive poll window (see "The poll window adapts" in the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PollWindow {
+    current: Duration,
+    cap: Duration,
+}
+
+impl PollWindow {
+    /// The smallest non-zero window: where growth starts and below which a shrinking window
+    /// drops to 0.
+    const START: Duration = Duration::from_micros(1);
+
+    fn new(cap: Duration) -> PollWindow {
+        PollWindow { current: cap, cap }
+    }
+
+    /// The loop slept, and its frame came `waited` after it started waiting.
+    fn slept(&mut self, waited: Duration) {
+        if waited <= self.cap {
+            self.current = (self.current * 2).max(Self::START).min(self.cap);
+        } else {
+            self.current /= 2;
+            if self.current < Self::START {
+                self.current = Duration::ZERO;
+            }
+        }
+    }
+}
+
 /// Every inbound ring of one island, and its doorbell.
 #[derive(Debug)]
 pub struct RingInbox {
@@ -416,7 +459,7 @@ pub struct RingInbox {
     next: usize,
     bell: Arc<Doorbell>,
     epoll: Epoll,
-    poll: Duration,
+    window: PollWindow,
     counters: Arc<IslandCounters>,
 }
 
@@ -488,9 +531,10 @@ impl Inbox for RingInbox {
         };
         // 1. Poll.
         let start = Instant::now();
+        let window = self.window.current;
         let spin_end = match deadline {
-            Some(d) => d.min(start + self.poll),
-            None => start + self.poll,
+            Some(d) => d.min(start + window),
+            None => start + window,
         };
         let mut spins: u32 = 0;
         loop {
@@ -555,6 +599,10 @@ impl Inbox for RingInbox {
             }
             if self.take_one(take)? {
                 count(&self.counters.woken);
+                self.window.slept(start.elapsed());
+                self.counters
+                    .poll_window_ns
+                    .store(self.window.current.as_nanos() as u64, Ordering::Relaxed);
                 return Ok(true);
             }
             if self.bell.take_kick() {
@@ -733,6 +781,56 @@ mod tests {
         }
         waker.wake();
         assert_eq!(h.join().expect("join"), None);
+    }
+
+    #[test]
+    fn poll_window_grows_and_shrinks_like_halt_polling() {
+        let us = Duration::from_micros;
+        let mut w = PollWindow::new(us(10));
+        assert_eq!(w.current, us(10));
+        // Frames later than the cap: the window halves, then drops to 0 below 1 µs.
+        for expected_ns in [5000, 2500, 1250, 0, 0] {
+            w.slept(us(11));
+            assert_eq!(w.current, Duration::from_nanos(expected_ns));
+        }
+        // A frame within the cap after a sleep: a longer window would have caught it.
+        for expected in [1, 2, 4, 8, 10, 10] {
+            w.slept(us(9));
+            assert_eq!(w.current, us(expected));
+        }
+        // A cap of 0: always 0 (pure doorbell).
+        let mut w = PollWindow::new(Duration::ZERO);
+        w.slept(Duration::ZERO);
+        assert_eq!(w.current, Duration::ZERO);
+    }
+
+    /// Frames far apart shrink the window to 0; a ping-pong grows it back.
+    #[test]
+    fn sparse_traffic_stops_polling() {
+        let t = RingTransport::new(2, 8, Duration::from_micros(20)).expect("new");
+        let mut a = attach_all(&t);
+        let mut tx = a[0].links[1].take().expect("link");
+        let mut rx1 = a.pop().expect("island 1").inbox;
+        let counters = Arc::clone(&rx1.counters);
+        assert_eq!(counters.poll_window_ns.load(Ordering::Relaxed), 20_000);
+        let h = std::thread::spawn(move || {
+            for v in 0..6 {
+                assert_eq!(recv_u64(&mut rx1, None), Some((0, v)));
+            }
+            rx1
+        });
+        for v in 0..6 {
+            // Each frame comes 1 ms after the receiver went to sleep.
+            while counters.sleeps.load(Ordering::Relaxed) <= v {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(send_u64(&mut tx, v));
+        }
+        let _rx1 = h.join().expect("join");
+        // 20 -> 10 -> 5 -> 2.5 -> 1.25 -> 0 -> 0 µs.
+        assert_eq!(counters.poll_window_ns.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.woken.load(Ordering::Relaxed), 6);
     }
 
     /// SPSC stress: one producer, one consumer, small ring, every value once and in order, with

@@ -102,6 +102,8 @@ pub struct IslandCounters {
     pub(crate) polled: AtomicU64,
     /// Frames taken right after a wake-up.
     pub(crate) woken: AtomicU64,
+    /// The receive loop's current poll window, ns.
+    pub(crate) poll_window_ns: AtomicU64,
 }
 
 impl IslandCounters {
@@ -124,6 +126,7 @@ impl IslandCounters {
             empty_wakeups: AtomicU64::new(0),
             polled: AtomicU64::new(0),
             woken: AtomicU64::new(0),
+            poll_window_ns: AtomicU64::new(0),
         }
     }
 
@@ -190,6 +193,7 @@ impl IslandCounters {
                 empty_wakeups: self.empty_wakeups.load(Relaxed),
                 polled: self.polled.load(Relaxed),
                 woken: self.woken.load(Relaxed),
+                poll_window_ns: self.poll_window_ns.load(Relaxed),
             },
         }
     }
@@ -237,6 +241,8 @@ pub struct ReceiverStats {
     pub empty_wakeups: u64,
     pub polled: u64,
     pub woken: u64,
+    /// The current adaptive poll window (as last updated), ns.
+    pub poll_window_ns: u64,
 }
 
 /// What one island knows (a multi-process transport has only this per process).
