@@ -47,9 +47,12 @@
 //!   a message, and handling a message never waits for another message to arrive (it may defer an
 //!   answer, as the coherency engine does, but then it returns to the loop);
 //! - **(C3)** requests *posted* while no credit is free (overdrafts, below) are bounded by the
-//!   protocol: for the coherency protocol, a request goes only for a page that has a waiting
-//!   access on the sending island, and at most one per page and destination is in flight, so
-//!   overdrafts on a link are at most the number of threads of the sending island.
+//!   protocol. For the coherency protocol the bound to establish (by whoever wires the engine to
+//!   the fabric; not checked here) is: a kernel sends a request only for a page that has a
+//!   waiting access on it, with a bounded number in flight per page and destination, so the
+//!   overdrafts on a link are at most a small multiple of the threads of the sending island.
+//!   The fabric enforces a hard cap ([`FabricConfig::max_outbox`]) and reports a protocol that
+//!   breaks its bound as [`FabricError::OutboxFull`] instead of queueing without end.
 //!
 //! The fabric then works like this. Let `out(X,Y)` be the requests X has sent to Y whose answers
 //! X has not taken yet, `R` = [`FabricConfig::credits`], and the capacity of a link (its ring) be
@@ -62,7 +65,8 @@
 //! - [`Sender::post`] (the receive loop, and any thread the receive loop may wait for): never
 //!   waits. An answer needs no credit. A request with no credit free goes anyway and is counted as
 //!   an overdraft. [`Sender::send`] called on a receive-loop thread behaves as `post`.
-//! - Credits return when the answer is *taken* from the link by the requester's receive loop.
+//! - A credit returns when the requester's receive loop has taken the answer off the link (its
+//!   slot is free again).
 //! - A message that finds the ring full waits in the link's outbox (FIFO, drained before anything
 //!   new enters the link; the receiver wakes the sender's loop when it frees a slot), bounded by
 //!   [`FabricConfig::max_outbox`]: going over is an error ([`FabricError::OutboxFull`]), never
@@ -86,8 +90,11 @@
 //! that do not wait, delivered back, and taken by X's loop, which returns their credits and wakes
 //! the ticket queue in order. The classic deadlock, A's handler blocked sending to B while B's
 //! handler is blocked sending to A, cannot happen because handlers never block sending; the price
-//! is the outbox, bounded above. (The stress test `fabric::tests::no_deadlock_under_pressure`
-//! shows the naive scheme deadlocking on the same ring sizes, and this one not.)
+//! is the outbox, bounded above. Tests: `naive_blocking_handlers_deadlock` reproduces that
+//! deadlock step by step on bare 2-slot rings; `credits_prevent_that_deadlock` takes the same
+//! steps through the fabric; `no_deadlock_under_pressure` is a stress (2-slot rings, one credit,
+//! many requester threads both ways, handlers that send requests of their own) that fails with
+//! "deadlock?" when handler posts are made to wait for credits.
 //!
 //! **Why overdraft instead of queueing a handler's request for a credit.** The coherency engine
 //! expects FIFO over *everything* on a link (a vote, then a Fetch Write, must arrive in that

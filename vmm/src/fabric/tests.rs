@@ -813,6 +813,16 @@ fn configuration_and_addressing_errors() {
     assert!(f.sender(2).is_err());
     f.receiver(1).expect("receiver");
     assert!(matches!(f.receiver(1), Err(FabricError::ReceiverTaken(1))));
+
+    // One island: no links at all, and a receive loop that only times out.
+    let one = TestFabric::new(1, FabricConfig::default()).expect("fabric");
+    assert!(matches!(
+        one.sender(0).expect("sender").send(0, &m),
+        Err(FabricError::SelfSend(0))
+    ));
+    let mut rx = one.receiver(0).expect("receiver");
+    assert_eq!(rx.recv(Some(Duration::from_millis(2))).expect("recv"), None);
+    assert_eq!(one.stats().links.len(), 0);
 }
 
 /// 64 islands (4032 links): every island reaches island 0 and island 63, with one eventfd and
