@@ -6,13 +6,14 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::ring::RingTransport;
 use super::stats::{FabricStats, IslandCounters, IslandStats};
-use super::transport::{Inbox, LinkTx, Transport, Waker};
+use super::transport::{Inbox, LinkTx, Transport, Wake, Waker};
 use super::wire::{Class, Wire, WireError};
 use super::{FabricConfig, FabricError, IslandId, FRAME_HEADER, MAX_ISLANDS};
 
@@ -641,8 +642,17 @@ impl<M: Wire, T: Transport> Receiver<M, T> {
         }
     }
 
+    /// Also wakes [`Receiver::recv`] (with `Ok(None)`) when `fd` is readable, for a receive loop
+    /// that serves another source too, such as the island's userfaultfd. Level-triggered: `recv`
+    /// returns at once while `fd` stays readable. While messages keep arriving within the poll
+    /// window, `fd` is checked every 32 messages. `fd` must stay open while the receiver lives.
+    pub fn watch(&mut self, fd: RawFd) -> Result<(), FabricError> {
+        self.inbox.watch(fd)
+    }
+
     /// The next message from any island, with the island it came from: polls, then sleeps on the
-    /// doorbell, for at most `timeout` (`None`: until a message comes). `Ok(None)` on timeout.
+    /// doorbell, for at most `timeout` (`None`: until a message comes). `Ok(None)` on timeout or
+    /// when a watched descriptor is readable ([`Receiver::watch`]).
     /// Also moves parked frames of this island's outboxes into their links as room appears, so
     /// every island must keep its receive loop running.
     ///
@@ -681,9 +691,10 @@ impl<M: Wire, T: Transport> Receiver<M, T> {
             if let Some(from) = answer_from {
                 core.answer_taken(from)?;
             }
-            taken?;
-            if out.is_some() {
-                return Ok(out);
+            match taken? {
+                Wake::Frame => return Ok(out),
+                Wake::Watched => return Ok(None),
+                Wake::Deadline | Wake::Woken => {}
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);

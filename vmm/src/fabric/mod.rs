@@ -132,7 +132,7 @@ pub use ring::{RingInbox, RingLinkTx, RingTransport, RingWaker};
 pub use stats::{
     FabricStats, IslandCounters, IslandStats, LinkCounters, LinkStats, ReceiverStats, TypeStats,
 };
-pub use transport::{Attachment, Fill, Inbox, LinkTx, Take, Transport, Waker};
+pub use transport::{Attachment, Fill, Inbox, LinkTx, Take, Transport, Wake, Waker};
 pub use wire::{Class, Wire, WireError, WireReader, WireWriter};
 
 /// Index of an island, `0..islands`.

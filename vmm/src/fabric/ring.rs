@@ -52,7 +52,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::stats::IslandCounters;
-use super::transport::{Attachment, Fill, Inbox, LinkTx, Take, Transport, Waker};
+use super::transport::{Attachment, Fill, Inbox, LinkTx, Take, Transport, Wake, Waker};
 use super::{FabricError, IslandId, MAX_FRAME, SLOT_BYTES, SLOT_HEADER};
 
 /// Keeps a hot atomic on its own cache line(s) (128 bytes: adjacent-line prefetch on x86).
@@ -327,6 +327,8 @@ impl Transport for RingTransport {
                 bell: Arc::clone(&bell),
                 epoll,
                 window: PollWindow::new(self.poll),
+                watched: 0,
+                since_watch_check: 0,
                 counters,
             },
             waker: RingWaker { bell },
@@ -334,7 +336,7 @@ impl Transport for RingTransport {
     }
 }
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// The sending end of one ring.
 #[derive(Debug)]
@@ -460,6 +462,10 @@ pub struct RingInbox {
     bell: Arc<Doorbell>,
     epoll: Epoll,
     window: PollWindow,
+    /// Descriptors watched besides the doorbell.
+    watched: usize,
+    /// Frames returned since the watched descriptors were last checked.
+    since_watch_check: u32,
     counters: Arc<IslandCounters>,
 }
 
@@ -520,15 +526,44 @@ impl RingInbox {
     }
 }
 
+impl RingInbox {
+    /// Whether a watched descriptor is readable, without waiting.
+    fn watched_ready(&mut self) -> Result<bool, FabricError> {
+        let mut events = [EpollEvent::default(); 8];
+        match self.epoll.wait(0, &mut events) {
+            Ok(n) => Ok(events[..n].iter().any(|e| e.data() != 0)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(self.doorbell_error(e)),
+        }
+    }
+
+    /// A frame was taken: counts it, and says so.
+    fn frame(&mut self, counter: fn(&IslandCounters) -> &std::sync::atomic::AtomicU64) -> Wake {
+        counter(&self.counters).fetch_add(1, Ordering::Relaxed);
+        self.since_watch_check = self.since_watch_check.saturating_add(1);
+        Wake::Frame
+    }
+}
+
+/// While frames keep coming during the poll window the loop never reaches epoll: watched
+/// descriptors are checked (non-blocking) every this many frames, so that they do not starve.
+const WATCH_CHECK_EVERY: u32 = 32;
+
 impl Inbox for RingInbox {
     fn recv(
         &mut self,
         deadline: Option<Instant>,
         take: &mut Take<'_>,
-    ) -> Result<bool, FabricError> {
+    ) -> Result<Wake, FabricError> {
         let count = |c: &std::sync::atomic::AtomicU64| {
             c.fetch_add(1, Ordering::Relaxed);
         };
+        if self.watched > 0 && self.since_watch_check >= WATCH_CHECK_EVERY {
+            self.since_watch_check = 0;
+            if self.watched_ready()? {
+                return Ok(Wake::Watched);
+            }
+        }
         // 1. Poll.
         let start = Instant::now();
         let window = self.window.current;
@@ -539,11 +574,10 @@ impl Inbox for RingInbox {
         let mut spins: u32 = 0;
         loop {
             if self.take_one(take)? {
-                count(&self.counters.polled);
-                return Ok(true);
+                return Ok(self.frame(|c| &c.polled));
             }
             if self.bell.take_kick() {
-                return Ok(false);
+                return Ok(Wake::Woken);
             }
             // Reading the clock costs about as much as a scan of a few rings: every 16 scans.
             if spins % 16 == 0 && Instant::now() >= spin_end {
@@ -556,14 +590,14 @@ impl Inbox for RingInbox {
             std::hint::spin_loop();
         }
         // 2. Arm, re-check, sleep.
-        let mut events = [EpollEvent::default(); 1];
+        let mut events = [EpollEvent::default(); 8];
         loop {
             let timeout_ms = match deadline {
                 None => -1,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return Ok(false);
+                        return Ok(Wake::Deadline);
                     }
                     // Round up: never wake before the deadline.
                     (d - now).as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
@@ -576,21 +610,21 @@ impl Inbox for RingInbox {
             let taken = self.take_one(take);
             if !matches!(taken, Ok(false)) {
                 self.bell.armed.0.store(false, Ordering::Relaxed);
-                count(&self.counters.polled);
-                return taken;
+                taken?;
+                return Ok(self.frame(|c| &c.polled));
             }
             if self.bell.take_kick() {
                 self.bell.armed.0.store(false, Ordering::Relaxed);
-                return Ok(false);
+                return Ok(Wake::Woken);
             }
             count(&self.counters.sleeps);
             let waited = self.epoll.wait(timeout_ms, &mut events);
             self.bell.armed.0.store(false, Ordering::Relaxed);
-            match waited {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            let watched = match waited {
+                Ok(n) => events[..n].iter().any(|e| e.data() != 0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
                 Err(e) => return Err(self.doorbell_error(e)),
-            }
+            };
             count(&self.counters.wakeups);
             match self.bell.fd.read() {
                 Ok(_) => {}
@@ -598,18 +632,33 @@ impl Inbox for RingInbox {
                 Err(e) => return Err(self.doorbell_error(e)),
             }
             if self.take_one(take)? {
-                count(&self.counters.woken);
                 self.window.slept(start.elapsed());
                 self.counters
                     .poll_window_ns
                     .store(self.window.current.as_nanos() as u64, Ordering::Relaxed);
-                return Ok(true);
+                return Ok(self.frame(|c| &c.woken));
             }
             if self.bell.take_kick() {
-                return Ok(false);
+                return Ok(Wake::Woken);
+            }
+            if watched {
+                self.since_watch_check = 0;
+                return Ok(Wake::Watched);
             }
             count(&self.counters.empty_wakeups);
         }
+    }
+
+    fn watch(&mut self, fd: RawFd) -> Result<(), FabricError> {
+        self.epoll
+            .ctl(
+                ControlOperation::Add,
+                fd,
+                EpollEvent::new(EventSet::IN, self.watched as u64 + 1),
+            )
+            .map_err(|e| self.doorbell_error(e))?;
+        self.watched += 1;
+        Ok(())
     }
 }
 
@@ -659,7 +708,7 @@ mod tests {
                 Ok(())
             })
             .expect("recv");
-        assert_eq!(taken, got.is_some());
+        assert_eq!(taken == Wake::Frame, got.is_some());
         got
     }
 

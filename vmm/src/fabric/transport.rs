@@ -8,6 +8,7 @@
 //! outboxes), message encoding and counters live above, in [`super::Fabric`], and are shared by
 //! every transport.
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -77,17 +78,35 @@ pub trait LinkTx: Send + 'static {
     fn want_space(&mut self) -> bool;
 }
 
+/// Why [`Inbox::recv`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// A frame was taken.
+    Frame,
+    /// The deadline passed.
+    Deadline,
+    /// The island's [`Waker`] was used.
+    Woken,
+    /// A watched descriptor ([`Inbox::watch`]) is readable.
+    Watched,
+}
+
 /// All inbound links of one island.
 pub trait Inbox: Send + 'static {
     /// Takes the next frame on any inbound link and hands it to `take`. Waits for one (first
-    /// polling, then asleep) until `deadline` (`None`: for ever) or until the island's [`Waker`]
-    /// is used. Returns `Ok(true)` if a frame was taken, `Ok(false)` on the deadline or a wake.
-    /// An error of `take` is returned after the frame has been consumed.
+    /// polling, then asleep) until `deadline` (`None`: for ever), until the island's [`Waker`] is
+    /// used, or until a watched descriptor is readable. An error of `take` is returned after the
+    /// frame has been consumed.
     fn recv(&mut self, deadline: Option<Instant>, take: &mut Take<'_>)
-        -> Result<bool, FabricError>;
+        -> Result<Wake, FabricError>;
+
+    /// Also waits for `fd` to be readable (level-triggered: `recv` keeps returning
+    /// [`Wake::Watched`] while it is). For a receive loop that serves another source too, such as
+    /// the island's userfaultfd. `fd` must stay open while the inbox lives.
+    fn watch(&mut self, fd: RawFd) -> Result<(), FabricError>;
 }
 
-/// Wakes one island's receive loop (out of `Inbox::recv`, which then returns `Ok(false)`).
+/// Wakes one island's receive loop (out of `Inbox::recv`, which then returns [`Wake::Woken`]).
 pub trait Waker: Send + Sync + 'static {
     fn wake(&self);
 }
