@@ -19,6 +19,8 @@
 //!     // handle `msg` from island `from`; answer with `tx.post(from, &answer)`, which never waits
 //! #   let _ = (from, msg);
 //! }
+//! // A loop that also serves the island's userfaultfd: rx.watch(uffd_fd)?, then recv returns
+//! // Ok(None) whenever the descriptor is readable.
 //! fabric.shutdown(); // exit_group: every recv and blocked send returns FabricError::Shutdown
 //! # Ok(()) }
 //! ```
