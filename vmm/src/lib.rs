@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod dsm;
+pub mod fabric;
 pub mod kernel;
 pub mod kvm;
 pub mod loader;
