@@ -82,13 +82,19 @@ pub fn summary(islands: &[Arc<Process>]) -> Summary {
         s.per_island.push(island);
     }
     if let Some(link) = islands.first().and_then(|p| p.cluster.as_ref()) {
-        let c = link.links.counters();
+        let c = link.fabric.stats();
         s.messages = c
             .by_type
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .filter(|(_, t)| t.messages > 0)
+            .map(|(k, t)| (k, t.messages))
             .collect();
-        s.links = c.by_link;
+        s.links = c
+            .links
+            .iter()
+            .filter(|l| l.sent.messages > 0)
+            .map(|l| ((l.from as u8, l.to as u8), l.sent.messages))
+            .collect();
     }
     s.p50_us = quantile(&buckets, 0.5);
     s.p99_us = quantile(&buckets, 0.99);

@@ -10,7 +10,7 @@ use kvm_bindings::kvm_regs;
 
 use crate::dsm::Dsm;
 use crate::kernel::cluster::{
-    service_loop, IslandId, IslandLink, Links, Placement, ProgramState, QueueLinks,
+    service_loop, IslandFabric, IslandId, IslandLink, Placement, ProgramState,
 };
 use crate::kernel::thread::{spawn, Thread};
 use crate::kernel::{signal, ExitStatus, KernelConfig, Process};
@@ -383,7 +383,9 @@ fn build_islands(
 ) -> Result<Vec<Arc<Process>>, LaunchError> {
     let island_err = |e: &dyn std::fmt::Display| LaunchError::Island(e.to_string());
     let program = Arc::new(ProgramState::new(n, placement));
-    let links: Arc<dyn Links> = Arc::new(QueueLinks::new(n).map_err(|e| island_err(&e))?);
+    let fabric: Arc<IslandFabric> = Arc::new(
+        IslandFabric::new(n, crate::fabric::FabricConfig::default()).map_err(|e| island_err(&e))?,
+    );
     let engine = coherency::Config::new(n);
     let mut islands: Vec<Arc<Process>> = Vec::with_capacity(n);
     for i in 0..n {
@@ -395,11 +397,12 @@ fn build_islands(
         dsm.set_members(coherency::KernelSet::only(0));
         let link = IslandLink::new(
             i as IslandId,
-            Arc::clone(&links),
+            Arc::clone(&fabric),
             dsm,
             Arc::clone(&program),
             coherent,
-        );
+        )
+        .map_err(|e| island_err(&e))?;
         let mut cfg = config.clone();
         cfg.island = i as u32;
         let p = Process::new_island(vm, cfg, started, islands.first().map(|o| &**o), link)
@@ -408,9 +411,12 @@ fn build_islands(
     }
     for p in &islands {
         let p2 = Arc::clone(p);
+        let rx = fabric
+            .receiver(p.island() as usize)
+            .map_err(|e| island_err(&e))?;
         std::thread::Builder::new()
             .name(format!("island{}-service", p.island()))
-            .spawn(move || service_loop(p2))
+            .spawn(move || service_loop(p2, rx))
             .map_err(|e| island_err(&e))?;
     }
     Ok(islands)

@@ -33,22 +33,8 @@ pub use uffd::{Fault, Userfaultfd};
 /// Bytes per page.
 pub const PAGE_SIZE: u64 = 4096;
 
-/// The content of one page, as a Copy message carries it.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PageBuf(pub Box<[u8; PAGE_SIZE as usize]>);
-
-impl PageBuf {
-    pub fn zeroed() -> Self {
-        PageBuf(Box::new([0u8; PAGE_SIZE as usize]))
-    }
-}
-
-impl fmt::Debug for PageBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nonzero = self.0.iter().filter(|&&b| b != 0).count();
-        write!(f, "PageBuf({nonzero} non-zero bytes)")
-    }
-}
+/// The content of one page, as a Copy message carries it (the messaging layer's page buffer).
+pub use crate::fabric::PageBuf;
 
 /// A protocol message carrying page contents.
 pub type PageMessage = Message<PageBuf>;
@@ -217,7 +203,7 @@ impl Host<PageBuf> for IslandHost<'_> {
         // this fails with EFAULT instead of killing popvmm. The engine only asks for mapped
         // pages, so the read never waits on our own userfaultfd.
         let local = libc::iovec {
-            iov_base: buf.0.as_mut_ptr() as *mut libc::c_void,
+            iov_base: buf.as_bytes_mut().as_mut_ptr() as *mut libc::c_void,
             iov_len: PAGE_SIZE as usize,
         };
         let remote = libc::iovec {
@@ -245,7 +231,10 @@ impl Host<PageBuf> for IslandHost<'_> {
         match change {
             MapChange::Install { data, writable } => {
                 // SAFETY: `data` is one page of readable bytes.
-                let r = unsafe { self.uffd.copy(addr, data.0.as_ptr(), PAGE_SIZE, writable) };
+                let r = unsafe {
+                    self.uffd
+                        .copy(addr, data.as_bytes().as_ptr(), PAGE_SIZE, writable)
+                };
                 self.uffd_result(page, "copy", r);
             }
             MapChange::InstallInitial { writable } => {

@@ -23,18 +23,18 @@
 //! exit status) is kept once in popvmm and shared by the island kernels of the program; a transport
 //! across processes would forward those calls to the origin.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvm_bindings::{kvm_fpu, kvm_regs};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::vma::{Prot, VmaKind};
 use super::{Errno, ExitStatus, Process, SysResult};
 use crate::dsm::{Dsm, PageMessage};
+use crate::fabric::{Fabric, FabricError, Receiver, Sender};
 
 /// Index of an island; island 0 is the origin.
 pub type IslandId = u8;
@@ -240,10 +240,6 @@ pub enum IslandMessage {
         body: Request,
     },
     /// A request that expects no answer (fire and forget).
-    Notice {
-        from: IslandId,
-        body: Request,
-    },
     Reply {
         id: u64,
         body: Reply,
@@ -255,146 +251,27 @@ impl IslandMessage {
     pub fn type_name(&self) -> &'static str {
         match self {
             IslandMessage::Coherency(m) => m.kind.message_type().name(),
-            IslandMessage::Request { body, .. } | IslandMessage::Notice { body, .. } => {
-                match body {
-                    Request::Mm(_) => "vma_request",
-                    Request::Futex(_) => "futex_request",
-                    Request::FutexCancel { .. } => "futex_cancel",
-                    Request::Layout(_) => "layout_push",
-                    Request::SyncLayout { .. } => "layout_sync",
-                    Request::Members { .. } => "members",
-                    Request::StartThread(_) => "thread_start",
-                    Request::Signal { .. } => "signal",
-                    Request::Exit(_) => "exit",
-                }
-            }
+            IslandMessage::Request { body, .. } => match body {
+                Request::Mm(_) => "vma_request",
+                Request::Futex(_) => "futex_request",
+                Request::FutexCancel { .. } => "futex_cancel",
+                Request::Layout(_) => "layout_push",
+                Request::SyncLayout { .. } => "layout_sync",
+                Request::Members { .. } => "members",
+                Request::StartThread(_) => "thread_start",
+                Request::Signal { .. } => "signal",
+                Request::Exit(_) => "exit",
+            },
             IslandMessage::Reply { .. } => "reply",
         }
     }
 }
 
-/// Error of the links between islands.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("island {0} does not exist")]
-    NoIsland(IslandId),
-}
+/// The messaging layer between the islands of one program.
+pub type IslandFabric = Fabric<IslandMessage>;
 
-/// The links between islands: FIFO on each ordered pair, no order across pairs, no broadcast.
-pub trait Links: Send + Sync + std::fmt::Debug {
-    fn send(&self, from: IslandId, to: IslandId, msg: IslandMessage) -> Result<(), LinkError>;
-    /// The next message for `island`, without blocking.
-    fn try_recv(&self, island: IslandId) -> Option<(IslandId, IslandMessage)>;
-    /// Waits until a message for `island` may have arrived, `fd` is readable, or `timeout`.
-    fn wait(&self, island: IslandId, fd: RawFd, timeout: Duration);
-    /// Whether a message for `island` is waiting (cheap: no lock, no system call).
-    fn has_pending(&self, island: IslandId) -> bool;
-    /// Messages sent so far, by type name and by link `(from, to)`.
-    fn counters(&self) -> LinkCounters;
-}
-
-/// Message counts.
-#[derive(Debug, Clone, Default)]
-pub struct LinkCounters {
-    pub by_type: std::collections::BTreeMap<&'static str, u64>,
-    pub by_link: std::collections::BTreeMap<(IslandId, IslandId), u64>,
-}
-
-/// In-process links: one queue per destination (so each ordered pair is FIFO) and an eventfd to
-/// wake a sleeping service thread.
-#[derive(Debug)]
-pub struct QueueLinks {
-    queues: Vec<Mutex<VecDeque<(IslandId, IslandMessage)>>>,
-    queued: Vec<AtomicUsize>,
-    doorbells: Vec<EventFd>,
-    sleeping: Vec<AtomicBool>,
-    counters: Mutex<LinkCounters>,
-}
-
-impl QueueLinks {
-    pub fn new(islands: usize) -> std::io::Result<Self> {
-        Ok(Self {
-            queues: (0..islands).map(|_| Mutex::new(VecDeque::new())).collect(),
-            queued: (0..islands).map(|_| AtomicUsize::new(0)).collect(),
-            doorbells: (0..islands)
-                .map(|_| EventFd::new(EFD_NONBLOCK))
-                .collect::<std::io::Result<_>>()?,
-            sleeping: (0..islands).map(|_| AtomicBool::new(false)).collect(),
-            counters: Mutex::new(LinkCounters::default()),
-        })
-    }
-}
-
-impl Links for QueueLinks {
-    fn send(&self, from: IslandId, to: IslandId, msg: IslandMessage) -> Result<(), LinkError> {
-        let q = self
-            .queues
-            .get(to as usize)
-            .ok_or(LinkError::NoIsland(to))?;
-        {
-            let mut c = lock(&self.counters);
-            *c.by_type.entry(msg.type_name()).or_default() += 1;
-            *c.by_link.entry((from, to)).or_default() += 1;
-        }
-        lock(q).push_back((from, msg));
-        self.queued[to as usize].fetch_add(1, Ordering::SeqCst);
-        // Ring only a sleeper: the service thread polls first (as the paper mixes polling and
-        // interrupts).
-        if self.sleeping[to as usize].load(Ordering::SeqCst) {
-            let _ = self.doorbells[to as usize].write(1);
-        }
-        Ok(())
-    }
-
-    fn try_recv(&self, island: IslandId) -> Option<(IslandId, IslandMessage)> {
-        let m = lock(self.queues.get(island as usize)?).pop_front();
-        if m.is_some() {
-            self.queued[island as usize].fetch_sub(1, Ordering::SeqCst);
-        }
-        m
-    }
-
-    fn has_pending(&self, island: IslandId) -> bool {
-        self.queued
-            .get(island as usize)
-            .is_some_and(|q| q.load(Ordering::Relaxed) > 0)
-    }
-
-    fn wait(&self, island: IslandId, fd: RawFd, timeout: Duration) {
-        let i = island as usize;
-        let Some(bell) = self.doorbells.get(i) else {
-            return;
-        };
-        self.sleeping[i].store(true, Ordering::SeqCst);
-        // Re-check after arming: a sender that saw us awake has queued its message already.
-        if !lock(&self.queues[i]).is_empty() {
-            self.sleeping[i].store(false, Ordering::SeqCst);
-            return;
-        }
-        use std::os::fd::AsRawFd;
-        let mut fds = [
-            libc::pollfd {
-                fd: bell.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        self.sleeping[i].store(false, Ordering::SeqCst);
-        let _ = bell.read();
-    }
-
-    fn counters(&self) -> LinkCounters {
-        lock(&self.counters).clone()
-    }
-}
+/// An island's receive side, for its service thread.
+pub type IslandReceiver = Receiver<IslandMessage>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -458,7 +335,10 @@ impl ProgramState {
 #[derive(Debug)]
 pub struct IslandLink {
     pub island: IslandId,
-    pub links: Arc<dyn Links>,
+    /// This island's end of the links (one `Sender` per thread: it is cloned as needed).
+    tx: Sender<IslandMessage>,
+    /// All the links, for their counters.
+    pub fabric: Arc<IslandFabric>,
     pub dsm: Mutex<Dsm>,
     pub program: Arc<ProgramState>,
     pub fault_fd: RawFd,
@@ -483,18 +363,20 @@ impl IslandLink {
     /// get memory once it does; the origin turns it on with the first thread elsewhere).
     pub fn new(
         island: IslandId,
-        links: Arc<dyn Links>,
+        fabric: Arc<IslandFabric>,
         dsm: Dsm,
         program: Arc<ProgramState>,
         coherent: bool,
-    ) -> Self {
+    ) -> Result<Self, FabricError> {
         let islands = program.islands;
+        let tx = fabric.sender(island as usize)?;
         let fault_fd = dsm.fault_fd();
         let mut synced = vec![false; islands];
         synced[ORIGIN as usize] = true;
-        Self {
+        Ok(Self {
             island,
-            links,
+            tx,
+            fabric,
             dsm: Mutex::new(dsm),
             program,
             fault_fd,
@@ -505,7 +387,7 @@ impl IslandLink {
             layout_ready: AtomicBool::new(island == ORIGIN),
             layout_serial: Mutex::new(()),
             coherent: AtomicBool::new(coherent || island != ORIGIN),
-        }
+        })
     }
 
     /// Whether the coherency protocol runs.
@@ -528,19 +410,17 @@ impl IslandLink {
         to: IslandId,
         body: Request,
         mut cancel: impl FnMut(u64) -> Option<Request>,
-    ) -> Result<Reply, LinkError> {
+    ) -> Result<Reply, FabricError> {
         let id = self.next_rpc.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(RpcSlot::default());
         lock(&self.rpcs).insert(id, Arc::clone(&slot));
-        if let Err(e) = self.links.send(
-            self.island,
-            to,
-            IslandMessage::Request {
-                id,
-                from: self.island,
-                body,
-            },
-        ) {
+        // A request: this waits while the link has no credit free (backpressure).
+        let msg = IslandMessage::Request {
+            id,
+            from: self.island,
+            body,
+        };
+        if let Err(e) = self.tx.send(to as usize, &msg) {
             lock(&self.rpcs).remove(&id);
             return Err(e);
         }
@@ -558,29 +438,22 @@ impl IslandLink {
             if !cancelled && reply.is_none() {
                 if let Some(c) = cancel(id) {
                     cancelled = true;
-                    let _ = self.links.send(
-                        self.island,
-                        to,
-                        IslandMessage::Notice {
-                            from: self.island,
-                            body: c,
-                        },
-                    );
+                    self.notify(to, c);
                 }
             }
         }
     }
 
-    /// Sends a request that needs no answer.
+    /// Sends a request without waiting for its reply (which is dropped when it comes: every
+    /// request gets one, as the fabric's credits need).
     pub fn notify(&self, to: IslandId, body: Request) {
-        let _ = self.links.send(
-            self.island,
-            to,
-            IslandMessage::Notice {
-                from: self.island,
-                body,
-            },
-        );
+        let id = self.next_rpc.fetch_add(1, Ordering::Relaxed);
+        let msg = IslandMessage::Request {
+            id,
+            from: self.island,
+            body,
+        };
+        let _ = self.tx.send(to as usize, &msg);
     }
 
     fn complete(&self, id: u64, reply: Reply) {
@@ -592,17 +465,18 @@ impl IslandLink {
 
     fn reply(&self, to: IslandId, id: u64, body: Reply) {
         let _ = self
-            .links
-            .send(self.island, to, IslandMessage::Reply { id, body });
+            .tx
+            .post(to as usize, &IslandMessage::Reply { id, body });
     }
 
-    /// Sends the coherency layer's pending messages, in order.
-    fn flush(&self, dsm: &mut Dsm) {
+    /// Sends the coherency layer's pending messages, in order. Posted: the service thread never
+    /// waits for a credit (the fabric's contract; a request goes only for a page with a waiting
+    /// access, so the overdrafts stay bounded by the island's threads).
+    fn flush(&self, dsm: &mut Dsm) -> Result<(), FabricError> {
         for (to, msg) in dsm.take_outbox() {
-            let _ = self
-                .links
-                .send(self.island, to as IslandId, IslandMessage::Coherency(msg));
+            self.tx.post(to as usize, &IslandMessage::Coherency(msg))?;
         }
+        Ok(())
     }
 }
 
@@ -611,7 +485,7 @@ fn result_reply(r: SysResult) -> Reply {
 }
 
 /// Turns a reply back into a system call result.
-pub fn reply_result(r: Result<Reply, LinkError>) -> SysResult {
+pub fn reply_result(r: Result<Reply, FabricError>) -> SysResult {
     match r {
         Ok(Reply::Result(Ok(v))) => Ok(v),
         Ok(Reply::Result(Err(e))) => Err(Errno(e)),
@@ -620,102 +494,98 @@ pub fn reply_result(r: Result<Reply, LinkError>) -> SysResult {
     }
 }
 
-/// How long an idle service thread polls before it sleeps. Measured here (faultbench, 2 cores
-/// shared with the vCPUs): spinning 10-1000 us after every event, or while a fault of the
-/// island awaits answers, made remote faults 1.2-15x slower than sleeping at once: the spinning
-/// thread takes the core that the other island's kernel or a vCPU needs.
-const POLL: Duration = Duration::from_micros(0);
-
 /// The service thread of one island: faults and messages, until the program ends.
-pub fn service_loop(p: Arc<Process>) {
+pub fn service_loop(p: Arc<Process>, mut rx: IslandReceiver) {
     let Some(link) = p.cluster.as_ref() else {
         return;
     };
-    let mut idle_since = Instant::now();
+    // Wake up for faults too, not only for messages.
+    if let Err(e) = rx.watch(link.fault_fd) {
+        eprintln!(
+            "popvmm: island {}: cannot watch its faults: {e}",
+            link.island
+        );
+        p.exit(ExitStatus::Signal(libc::SIGKILL));
+        return;
+    }
     loop {
         if p.exiting() {
             return;
         }
-        let mut busy = false;
         {
             let mut dsm = link.dsm();
-            match dsm.poll_faults() {
-                Ok(n) => busy |= n > 0,
-                Err(e) => return protocol_failure(&p, &e),
+            if let Err(e) = dsm.poll_faults() {
+                drop(dsm);
+                return protocol_failure(&p, &e.to_string());
             }
-            link.flush(&mut dsm);
+            if let Err(e) = link.flush(&mut dsm) {
+                drop(dsm);
+                return protocol_failure(&p, &e.to_string());
+            }
         }
-        while let Some((from, msg)) = link.links.try_recv(link.island) {
-            busy = true;
-            match msg {
-                IslandMessage::Coherency(m) => {
-                    let mut dsm = link.dsm();
-                    if let Err(e) = dsm.on_message(m) {
-                        drop(dsm);
-                        return protocol_failure(&p, &e);
-                    }
-                    link.flush(&mut dsm);
+        let (from, msg) = match rx.recv(Some(Duration::from_millis(50))) {
+            Ok(Some((from, msg))) => (from as IslandId, msg),
+            // A fault to serve, or nothing for a while.
+            Ok(None) => continue,
+            Err(FabricError::Shutdown) => return,
+            Err(e) => return protocol_failure(&p, &e.to_string()),
+        };
+        match msg {
+            IslandMessage::Coherency(m) => {
+                let mut dsm = link.dsm();
+                let r = dsm
+                    .on_message(m)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| link.flush(&mut dsm).map_err(|e| e.to_string()));
+                if let Err(e) = r {
+                    drop(dsm);
+                    return protocol_failure(&p, &e);
                 }
-                IslandMessage::Reply { id, body } => link.complete(id, body),
-                IslandMessage::Request { id, body, .. } => serve_request(&p, from, Some(id), body),
-                IslandMessage::Notice { body, .. } => serve_request(&p, from, None, body),
             }
-        }
-        if busy {
-            idle_since = Instant::now();
-        } else if idle_since.elapsed() > POLL {
-            link.links
-                .wait(link.island, link.fault_fd, Duration::from_millis(50));
-            idle_since = Instant::now();
-        } else {
-            std::hint::spin_loop();
+            IslandMessage::Reply { id, body } => link.complete(id, body),
+            IslandMessage::Request { id, body, .. } => serve_request(&p, from, id, body),
         }
     }
 }
 
-fn protocol_failure(p: &Process, e: &crate::dsm::DsmError) {
+fn protocol_failure(p: &Process, e: &str) {
     eprintln!("popvmm: island {}: {e}; the program is ended", p.island());
     p.exit(ExitStatus::Signal(libc::SIGKILL));
 }
 
 /// Serves one request on the service thread: what cannot block is done here, the rest on a
 /// worker thread.
-fn serve_request(p: &Arc<Process>, from: IslandId, id: Option<u64>, body: Request) {
+fn serve_request(p: &Arc<Process>, from: IslandId, id: u64, body: Request) {
     let Some(link) = p.cluster.as_ref() else {
         return;
     };
+    // Every request gets exactly one reply (the fabric's credits count on it).
     match body {
         Request::FutexCancel { wait } => {
             if let Some(flag) = lock(&link.cancels).get(&(from, wait)) {
                 flag.store(true, Ordering::SeqCst);
             }
+            link.reply(from, id, Reply::Done);
         }
         Request::Signal { tid, sig } => {
             p.signal_local_thread(tid, sig);
-            if let Some(id) = id {
-                link.reply(from, id, Reply::Done);
-            }
+            link.reply(from, id, Reply::Done);
         }
         Request::Exit(status) => {
             p.exit_local(status);
+            link.reply(from, id, Reply::Done);
         }
         Request::Members { members } => {
             link.dsm().set_members(coherency::KernelSet(members));
-            if let Some(id) = id {
-                link.reply(from, id, Reply::Done);
-            }
+            link.reply(from, id, Reply::Done);
         }
         Request::StartThread(start) => {
             let r = super::thread::start_remote(p, *start);
-            if let Some(id) = id {
-                link.reply(from, id, result_reply(r));
-            }
+            link.reply(from, id, result_reply(r));
         }
         body => {
             if let Request::Futex(FutexCall::Wait { .. }) = body {
-                if let Some(id) = id {
-                    lock(&link.cancels).insert((from, id), Arc::new(AtomicBool::new(false)));
-                }
+                lock(&link.cancels).insert((from, id), Arc::new(AtomicBool::new(false)));
             }
             let p = Arc::clone(p);
             let spawned = std::thread::Builder::new()
@@ -723,22 +593,21 @@ fn serve_request(p: &Arc<Process>, from: IslandId, id: Option<u64>, body: Reques
                 .stack_size(256 << 10)
                 .spawn(move || {
                     let reply = serve_blocking(&p, from, id, body);
-                    if let (Some(id), Some(link)) = (id, p.cluster.as_ref()) {
+                    if let Some(link) = p.cluster.as_ref() {
                         lock(&link.cancels).remove(&(from, id));
                         link.reply(from, id, reply);
                     }
                 });
             if spawned.is_err() {
-                if let Some(id) = id {
-                    link.reply(from, id, result_reply(Err(Errno::EAGAIN)));
-                }
+                lock(&link.cancels).remove(&(from, id));
+                link.reply(from, id, result_reply(Err(Errno::EAGAIN)));
             }
         }
     }
 }
 
 /// Requests that may block: layout changes, memory calls and futexes at the origin.
-fn serve_blocking(p: &Arc<Process>, from: IslandId, id: Option<u64>, body: Request) -> Reply {
+fn serve_blocking(p: &Arc<Process>, from: IslandId, id: u64, body: Request) -> Reply {
     match body {
         Request::Layout(ops) => {
             for op in ops {
@@ -759,11 +628,10 @@ fn serve_blocking(p: &Arc<Process>, from: IslandId, id: Option<u64>, body: Reque
             Reply::Done
         }
         Request::Futex(call) => {
-            let cancel = id.and_then(|id| {
-                p.cluster
-                    .as_ref()
-                    .and_then(|l| lock(&l.cancels).get(&(from, id)).cloned())
-            });
+            let cancel = p
+                .cluster
+                .as_ref()
+                .and_then(|l| lock(&l.cancels).get(&(from, id)).cloned());
             let interrupted = move || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
             result_reply(super::syscall::futex_at_origin(p, call, &interrupted))
         }
@@ -803,7 +671,9 @@ impl Process {
             .map(|(i, _)| i as IslandId)
             .collect();
         for to in targets {
-            let _ = link.call(to, Request::Layout(ops.clone()), |_| None);
+            for chunk in super::wire::layout_chunks(ops.clone()) {
+                let _ = link.call(to, Request::Layout(chunk), |_| None);
+            }
         }
     }
 
@@ -851,7 +721,9 @@ impl Process {
                 kind: v.kind.clone(),
             })
             .collect();
-        let _ = link.call(to, Request::Layout(ops), |_| None);
+        for chunk in super::wire::layout_chunks(ops) {
+            let _ = link.call(to, Request::Layout(chunk), |_| None);
+        }
         // The island takes part in the protocol from now on: every island must know it before
         // its first thread touches a page (a fetch out of Unmapped must reach it).
         let members = {
@@ -905,47 +777,5 @@ mod tests {
         assert_eq!(placed, vec![3, 1, 3]);
         let origin = ProgramState::new(4, Placement::Origin);
         assert_eq!(origin.place(), ORIGIN);
-    }
-
-    #[test]
-    fn queue_links_are_fifo_per_destination_and_counted() {
-        let links = QueueLinks::new(3).expect("eventfds");
-        for i in 0..5u64 {
-            let msg = IslandMessage::Reply {
-                id: i,
-                body: Reply::Done,
-            };
-            links.send(1, 2, msg).expect("send");
-        }
-        links
-            .send(
-                0,
-                2,
-                IslandMessage::Reply {
-                    id: 99,
-                    body: Reply::Done,
-                },
-            )
-            .expect("send");
-        let ids: Vec<u64> = std::iter::from_fn(|| links.try_recv(2))
-            .map(|(_, m)| match m {
-                IslandMessage::Reply { id, .. } => id,
-                _ => u64::MAX,
-            })
-            .collect();
-        assert_eq!(ids, vec![0, 1, 2, 3, 4, 99]);
-        let c = links.counters();
-        assert_eq!(c.by_type.get("reply"), Some(&6));
-        assert_eq!(c.by_link.get(&(1, 2)), Some(&5));
-        assert!(links
-            .send(
-                0,
-                3,
-                IslandMessage::Reply {
-                    id: 0,
-                    body: Reply::Done
-                }
-            )
-            .is_err());
     }
 }

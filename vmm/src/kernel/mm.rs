@@ -69,6 +69,7 @@ fn map_locked(
         && !p.config.no_prefault
         && !p.protocol_on();
     let coherent = p.protocol_on() && !kind.is_local();
+    let kind_for_thp = kind.clone();
     let mem = p.user.island_memory();
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     space.map_fixed(start, len, prot, kind).map_err(vma_err)?;
@@ -85,6 +86,11 @@ fn map_locked(
     if let Err(e) = host {
         let _ = unmap_locked(p, space, start, len);
         return Err(e);
+    }
+    if p.distributed() && matches!(kind_for_thp, VmaKind::Stack) {
+        // A stack touched at its top must not become a 2 MiB huge page: with several islands,
+        // every resident page of it would become the origin's to hand out.
+        mem.no_huge_pages(start, len);
     }
     let filled = fill(mem.guest());
     if let Err(e) = mem.protect(start, len, host_prot(prot)).map_err(host_err) {

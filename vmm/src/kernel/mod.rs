@@ -15,6 +15,7 @@ pub mod syscall;
 pub mod thread;
 pub mod uaccess;
 pub mod vma;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;

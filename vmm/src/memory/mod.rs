@@ -166,6 +166,14 @@ impl IslandMemory {
         }
     }
 
+    /// Asks for 4 KiB pages in `[start, start+len)` (MADV_NOHUGEPAGE). Advice only.
+    pub fn no_huge_pages(&self, start: u64, len: u64) {
+        if let Ok(addr) = self.check(start, len) {
+            // SAFETY: the range is inside our reservation; advice changes no contents.
+            unsafe { libc::madvise(addr, len as usize, libc::MADV_NOHUGEPAGE) };
+        }
+    }
+
     /// Resident bytes of the island mapping (the program's pages), from /proc/self/smaps.
     pub fn resident_bytes(&self) -> Option<u64> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;

@@ -1,0 +1,834 @@
+//! The island kernels' messages as bytes, for the fabric (`crate::fabric::Wire`): every variant of
+//! [`IslandMessage`], bounds-checked both ways. A malformed frame is an error, never a panic.
+
+use kvm_bindings::{kvm_fpu, kvm_regs};
+
+use super::cluster::{FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadStart};
+use super::vma::{Prot, VmaKind};
+use super::ExitStatus;
+use crate::fabric::{Class, PageMessage, Wire, WireError, WireReader, WireWriter};
+
+/// Message type names: the coherency protocol's, then the kernel services'.
+pub const TYPE_NAMES: [&str; 17] = [
+    "fetch",
+    "fetch_write",
+    "copy",
+    "copy_void",
+    "invalid",
+    "ack",
+    "nack",
+    "vma_request",
+    "futex_request",
+    "futex_cancel",
+    "layout_push",
+    "layout_sync",
+    "members",
+    "thread_start",
+    "signal",
+    "exit",
+    "reply",
+];
+
+/// The largest encoding: a Copy (a page and its header) is the largest message; layout pushes are
+/// cut to fit (see [`layout_chunks`]).
+pub const MAX_ENCODED: usize = 4200;
+
+/// File paths in layout pushes are informational (`/pages`, reports): cut to this length.
+const MAX_PATH: usize = 512;
+
+const TAG_COHERENCY: u8 = 0;
+const TAG_REQUEST: u8 = 1;
+const TAG_REPLY: u8 = 3;
+
+fn invalid(what: &'static str, value: u64) -> WireError {
+    WireError::Invalid { what, value }
+}
+
+fn request_index(r: &Request) -> usize {
+    match r {
+        Request::Mm(_) => 7,
+        Request::Futex(_) => 8,
+        Request::FutexCancel { .. } => 9,
+        Request::Layout(_) => 10,
+        Request::SyncLayout { .. } => 11,
+        Request::Members { .. } => 12,
+        Request::StartThread(_) => 13,
+        Request::Signal { .. } => 14,
+        Request::Exit(_) => 15,
+    }
+}
+
+impl IslandMessage {
+    /// Index in [`TYPE_NAMES`].
+    pub fn type_index(&self) -> usize {
+        match self {
+            IslandMessage::Coherency(m) => m.kind.message_type().index(),
+            IslandMessage::Request { body, .. } => request_index(body),
+            IslandMessage::Reply { .. } => 16,
+        }
+    }
+}
+
+impl Wire for IslandMessage {
+    const TYPE_NAMES: &'static [&'static str] = &TYPE_NAMES;
+    const MAX_ENCODED: usize = MAX_ENCODED;
+
+    fn type_index(&self) -> usize {
+        IslandMessage::type_index(self)
+    }
+
+    /// Every request gets exactly one reply, which returns its credit.
+    fn class(&self) -> Class {
+        match self {
+            IslandMessage::Coherency(m) => m.class(),
+            IslandMessage::Request { .. } => Class::Request,
+            IslandMessage::Reply { .. } => Class::Answer,
+        }
+    }
+
+    fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        match self {
+            IslandMessage::Coherency(m) => {
+                let (tag, rest) = buf.split_first_mut().ok_or(WireError::BufferTooSmall {
+                    at: 0,
+                    need: 1,
+                    have: 0,
+                })?;
+                *tag = TAG_COHERENCY;
+                Ok(1 + m.encode(rest)?)
+            }
+            IslandMessage::Request { id, from, body } => {
+                let mut w = WireWriter::new(buf);
+                w.put_u8(TAG_REQUEST)?;
+                w.put_u64(*id)?;
+                w.put_u8(*from)?;
+                put_request(&mut w, body)?;
+                Ok(w.len())
+            }
+            IslandMessage::Reply { id, body } => {
+                let mut w = WireWriter::new(buf);
+                w.put_u8(TAG_REPLY)?;
+                w.put_u64(*id)?;
+                match body {
+                    Reply::Done => w.put_u8(0)?,
+                    Reply::Result(Ok(v)) => {
+                        w.put_u8(1)?;
+                        w.put_u64(*v)?;
+                    }
+                    Reply::Result(Err(e)) => {
+                        w.put_u8(2)?;
+                        w.put_u32(*e as u32)?;
+                    }
+                }
+                Ok(w.len())
+            }
+        }
+    }
+
+    fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let (&tag, rest) = buf.split_first().ok_or(WireError::Truncated {
+            at: 0,
+            need: 1,
+            have: 0,
+        })?;
+        if tag == TAG_COHERENCY {
+            return Ok(IslandMessage::Coherency(PageMessage::decode(rest)?));
+        }
+        let mut r = WireReader::new(rest);
+        let msg = match tag {
+            TAG_REQUEST => {
+                let id = r.get_u64()?;
+                let from = r.get_u8()?;
+                IslandMessage::Request {
+                    id,
+                    from,
+                    body: get_request(&mut r)?,
+                }
+            }
+            TAG_REPLY => {
+                let id = r.get_u64()?;
+                let body = match r.get_u8()? {
+                    0 => Reply::Done,
+                    1 => Reply::Result(Ok(r.get_u64()?)),
+                    2 => Reply::Result(Err(r.get_u32()? as i32)),
+                    v => return Err(invalid("reply", u64::from(v))),
+                };
+                IslandMessage::Reply { id, body }
+            }
+            v => return Err(invalid("message tag", u64::from(v))),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+fn put_request(w: &mut WireWriter<'_>, body: &Request) -> Result<(), WireError> {
+    w.put_u8(request_index(body) as u8)?;
+    match body {
+        Request::Mm(call) => put_mm(w, call),
+        Request::Futex(call) => put_futex(w, call),
+        Request::FutexCancel { wait } => w.put_u64(*wait),
+        Request::Layout(ops) => {
+            w.put_u16(ops.len() as u16)?;
+            ops.iter().try_for_each(|op| put_layout_op(w, op))
+        }
+        Request::SyncLayout { island } => w.put_u8(*island),
+        Request::Members { members } => w.put_u64(*members),
+        Request::StartThread(t) => put_thread(w, t),
+        Request::Signal { tid, sig } => {
+            w.put_u32(*tid)?;
+            w.put_u32(*sig)
+        }
+        Request::Exit(status) => match status {
+            ExitStatus::Code(c) => {
+                w.put_u8(0)?;
+                w.put_u32(*c as u32)
+            }
+            ExitStatus::Signal(s) => {
+                w.put_u8(1)?;
+                w.put_u32(*s as u32)
+            }
+        },
+    }
+}
+
+fn get_request(r: &mut WireReader<'_>) -> Result<Request, WireError> {
+    let index = r.get_u8()?;
+    Ok(match index {
+        7 => Request::Mm(get_mm(r)?),
+        8 => Request::Futex(get_futex(r)?),
+        9 => Request::FutexCancel { wait: r.get_u64()? },
+        10 => {
+            let n = r.get_u16()?;
+            let ops = (0..n)
+                .map(|_| get_layout_op(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            Request::Layout(ops)
+        }
+        11 => Request::SyncLayout {
+            island: r.get_u8()?,
+        },
+        12 => Request::Members {
+            members: r.get_u64()?,
+        },
+        13 => Request::StartThread(Box::new(get_thread(r)?)),
+        14 => Request::Signal {
+            tid: r.get_u32()?,
+            sig: r.get_u32()?,
+        },
+        15 => {
+            let kind = r.get_u8()?;
+            let v = r.get_u32()? as i32;
+            Request::Exit(match kind {
+                0 => ExitStatus::Code(v),
+                1 => ExitStatus::Signal(v),
+                k => return Err(invalid("exit status", u64::from(k))),
+            })
+        }
+        v => return Err(invalid("request type", u64::from(v))),
+    })
+}
+
+fn put_mm(w: &mut WireWriter<'_>, call: &MmCall) -> Result<(), WireError> {
+    let (tag, args): (u8, [u64; 6]) = match *call {
+        MmCall::Brk(want) => (0, [want, 0, 0, 0, 0, 0]),
+        MmCall::Mmap {
+            addr,
+            len,
+            prot,
+            flags,
+            fd,
+            off,
+        } => (1, [addr, len, prot, flags, fd, off]),
+        MmCall::Munmap { addr, len } => (2, [addr, len, 0, 0, 0, 0]),
+        MmCall::Mprotect { addr, len, prot } => (3, [addr, len, prot, 0, 0, 0]),
+        MmCall::Madvise { addr, len, advice } => (4, [addr, len, advice, 0, 0, 0]),
+        MmCall::Mremap {
+            old,
+            old_len,
+            new_len,
+            flags,
+            new_addr,
+        } => (5, [old, old_len, new_len, flags, new_addr, 0]),
+    };
+    w.put_u8(tag)?;
+    args.iter().try_for_each(|&a| w.put_u64(a))
+}
+
+fn get_mm(r: &mut WireReader<'_>) -> Result<MmCall, WireError> {
+    let tag = r.get_u8()?;
+    let mut a = [0u64; 6];
+    for x in &mut a {
+        *x = r.get_u64()?;
+    }
+    Ok(match tag {
+        0 => MmCall::Brk(a[0]),
+        1 => MmCall::Mmap {
+            addr: a[0],
+            len: a[1],
+            prot: a[2],
+            flags: a[3],
+            fd: a[4],
+            off: a[5],
+        },
+        2 => MmCall::Munmap {
+            addr: a[0],
+            len: a[1],
+        },
+        3 => MmCall::Mprotect {
+            addr: a[0],
+            len: a[1],
+            prot: a[2],
+        },
+        4 => MmCall::Madvise {
+            addr: a[0],
+            len: a[1],
+            advice: a[2],
+        },
+        5 => MmCall::Mremap {
+            old: a[0],
+            old_len: a[1],
+            new_len: a[2],
+            flags: a[3],
+            new_addr: a[4],
+        },
+        v => return Err(invalid("memory call", u64::from(v))),
+    })
+}
+
+fn put_futex(w: &mut WireWriter<'_>, call: &FutexCall) -> Result<(), WireError> {
+    match *call {
+        FutexCall::Wait {
+            addr,
+            val,
+            bitset,
+            timeout_ns,
+        } => {
+            w.put_u8(0)?;
+            w.put_u64(addr)?;
+            w.put_u32(val)?;
+            w.put_u32(bitset)?;
+            w.put_u8(u8::from(timeout_ns.is_some()))?;
+            w.put_u64(timeout_ns.unwrap_or(0))
+        }
+        FutexCall::Wake { addr, n, bitset } => {
+            w.put_u8(1)?;
+            w.put_u64(addr)?;
+            w.put_u32(n)?;
+            w.put_u32(bitset)
+        }
+        FutexCall::Requeue {
+            addr,
+            addr2,
+            n_wake,
+            n_requeue,
+            check,
+        } => {
+            w.put_u8(2)?;
+            w.put_u64(addr)?;
+            w.put_u64(addr2)?;
+            w.put_u32(n_wake)?;
+            w.put_u32(n_requeue)?;
+            w.put_u8(u8::from(check.is_some()))?;
+            w.put_u32(check.unwrap_or(0))
+        }
+        FutexCall::WakeOp {
+            addr,
+            addr2,
+            n,
+            n2,
+            encoded,
+        } => {
+            w.put_u8(3)?;
+            w.put_u64(addr)?;
+            w.put_u64(addr2)?;
+            w.put_u32(n)?;
+            w.put_u32(n2)?;
+            w.put_u32(encoded)
+        }
+    }
+}
+
+fn get_flag(r: &mut WireReader<'_>) -> Result<bool, WireError> {
+    match r.get_u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(invalid("flag", u64::from(v))),
+    }
+}
+
+fn get_futex(r: &mut WireReader<'_>) -> Result<FutexCall, WireError> {
+    Ok(match r.get_u8()? {
+        0 => {
+            let addr = r.get_u64()?;
+            let val = r.get_u32()?;
+            let bitset = r.get_u32()?;
+            let has = get_flag(r)?;
+            let ns = r.get_u64()?;
+            FutexCall::Wait {
+                addr,
+                val,
+                bitset,
+                timeout_ns: has.then_some(ns),
+            }
+        }
+        1 => FutexCall::Wake {
+            addr: r.get_u64()?,
+            n: r.get_u32()?,
+            bitset: r.get_u32()?,
+        },
+        2 => {
+            let addr = r.get_u64()?;
+            let addr2 = r.get_u64()?;
+            let n_wake = r.get_u32()?;
+            let n_requeue = r.get_u32()?;
+            let has = get_flag(r)?;
+            let v = r.get_u32()?;
+            FutexCall::Requeue {
+                addr,
+                addr2,
+                n_wake,
+                n_requeue,
+                check: has.then_some(v),
+            }
+        }
+        3 => FutexCall::WakeOp {
+            addr: r.get_u64()?,
+            addr2: r.get_u64()?,
+            n: r.get_u32()?,
+            n2: r.get_u32()?,
+            encoded: r.get_u32()?,
+        },
+        v => return Err(invalid("futex operation", u64::from(v))),
+    })
+}
+
+fn put_kind(w: &mut WireWriter<'_>, kind: &VmaKind) -> Result<(), WireError> {
+    match kind {
+        VmaKind::Elf => w.put_u8(0),
+        VmaKind::ElfCode => w.put_u8(1),
+        VmaKind::Heap => w.put_u8(2),
+        VmaKind::Stack => w.put_u8(3),
+        VmaKind::Anon => w.put_u8(4),
+        VmaKind::Reserved => w.put_u8(5),
+        VmaKind::File(path) => {
+            w.put_u8(6)?;
+            let bytes = path.as_bytes();
+            let mut n = bytes.len().min(MAX_PATH);
+            while !path.is_char_boundary(n) {
+                n -= 1;
+            }
+            w.put_u16(n as u16)?;
+            w.put_bytes(&bytes[..n])
+        }
+    }
+}
+
+fn get_kind(r: &mut WireReader<'_>) -> Result<VmaKind, WireError> {
+    Ok(match r.get_u8()? {
+        0 => VmaKind::Elf,
+        1 => VmaKind::ElfCode,
+        2 => VmaKind::Heap,
+        3 => VmaKind::Stack,
+        4 => VmaKind::Anon,
+        5 => VmaKind::Reserved,
+        6 => {
+            let n = r.get_u16()? as usize;
+            let bytes = r.get_bytes(n)?;
+            VmaKind::File(String::from_utf8_lossy(bytes).into_owned())
+        }
+        v => return Err(invalid("mapping kind", u64::from(v))),
+    })
+}
+
+fn put_layout_op(w: &mut WireWriter<'_>, op: &LayoutOp) -> Result<(), WireError> {
+    match op {
+        LayoutOp::Map {
+            start,
+            len,
+            prot,
+            kind,
+        } => {
+            w.put_u8(0)?;
+            w.put_u64(*start)?;
+            w.put_u64(*len)?;
+            w.put_u32(prot.0)?;
+            put_kind(w, kind)
+        }
+        LayoutOp::Unmap { start, len } => {
+            w.put_u8(1)?;
+            w.put_u64(*start)?;
+            w.put_u64(*len)
+        }
+        LayoutOp::Protect { start, len, prot } => {
+            w.put_u8(2)?;
+            w.put_u64(*start)?;
+            w.put_u64(*len)?;
+            w.put_u32(prot.0)
+        }
+    }
+}
+
+fn get_layout_op(r: &mut WireReader<'_>) -> Result<LayoutOp, WireError> {
+    Ok(match r.get_u8()? {
+        0 => LayoutOp::Map {
+            start: r.get_u64()?,
+            len: r.get_u64()?,
+            prot: Prot(r.get_u32()?),
+            kind: get_kind(r)?,
+        },
+        1 => LayoutOp::Unmap {
+            start: r.get_u64()?,
+            len: r.get_u64()?,
+        },
+        2 => LayoutOp::Protect {
+            start: r.get_u64()?,
+            len: r.get_u64()?,
+            prot: Prot(r.get_u32()?),
+        },
+        v => return Err(invalid("layout change", u64::from(v))),
+    })
+}
+
+/// Bytes one layout change takes on the wire.
+fn layout_op_size(op: &LayoutOp) -> usize {
+    match op {
+        LayoutOp::Map {
+            kind: VmaKind::File(p),
+            ..
+        } => 1 + 8 + 8 + 4 + 1 + 2 + p.len().min(MAX_PATH),
+        LayoutOp::Map { .. } => 1 + 8 + 8 + 4 + 1,
+        LayoutOp::Unmap { .. } => 1 + 8 + 8,
+        LayoutOp::Protect { .. } => 1 + 8 + 8 + 4,
+    }
+}
+
+/// Cuts a list of layout changes into pushes that each fit one message, in order.
+pub fn layout_chunks(ops: Vec<LayoutOp>) -> Vec<Vec<LayoutOp>> {
+    // Room for the message, request and count headers.
+    const BUDGET: usize = MAX_ENCODED - 32;
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for op in ops {
+        let s = layout_op_size(&op);
+        if size + s > BUDGET && !current.is_empty() {
+            chunks.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += s;
+        current.push(op);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+const REG_COUNT: usize = 18;
+
+fn regs_array(r: &kvm_regs) -> [u64; REG_COUNT] {
+    [
+        r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15, r.rip, r.rflags,
+    ]
+}
+
+fn regs_from(a: [u64; REG_COUNT]) -> kvm_regs {
+    kvm_regs {
+        rax: a[0],
+        rbx: a[1],
+        rcx: a[2],
+        rdx: a[3],
+        rsi: a[4],
+        rdi: a[5],
+        rsp: a[6],
+        rbp: a[7],
+        r8: a[8],
+        r9: a[9],
+        r10: a[10],
+        r11: a[11],
+        r12: a[12],
+        r13: a[13],
+        r14: a[14],
+        r15: a[15],
+        rip: a[16],
+        rflags: a[17],
+    }
+}
+
+fn put_fpu(w: &mut WireWriter<'_>, f: &kvm_fpu) -> Result<(), WireError> {
+    for reg in &f.fpr {
+        w.put_bytes(reg)?;
+    }
+    w.put_u16(f.fcw)?;
+    w.put_u16(f.fsw)?;
+    w.put_u8(f.ftwx)?;
+    w.put_u16(f.last_opcode)?;
+    w.put_u64(f.last_ip)?;
+    w.put_u64(f.last_dp)?;
+    for reg in &f.xmm {
+        w.put_bytes(reg)?;
+    }
+    w.put_u32(f.mxcsr)
+}
+
+fn get_fpu(r: &mut WireReader<'_>) -> Result<kvm_fpu, WireError> {
+    let mut f = kvm_fpu::default();
+    for reg in &mut f.fpr {
+        *reg = r.get_array()?;
+    }
+    f.fcw = r.get_u16()?;
+    f.fsw = r.get_u16()?;
+    f.ftwx = r.get_u8()?;
+    f.last_opcode = r.get_u16()?;
+    f.last_ip = r.get_u64()?;
+    f.last_dp = r.get_u64()?;
+    for reg in &mut f.xmm {
+        *reg = r.get_array()?;
+    }
+    f.mxcsr = r.get_u32()?;
+    Ok(f)
+}
+
+fn put_thread(w: &mut WireWriter<'_>, t: &ThreadStart) -> Result<(), WireError> {
+    w.put_u32(t.tid)?;
+    regs_array(&t.regs).iter().try_for_each(|&v| w.put_u64(v))?;
+    w.put_u64(t.fs_base)?;
+    put_fpu(w, &t.fpu)?;
+    w.put_u64(t.sigmask)?;
+    w.put_u64(t.clear_child_tid)
+}
+
+fn get_thread(r: &mut WireReader<'_>) -> Result<ThreadStart, WireError> {
+    let tid = r.get_u32()?;
+    let mut a = [0u64; REG_COUNT];
+    for x in &mut a {
+        *x = r.get_u64()?;
+    }
+    Ok(ThreadStart {
+        tid,
+        regs: regs_from(a),
+        fs_base: r.get_u64()?,
+        fpu: get_fpu(r)?,
+        sigmask: r.get_u64()?,
+        clear_child_tid: r.get_u64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fabric::PAGE_MESSAGE_TYPES;
+    use coherency::{KernelSet, Message, MessageKind};
+
+    fn round_trip(m: IslandMessage) -> IslandMessage {
+        let mut buf = vec![0u8; MAX_ENCODED];
+        let n = m.encode(&mut buf).expect("encode");
+        assert!(n <= MAX_ENCODED);
+        let back = IslandMessage::decode(&buf[..n]).expect("decode");
+        // Every shorter frame is refused, not misread.
+        for cut in 0..n {
+            assert!(
+                IslandMessage::decode(&buf[..cut]).is_err(),
+                "cut at {cut} of {n}"
+            );
+        }
+        back
+    }
+
+    fn samples() -> Vec<IslandMessage> {
+        let mut fpu = kvm_fpu {
+            fcw: 0x37f,
+            mxcsr: 0x1f80,
+            ..Default::default()
+        };
+        fpu.xmm[3] = [7; 16];
+        let regs = kvm_regs {
+            rip: 0x401000,
+            rsp: 0x7fff0000,
+            rflags: 0x202,
+            r15: 15,
+            ..Default::default()
+        };
+        vec![
+            IslandMessage::Coherency(Message {
+                page: 42,
+                from: 3,
+                kind: MessageKind::Invalid { ts: 99 },
+                users: KernelSet(0b1011),
+            }),
+            IslandMessage::Request {
+                id: 7,
+                from: 2,
+                body: Request::Mm(MmCall::Mmap {
+                    addr: 0,
+                    len: 8192,
+                    prot: 3,
+                    flags: 0x22,
+                    fd: u64::MAX,
+                    off: 0,
+                }),
+            },
+            IslandMessage::Request {
+                id: 8,
+                from: 1,
+                body: Request::Futex(FutexCall::Wait {
+                    addr: 0x1000,
+                    val: 5,
+                    bitset: u32::MAX,
+                    timeout_ns: Some(1_000_000),
+                }),
+            },
+            IslandMessage::Request {
+                id: 9,
+                from: 0,
+                body: Request::Futex(FutexCall::Requeue {
+                    addr: 1,
+                    addr2: 2,
+                    n_wake: 1,
+                    n_requeue: 9,
+                    check: None,
+                }),
+            },
+            IslandMessage::Request {
+                id: 10,
+                from: 0,
+                body: Request::Layout(vec![
+                    LayoutOp::Map {
+                        start: 0x10000,
+                        len: 0x2000,
+                        prot: Prot::RW,
+                        kind: VmaKind::File("/data/poem.txt".into()),
+                    },
+                    LayoutOp::Protect {
+                        start: 0x10000,
+                        len: 0x1000,
+                        prot: Prot::R,
+                    },
+                    LayoutOp::Unmap {
+                        start: 0x11000,
+                        len: 0x1000,
+                    },
+                ]),
+            },
+            IslandMessage::Request {
+                id: 11,
+                from: 1,
+                body: Request::StartThread(Box::new(ThreadStart {
+                    tid: 1234,
+                    regs,
+                    fs_base: 0x4ad380,
+                    fpu,
+                    sigmask: 1 << 9,
+                    clear_child_tid: 0x4ad650,
+                })),
+            },
+            IslandMessage::Request {
+                id: 13,
+                from: 1,
+                body: Request::FutexCancel { wait: 8 },
+            },
+            IslandMessage::Request {
+                id: 14,
+                from: 0,
+                body: Request::Exit(ExitStatus::Signal(11)),
+            },
+            IslandMessage::Request {
+                id: 12,
+                from: 0,
+                body: Request::Members { members: 0b111 },
+            },
+            IslandMessage::Reply {
+                id: 7,
+                body: Reply::Result(Err(12)),
+            },
+            IslandMessage::Reply {
+                id: 8,
+                body: Reply::Result(Ok(0x7fff_0000)),
+            },
+            IslandMessage::Reply {
+                id: 9,
+                body: Reply::Done,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in samples() {
+            let back = round_trip(m.clone());
+            assert_eq!(format!("{m:?}"), format!("{back:?}"));
+            assert_eq!(m.type_index(), back.type_index());
+            assert!(m.type_index() < TYPE_NAMES.len());
+        }
+    }
+
+    #[test]
+    fn thread_state_survives() {
+        let Some(IslandMessage::Request {
+            body: Request::StartThread(t),
+            ..
+        }) = samples().into_iter().nth(5).map(round_trip)
+        else {
+            panic!("sample 5 is a thread start");
+        };
+        assert_eq!(t.regs.rip, 0x401000);
+        assert_eq!(t.regs.r15, 15);
+        assert_eq!(t.fpu.fcw, 0x37f);
+        assert_eq!(t.fpu.xmm[3], [7; 16]);
+        assert_eq!(t.fpu.mxcsr, 0x1f80);
+    }
+
+    #[test]
+    fn coherency_names_are_the_fabrics() {
+        assert_eq!(
+            &TYPE_NAMES[..PAGE_MESSAGE_TYPES.len()],
+            &PAGE_MESSAGE_TYPES[..]
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(IslandMessage::decode(&[]).is_err());
+        assert!(IslandMessage::decode(&[9]).is_err());
+        assert!(IslandMessage::decode(&[TAG_REQUEST, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200]).is_err());
+        let mut rng = 12345u64;
+        for _ in 0..2000 {
+            let len = (rng % 200) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng as u8
+                })
+                .collect();
+            let _ = IslandMessage::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn long_layouts_are_cut_to_fit() {
+        let ops: Vec<LayoutOp> = (0..500)
+            .map(|i| LayoutOp::Map {
+                start: i * 0x1000,
+                len: 0x1000,
+                prot: Prot::RW,
+                kind: VmaKind::File("x".repeat(600)),
+            })
+            .collect();
+        let chunks = layout_chunks(ops.clone());
+        assert!(chunks.len() > 1);
+        assert_eq!(chunks.concat(), ops);
+        for c in chunks {
+            let m = IslandMessage::Request {
+                id: 1,
+                from: 0,
+                body: Request::Layout(c),
+            };
+            let mut buf = vec![0u8; MAX_ENCODED];
+            assert!(m.encode(&mut buf).is_ok());
+        }
+    }
+}
