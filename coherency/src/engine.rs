@@ -1259,17 +1259,12 @@ impl<D: Clone> Engine<D> {
     /// Answers a fetch at once from a Writing state: our copy if no Invalid took it (it is then
     /// still the newest), Copy Void otherwise.
     fn answer_from_writing<H: Host<D>>(&mut self, page: PageId, to: KernelId, host: &mut H) {
-        let copy = self.copy(page);
-        if copy.mapping != Mapping::None {
+        // Only a copy still mapped is known to be the newest: acknowledging any Invalid unmaps it,
+        // so no writer can have won without our vote. A copy collected by a Fetch Write but not
+        // installed is not: a writer we voted for earlier may finish after it was sent (the
+        // model checker's counterexample with 3 kernels and 2 accesses each).
+        if self.copy(page).mapping != Mapping::None {
             self.send_copy(page, to, host);
-        } else if let (Some(data), false) = (&copy.staged, copy.reread) {
-            // Writing Read with the data in hand but not installed yet: it is still the newest,
-            // since no writer can win without our vote.
-            let kind = MessageKind::Copy {
-                data: data.clone(),
-                version: copy.staged_version,
-            };
-            self.send(page, to, kind, host);
         } else {
             self.send_void(page, to, false, host);
         }
