@@ -34,7 +34,8 @@
 //!
 //! # Decisions where the paper is ambiguous or wrong as written
 //! Each one was forced by a counterexample of the model checker (`popvmm protocol check`) or of
-//! the simulator (`popvmm protocol simulate`), and each is checked by them since.
+//! the simulator (`popvmm protocol simulate`), and each is checked by them since (13 is an
+//! optimization).
 //!
 //! 1. **Copies carry a version.** A fetch may collect several Copies, and the paper only says that
 //!    one of them is up to date. Counterexample (3 kernels): kernel 2, a loser in Writing Read,
@@ -81,7 +82,16 @@
 //! 11. **The timestamp of a write** is the local time at which the oldest waiting write was
 //!     submitted; it is kept across retries (§4.3). The Invalids a writer receives are remembered
 //!     across its retries (the first step may need one that came in the previous round).
-//! 12. **Per-link FIFO is required.** With unordered delivery the checker finds a violation with
+//! 12. **A writer answers a Fetch Write with its copy only while the copy is mapped** (it then
+//!     acknowledged no Invalid, so no writer can have won without its vote), never with a copy
+//!     it collected and has not installed yet. Counterexample (3 kernels, 2 accesses each, found
+//!     by the exhaustive check after 245 million states): a loser that acknowledged kernel 1's
+//!     Invalid fetched again, collected kernel 2's still-Shared copy, and handed it to another
+//!     loser after kernel 1's write had completed.
+//! 13. **Members** ([`Engine::set_members`]): messages that go to every kernel go to the kernels
+//!     that run a thread of the program (a program-level multicast group, §5.2). The host adds a
+//!     kernel on every kernel before that kernel touches a page. The model checks the full set.
+//! 14. **Per-link FIFO is required.** With unordered delivery the checker finds a violation with
 //!     2 kernels: a Fetch Write overtakes the vote sent before it, and the writer answers it with
 //!     data its own write is about to change. The messaging layer is FIFO per link (a ring).
 //!
