@@ -385,6 +385,20 @@ impl Dsm {
         Ok(())
     }
 
+    /// The engine, and the host it acts through (borrowing the rest of `self`).
+    fn engine_and_host(&mut self) -> (&mut Engine<PageBuf>, IslandHost<'_>) {
+        let host = IslandHost {
+            island: self.island,
+            uffd: &self.uffd,
+            memory: &self.memory,
+            outbox: &mut self.outbox,
+            waiting: &mut self.waiting,
+            stats: &self.stats,
+            error: None,
+        };
+        (&mut self.engine, host)
+    }
+
     fn now(&self) -> u64 {
         self.started.elapsed().as_nanos() as u64
     }
@@ -427,24 +441,14 @@ impl Dsm {
         counter.fetch_add(1, Ordering::Relaxed);
         let now = self.now();
         self.waiting.entry(page).or_default().push(Instant::now());
-        let mut host = IslandHost {
-            island: self.island,
-            uffd: &self.uffd,
-            memory: &self.memory,
-            outbox: &mut self.outbox,
-            waiting: &mut self.waiting,
-            stats: &self.stats,
-            error: None,
-        };
-        let ready = self
-            .engine
-            .access(page, access, u64::from(fault.tid), now, &mut host)?;
+        let (engine, mut host) = self.engine_and_host();
+        let ready = engine.access(page, access, u64::from(fault.tid), now, &mut host)?;
         if let Some(e) = host.error.take() {
             return Err(e);
         }
         if ready {
             // Valid already (a stale fault, or the race of two threads on one page): retry it.
-            self.stats.local.fetch_add(1, Ordering::Relaxed);
+            host.stats.local.fetch_add(1, Ordering::Relaxed);
             host.complete(page, u64::from(fault.tid), access);
             if let Some(e) = host.error.take() {
                 return Err(e);
@@ -459,21 +463,14 @@ impl Dsm {
     /// One message from another island.
     pub fn on_message(&mut self, msg: PageMessage) -> Result<(), DsmError> {
         let page = msg.page;
-        let mut host = IslandHost {
-            island: self.island,
-            uffd: &self.uffd,
-            memory: &self.memory,
-            outbox: &mut self.outbox,
-            waiting: &mut self.waiting,
-            stats: &self.stats,
-            error: None,
-        };
-        match self.engine.handle(msg, &mut host) {
+        let forgotten = self.forgotten.contains_key(&page);
+        let (engine, mut host) = self.engine_and_host();
+        match engine.handle(msg, &mut host) {
             Ok(()) => {}
-            Err(_) if self.forgotten.contains_key(&page) => {
+            Err(_) if forgotten => {
                 // A message in flight when the program unmapped the page: nothing to keep.
-                self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
-                self.engine.forget(page);
+                host.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
+                engine.forget(page);
             }
             Err(e) => return Err(e.into()),
         }
