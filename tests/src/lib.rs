@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The environment popvmm gives a program by default (`cli::launch::DEFAULT_ENV`).
 pub const DEFAULT_ENV: [(&str, &str); 2] =
@@ -355,14 +356,19 @@ impl HttpAnswer {
 
 /// Sends `METHOD PATH` to the control socket at `sock` and reads the whole answer.
 pub fn http(sock: &Path, method: &str, path: &str) -> HttpAnswer {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the socket");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .expect("timeout");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     );
-    s.write_all(req.as_bytes()).expect("write");
+    http_raw(sock, req.as_bytes(), Duration::from_secs(30))
+}
+
+/// Sends raw bytes (a request, or garbage) to the control socket at `sock` and parses the answer,
+/// which must be HTTP whatever was sent.
+pub fn http_raw(sock: &Path, req: &[u8], timeout: Duration) -> HttpAnswer {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the socket");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    s.write_all(req).expect("write");
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -370,7 +376,8 @@ pub fn http(sock: &Path, method: &str, path: &str) -> HttpAnswer {
     let n = match resp.parse(&buf) {
         Ok(httparse::Status::Complete(n)) => n,
         other => panic!(
-            "{method} {path}: bad response {other:?}: {:?}",
+            "{:?}: bad response {other:?}: {:?}",
+            String::from_utf8_lossy(&req[..req.len().min(60)]),
             String::from_utf8_lossy(&buf)
         ),
     };

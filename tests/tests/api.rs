@@ -1,12 +1,11 @@
 //! The control socket during a run: GET /islands, GET /threads, malformed requests, shutdown.
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use popvmm_tests::{images, popvmm};
+use popvmm_tests::{http_raw, images, popvmm};
 
 fn sock_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("popvmm-test-{name}-{}.sock", std::process::id()))
@@ -32,39 +31,13 @@ fn start(sock: &Path) -> Child {
     child
 }
 
-/// Sends raw bytes, returns (status, body) parsed with httparse.
-fn raw_request(sock: &Path, req: &[u8]) -> (u16, String) {
-    let mut s = UnixStream::connect(sock).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(req).expect("write");
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let n = match resp.parse(&buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        other => panic!(
-            "bad response {other:?}: {:?}",
-            String::from_utf8_lossy(&buf)
-        ),
-    };
-    (
-        resp.code.expect("status"),
-        String::from_utf8_lossy(&buf[n..]).into_owned(),
-    )
-}
-
 fn request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let (code, body) = raw_request(sock, req.as_bytes());
-    (
-        code,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-    )
+    let answer = http_raw(sock, req.as_bytes(), Duration::from_secs(10));
+    (answer.status, answer.json())
 }
 
 fn ctl(sock: &Path, what: &str) -> (Option<i32>, serde_json::Value) {
@@ -110,7 +83,7 @@ fn threads_islands_malformed_and_shutdown() {
     assert_eq!(islands[0]["threads"], 2);
 
     // Malformed requests get a 4xx and the server keeps serving.
-    let (code, _) = raw_request(&sock, b"THIS IS NOT HTTP\r\n\r\n");
+    let code = http_raw(&sock, b"THIS IS NOT HTTP\r\n\r\n", Duration::from_secs(10)).status;
     assert!((400..500).contains(&code), "garbage -> {code}");
     let (code, v) = request(&sock, "GET", "/no-such-thing", "");
     assert_eq!(code, 404);
