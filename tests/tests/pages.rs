@@ -1,7 +1,9 @@
 //! The control socket during a run on 4 islands: `/pages` (read in full, page by page with
 //! `from`/`next`) shows pages Shared on several islands and one Modified on exactly one island with
-//! every other island Invalid; `/stats` and `/metrics` make sense; malformed queries get a 4xx;
-//! `popvmm ctl pages|stats|metrics` print them.
+//! every other island Invalid, and what each page cost and why (the written page is
+//! producer-consumer, the read one read-shared, the barriers' write-shared); `/stats` and
+//! `/metrics` make sense; malformed queries get a 4xx; `popvmm ctl pages [--hot N]|stats|metrics`
+//! print them.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -221,6 +223,40 @@ fn pages_stats_and_metrics_during_a_run_on_4_islands() {
     for c in sp["copies"].as_array().expect("copies") {
         assert_eq!(c["mapping"], "read-only", "{sp}");
     }
+    // What each page cost and why: hot_page is written on island 1 and read on the others
+    // (every write invalidates the readers); shared_page is only read (one fetch per reader);
+    // the barriers' page is written by the threads of several islands.
+    assert_eq!(hp["pattern"], "producer-consumer", "{hp}");
+    assert_eq!(hp["writers"], serde_json::json!([1]), "{hp}");
+    assert!(hp["copies"][1]["write_faults"].as_u64() > Some(0), "{hp}");
+    for t in ["fetch", "copy", "invalid", "ack"] {
+        assert!(hp["messages_by_type"][t].as_u64() > Some(0), "{t}: {hp}");
+    }
+    let by_type_sum: u64 = hp["messages_by_type"]
+        .as_object()
+        .expect("messages_by_type")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(hp["messages"].as_u64(), Some(by_type_sum), "{hp}");
+    let received_sum: u64 = hp["copies"]
+        .as_array()
+        .expect("copies")
+        .iter()
+        .filter_map(|c| c["messages_received"].as_u64())
+        .sum();
+    assert_eq!(received_sum, by_type_sum, "{hp}");
+    assert_eq!(sp["pattern"], "read-shared", "{sp}");
+    assert_eq!(sp["writers"], serde_json::json!([]), "{sp}");
+    for i in 1..4 {
+        assert!(sp["copies"][i]["read_faults"].as_u64() > Some(0), "{sp}");
+    }
+    assert!(
+        pages.iter().any(|p| p["pattern"] == "write-shared"
+            && p["writers"].as_array().is_some_and(|w| w.len() >= 2)),
+        "no page written on several islands (the barriers'): {}",
+        dump()
+    );
     // One page at a time from the hot page's address (or any address inside it).
     for from in [hot, hot + 100] {
         let a = http(&sock, "GET", &format!("/pages?from={from}&count=1"));
@@ -366,20 +402,36 @@ fn ctl_pages_stats_and_metrics() {
         .collect();
     assert_eq!(
         header,
-        ["address", "i0", "i1", "i2", "i3", "owner", "users"],
+        ["address", "i0", "i1", "i2", "i3", "owner", "users", "msgs", "writers", "pattern"],
         "{out}"
     );
+    let row = hot_row(&out).unwrap_or_else(|| panic!("{out}"));
     assert_eq!(
-        hot_row(&out),
-        Some(["I", "M", "I", "I", "1", "0-3"].iter().fold(
-            vec![format!("{hot:#x}")],
-            |mut v, s| {
-                v.push(s.to_string());
-                v
-            }
-        )),
+        row[..7],
+        [&format!("{hot:#x}"), "I", "M", "I", "I", "1", "0-3"],
         "{out}"
     );
+    assert!(row[7].parse::<u64>().is_ok_and(|m| m > 0), "{out}");
+    assert_eq!(row[8..], ["1", "producer-consumer"], "{out}");
+
+    // --hot: the pages that cost the most messages, most first.
+    let (code, hot_out, err) = ctl(&sock, &["pages", "--hot", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+    let msgs: Vec<u64> = hot_out
+        .lines()
+        .filter(|l| l.starts_with("0x"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(7)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or_else(|| panic!("{hot_out}"))
+        })
+        .collect();
+    assert_eq!(msgs.len(), 3, "{hot_out}");
+    assert!(msgs.windows(2).all(|w| w[0] >= w[1]), "{hot_out}");
+    assert!(hot_out.contains("3 pages on 4 islands"), "{hot_out}");
+    let (code, _, err) = ctl(&sock, &["pages", "--hot", "0"]);
+    assert_eq!(code, Some(2), "{err}");
     let shared_row = out
         .lines()
         .find(|l| l.starts_with(&format!("{shared:#x} ")))

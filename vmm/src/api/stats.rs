@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::dsm::{DsmStats, PAGE_SIZE};
+use crate::dsm::{DsmStats, PageTraffic, PAGE_SIZE};
+use crate::fabric::PAGE_MESSAGE_TYPES;
 use crate::kernel::Process;
 
 /// Counters of a whole run, summed over the islands.
@@ -223,19 +224,33 @@ impl Summary {
     }
 }
 
-/// One page, every island's view of it.
+/// Why a page costs messages, from who faulted on it: the access pattern the protocol saw.
+pub fn sharing_pattern(readers: &BTreeSet<usize>, writers: &BTreeSet<usize>) -> &'static str {
+    match writers.len() {
+        0 if readers.is_empty() => "untouched",
+        0 => "read-shared",
+        1 if readers.is_subset(writers) => "private",
+        1 => "producer-consumer",
+        _ => "write-shared",
+    }
+}
+
+/// One page, every island's view of it, and what it cost: each island's faults and the messages
+/// it received about the page, who read and who wrote it, and the sharing pattern that follows.
 pub fn pages(islands: &[Arc<Process>], from: u64, count: usize) -> Value {
     let first = from / PAGE_SIZE;
-    let mut per_island: Vec<BTreeMap<u64, coherency::PageView>> = Vec::new();
+    let mut per_island: Vec<BTreeMap<u64, (coherency::PageView, PageTraffic)>> = Vec::new();
     let mut all: BTreeSet<u64> = BTreeSet::new();
     for p in islands {
-        let views: BTreeMap<u64, coherency::PageView> = match &p.cluster {
-            Some(link) => link
-                .dsm()
-                .pages()
-                .into_iter()
-                .filter(|(page, _)| *page >= first)
-                .collect(),
+        let views: BTreeMap<u64, (coherency::PageView, PageTraffic)> = match &p.cluster {
+            Some(link) => {
+                let dsm = link.dsm();
+                dsm.pages()
+                    .into_iter()
+                    .filter(|(page, _)| *page >= first)
+                    .map(|(page, view)| (page, (view, dsm.traffic(page))))
+                    .collect()
+            }
             None => BTreeMap::new(),
         };
         all.extend(views.keys().take(count).copied());
@@ -248,12 +263,15 @@ pub fn pages(islands: &[Arc<Process>], from: u64, count: usize) -> Value {
         .map(|page| {
             let mut owner = None;
             let mut users = BTreeSet::new();
+            let mut readers = BTreeSet::new();
+            let mut writers = BTreeSet::new();
+            let mut received = [0u64; coherency::MessageType::ALL.len()];
             let copies: Vec<Value> = per_island
                 .iter()
                 .enumerate()
                 .map(|(i, views)| {
                     let v = views.get(page).copied();
-                    if let Some(v) = v {
+                    if let Some((v, t)) = v {
                         owner = owner.or(v.owner);
                         users.extend(v.users.iter());
                         if matches!(
@@ -262,26 +280,72 @@ pub fn pages(islands: &[Arc<Process>], from: u64, count: usize) -> Value {
                         ) {
                             owner = Some(i as u8);
                         }
+                        if t.read_faults > 0 {
+                            readers.insert(i);
+                        }
+                        if t.write_faults > 0 {
+                            writers.insert(i);
+                        }
+                        for (sum, n) in received.iter_mut().zip(t.received) {
+                            *sum += n;
+                        }
                     }
+                    let t = v.map(|(_, t)| t).unwrap_or_default();
                     json!({
                         "island": i,
-                        "state": v.map_or("Unmapped", |v| v.state.name()),
-                        "mapping": v.map_or("none", |v| match v.mapping {
+                        "state": v.map_or("Unmapped", |(v, _)| v.state.name()),
+                        "mapping": v.map_or("none", |(v, _)| match v.mapping {
                             coherency::Mapping::None => "none",
                             coherency::Mapping::ReadOnly => "read-only",
                             coherency::Mapping::ReadWrite => "read-write",
                         }),
-                        "waiting": v.map_or(0, |v| v.waiting),
+                        "waiting": v.map_or(0, |(v, _)| v.waiting),
+                        "read_faults": t.read_faults,
+                        "write_faults": t.write_faults,
+                        "messages_received": t.messages(),
                     })
                 })
+                .collect();
+            let by_type: BTreeMap<&str, u64> = coherency::MessageType::ALL
+                .iter()
+                .map(|ty| (PAGE_MESSAGE_TYPES[ty.index()], received[ty.index()]))
+                .filter(|&(_, n)| n > 0)
                 .collect();
             json!({
                 "address": format!("{:#x}", page * PAGE_SIZE),
                 "copies": copies,
                 "owner": owner,
                 "users": users.into_iter().collect::<Vec<_>>(),
+                "messages": received.iter().sum::<u64>(),
+                "messages_by_type": by_type,
+                "readers": readers.iter().collect::<Vec<_>>(),
+                "writers": writers.iter().collect::<Vec<_>>(),
+                "pattern": sharing_pattern(&readers, &writers),
             })
         })
         .collect();
     json!({ "pages": rows, "next": next.map(|n| format!("{n:#x}")) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sharing_patterns_follow_who_read_and_who_wrote() {
+        let set = |v: &[usize]| v.iter().copied().collect::<BTreeSet<usize>>();
+        assert_eq!(sharing_pattern(&set(&[]), &set(&[])), "untouched");
+        assert_eq!(sharing_pattern(&set(&[1, 2]), &set(&[])), "read-shared");
+        assert_eq!(sharing_pattern(&set(&[2]), &set(&[2])), "private");
+        assert_eq!(sharing_pattern(&set(&[]), &set(&[3])), "private");
+        assert_eq!(
+            sharing_pattern(&set(&[0, 2]), &set(&[2])),
+            "producer-consumer"
+        );
+        assert_eq!(sharing_pattern(&set(&[]), &set(&[0, 1])), "write-shared");
+        assert_eq!(
+            sharing_pattern(&set(&[0, 1, 2]), &set(&[0, 1])),
+            "write-shared"
+        );
+    }
 }

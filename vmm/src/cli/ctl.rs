@@ -29,11 +29,17 @@ pub enum CtlCommand {
     Islands,
     /// GET /threads: every thread with its island, state and rip.
     Threads,
-    /// GET /pages: every coherent page, its state on each island, its owner and its users.
+    /// GET /pages: every coherent page, its state on each island, its owner and its users, the
+    /// messages it cost, the islands that wrote it and its sharing pattern.
     ///
     /// States in the table: U Unmapped, NR Not Replicated, S Shared, M Modified, I Invalid,
     /// IR1/IR2 Invalid Read, WP1/WP2 Writing Pend, WR Writing Read, FNR/FV/FI Fetching; +N: N
-    /// faults waiting on that island.
+    /// faults waiting on that island. Patterns (from who faulted on the page since the protocol
+    /// started): untouched (no fault yet), read-shared (read on islands, written on none: one
+    /// fetch per reader),
+    /// private (read and written on one island), producer-consumer (written on one island, read
+    /// on others: every write invalidates the readers, who fetch again), write-shared (written on
+    /// several islands, true or false sharing: the page moves at every write).
     Pages {
         /// First address (hex with 0x, or decimal); the page that holds it is the first listed.
         #[arg(long, value_parser = parse_address)]
@@ -41,6 +47,9 @@ pub enum CtlCommand {
         /// At most this many pages (default: every page from --from on).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
+        /// Only the N pages that cost the most messages, most first (the pages that bounce).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        hot: Option<u64>,
         /// Print the server's JSON (pages and next) instead of a table.
         #[arg(long)]
         json: bool,
@@ -111,8 +120,16 @@ fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
                 render_stats(&v)
             }
         }
-        CtlCommand::Pages { from, count, json } => {
-            let v = fetch_pages(sock, from.unwrap_or(0), *count)?;
+        CtlCommand::Pages {
+            from,
+            count,
+            hot,
+            json,
+        } => {
+            let mut v = fetch_pages(sock, from.unwrap_or(0), *count)?;
+            if let Some(n) = hot {
+                v = hottest(&v, *n)?;
+            }
             if *json {
                 Ok(pretty(&v))
             } else {
@@ -195,6 +212,20 @@ fn fetch_pages(sock: &Path, from: u64, count: Option<u64>) -> Result<Value, CtlE
         "pages": rows,
         "next": cursor.map(|n| format!("{n:#x}")),
     }))
+}
+
+/// The `n` pages of a `/pages` answer that cost the most messages, most first (ties in address
+/// order); pages that cost none are left out.
+pub fn hottest(v: &Value, n: u64) -> Result<Value, CtlError> {
+    let pages = v
+        .get("pages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| CtlError::Malformed("/pages: no \"pages\" list".into()))?;
+    let mut hot: Vec<&Value> = pages.iter().filter(|p| num(p, "messages") > 0).collect();
+    // A stable sort keeps the server's address order among equals.
+    hot.sort_by_key(|p| std::cmp::Reverse(num(p, "messages")));
+    hot.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    Ok(json!({ "pages": hot, "next": null }))
 }
 
 /// The short name of a page state in the tables (see `coherency::State::name`).
@@ -286,7 +317,11 @@ pub fn render_pages(v: &Value) -> Result<String, CtlError> {
         .unwrap_or(0);
     let mut header = vec!["address".to_string()];
     header.extend((0..islands).map(|i| format!("i{i}")));
-    header.extend(["owner".to_string(), "users".to_string()]);
+    header.extend(
+        ["owner", "users", "msgs", "writers", "pattern"]
+            .iter()
+            .map(|h| h.to_string()),
+    );
     let mut rows = vec![header];
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for p in pages {
@@ -320,12 +355,19 @@ pub fn render_pages(v: &Value) -> Result<String, CtlError> {
                 .and_then(Value::as_u64)
                 .map_or("-".to_string(), |o| o.to_string()),
         );
-        let users: Vec<u64> = p
-            .get("users")
-            .and_then(Value::as_array)
-            .map(|u| u.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default();
-        row.push(island_ranges(&users));
+        row.push(island_ranges(&islands_of(p, "users")));
+        row.push(
+            p.get("messages")
+                .and_then(Value::as_u64)
+                .map_or("-".to_string(), |m| m.to_string()),
+        );
+        row.push(island_ranges(&islands_of(p, "writers")));
+        row.push(
+            p.get("pattern")
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string(),
+        );
         rows.push(row);
     }
     let mut out = columns(&rows);
@@ -349,6 +391,14 @@ pub fn render_pages(v: &Value) -> Result<String, CtlError> {
          Read, WP1/WP2 Writing Pend, WR Writing Read, FNR/FV/FI Fetching; +N: N faults waiting\n",
     );
     Ok(out)
+}
+
+/// A list of island numbers in a JSON object (empty when absent).
+fn islands_of(v: &Value, key: &str) -> Vec<u64> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|u| u.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
 }
 
 fn num(v: &Value, key: &str) -> u64 {
@@ -459,17 +509,20 @@ mod tests {
     fn canned_pages() -> Value {
         serde_json::from_str(
             r#"{"pages": [
-                {"address": "0x4bb000", "owner": 1, "users": [0, 1, 2, 3], "copies": [
+                {"address": "0x4bb000", "owner": 1, "users": [0, 1, 2, 3], "messages": 12,
+                 "writers": [1, 2, 3], "pattern": "write-shared", "copies": [
                     {"island": 0, "state": "Invalid", "mapping": "none", "waiting": 0},
                     {"island": 1, "state": "Modified", "mapping": "read-write", "waiting": 0},
                     {"island": 2, "state": "Invalid", "mapping": "none", "waiting": 0},
                     {"island": 3, "state": "Invalid", "mapping": "none", "waiting": 0}]},
-                {"address": "0x4bc000", "owner": null, "users": [0, 1, 2, 3], "copies": [
+                {"address": "0x4bc000", "owner": null, "users": [0, 1, 2, 3], "messages": 40,
+                 "writers": [0], "pattern": "producer-consumer", "copies": [
                     {"island": 0, "state": "Shared", "mapping": "read-only", "waiting": 0},
                     {"island": 1, "state": "Shared", "mapping": "read-only", "waiting": 0},
                     {"island": 2, "state": "InvalidRead1", "mapping": "none", "waiting": 2},
                     {"island": 3, "state": "Shared", "mapping": "read-only", "waiting": 0}]},
-                {"address": "0xfbffff000", "owner": 0, "users": [0, 2], "copies": [
+                {"address": "0xfbffff000", "owner": 0, "users": [0, 2], "messages": 0,
+                 "writers": [], "pattern": "untouched", "copies": [
                     {"island": 0, "state": "NotReplicated", "mapping": "read-write", "waiting": 0},
                     {"island": 1, "state": "Unmapped", "mapping": "none", "waiting": 0},
                     {"island": 2, "state": "WritingPend1", "mapping": "none", "waiting": 0},
@@ -486,19 +539,52 @@ mod tests {
         let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(
             cells(lines[0]),
-            ["address", "i0", "i1", "i2", "i3", "owner", "users"]
+            ["address", "i0", "i1", "i2", "i3", "owner", "users", "msgs", "writers", "pattern"]
         );
         assert_eq!(
             cells(lines[1]),
-            ["0x4bb000", "I", "M", "I", "I", "1", "0-3"]
+            [
+                "0x4bb000",
+                "I",
+                "M",
+                "I",
+                "I",
+                "1",
+                "0-3",
+                "12",
+                "1-3",
+                "write-shared"
+            ]
         );
         assert_eq!(
             cells(lines[2]),
-            ["0x4bc000", "S", "S", "IR1+2", "S", "-", "0-3"]
+            [
+                "0x4bc000",
+                "S",
+                "S",
+                "IR1+2",
+                "S",
+                "-",
+                "0-3",
+                "40",
+                "0",
+                "producer-consumer"
+            ]
         );
         assert_eq!(
             cells(lines[3]),
-            ["0xfbffff000", "NR", "U", "WP1", "FV", "0", "0,2"]
+            [
+                "0xfbffff000",
+                "NR",
+                "U",
+                "WP1",
+                "FV",
+                "0",
+                "0,2",
+                "0",
+                "-",
+                "untouched"
+            ]
         );
         assert_eq!(
             lines[4],
@@ -516,7 +602,10 @@ mod tests {
     #[test]
     fn pages_table_without_pages_and_with_odd_rows() {
         let out = render_pages(&json!({"pages": [], "next": null})).expect("render");
-        assert_eq!(out.lines().next(), Some("address  owner  users"));
+        assert_eq!(
+            out.lines().next(),
+            Some("address  owner  users  msgs  writers  pattern")
+        );
         assert!(out.contains("0 pages on 0 islands\n"), "{out}");
         assert!(!out.contains("next:"));
         // Missing fields and unknown states do not panic; an unknown state prints as given.
@@ -525,14 +614,30 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
-            ["?", "Weird", "?", "-", "-"]
+            ["?", "Weird", "?", "-", "-", "-", "-", "-"]
         );
         assert_eq!(
             lines[2].split_whitespace().collect::<Vec<_>>(),
-            ["?", "?", "?", "-", "-"]
+            ["?", "?", "?", "-", "-", "-", "-", "-"]
         );
         assert!(render_pages(&json!({"error": "x"})).is_err());
         assert!(render_pages(&json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn hottest_pages_come_first_and_quiet_ones_are_left_out() {
+        let hot = hottest(&canned_pages(), 10).expect("hottest");
+        let addresses: Vec<&str> = hot["pages"]
+            .as_array()
+            .expect("pages")
+            .iter()
+            .filter_map(|p| p["address"].as_str())
+            .collect();
+        assert_eq!(addresses, ["0x4bc000", "0x4bb000"]);
+        assert!(hot["next"].is_null());
+        let one = hottest(&canned_pages(), 1).expect("hottest");
+        assert_eq!(one["pages"].as_array().map(Vec::len), Some(1));
+        assert!(hottest(&json!({"error": "x"}), 1).is_err());
     }
 
     #[test]

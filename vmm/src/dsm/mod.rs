@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use coherency::{
-    Access, Config, Engine, Host, KernelId, MapChange, Message, PageId, PageView, ProtocolError,
+    Access, Config, Engine, Host, KernelId, MapChange, Message, MessageType, PageId, PageView,
+    ProtocolError,
 };
 
 use crate::memory::IslandMemory;
@@ -123,6 +124,26 @@ impl DsmStats {
     }
 }
 
+/// What one island saw of one page since the protocol started: the faults its threads (and its
+/// kernel) took there, and the protocol messages it received about the page. Summed over the
+/// islands, `received` counts every message the page cost; the faults say who read and who wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PageTraffic {
+    /// Read faults on a page with no valid copy.
+    pub read_faults: u64,
+    /// Write faults: on a page with no valid copy, or on a read-only (Shared) copy.
+    pub write_faults: u64,
+    /// Messages received about the page, by type (index: `MessageType::index`).
+    pub received: [u64; MessageType::ALL.len()],
+}
+
+impl PageTraffic {
+    /// Every message received about the page.
+    pub fn messages(&self) -> u64 {
+        self.received.iter().sum()
+    }
+}
+
 /// One island's coherency layer.
 pub struct Dsm {
     island: KernelId,
@@ -137,6 +158,8 @@ pub struct Dsm {
     /// Pages forgotten by munmap: late messages about them are dropped, not protocol errors.
     forgotten: HashMap<PageId, ()>,
     faults: Vec<Fault>,
+    /// Per-page faults and messages (for `/pages`), dropped with the page on munmap.
+    traffic: HashMap<PageId, PageTraffic>,
 }
 
 impl fmt::Debug for Dsm {
@@ -299,6 +322,7 @@ impl Dsm {
             waiting: HashMap::new(),
             stats: Arc::new(DsmStats::default()),
             forgotten: HashMap::new(),
+            traffic: HashMap::new(),
             faults: Vec::new(),
         })
     }
@@ -369,6 +393,7 @@ impl Dsm {
             }
             self.engine.forget(page);
             self.waiting.remove(&page);
+            self.traffic.remove(&page);
         }
         let (host, hlen) = self.host_range(start, len);
         let _ = self.uffd.unregister(host, hlen);
@@ -439,6 +464,12 @@ impl Dsm {
             (false, false) => &self.stats.read_missing,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let traffic = self.traffic.entry(page).or_default();
+        if fault.write {
+            traffic.write_faults += 1;
+        } else {
+            traffic.read_faults += 1;
+        }
         let now = self.now();
         self.waiting.entry(page).or_default().push(Instant::now());
         let (engine, mut host) = self.engine_and_host();
@@ -464,6 +495,9 @@ impl Dsm {
     pub fn on_message(&mut self, msg: PageMessage) -> Result<(), DsmError> {
         let page = msg.page;
         let forgotten = self.forgotten.contains_key(&page);
+        if !forgotten {
+            self.traffic.entry(page).or_default().received[msg.kind.message_type().index()] += 1;
+        }
         let (engine, mut host) = self.engine_and_host();
         match engine.handle(msg, &mut host) {
             Ok(()) => {}
@@ -507,6 +541,11 @@ impl Dsm {
     /// Every page this island knows something about, in page order.
     pub fn pages(&self) -> Vec<(PageId, PageView)> {
         self.engine.pages()
+    }
+
+    /// What this island saw of `page` (zeros for a page it never faulted on nor heard of).
+    pub fn traffic(&self, page: PageId) -> PageTraffic {
+        self.traffic.get(&page).copied().unwrap_or_default()
     }
 }
 

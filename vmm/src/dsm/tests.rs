@@ -120,8 +120,27 @@ fn the_origin_data_reaches_every_island() {
     let fresh = unsafe { std::ptr::read_volatile(islands.ptr(2, 3 * PAGE_SIZE + 8)) };
     assert_eq!(fresh, 0);
     let dsms = islands.stop();
-    assert_eq!(dsms[0].view(REGION / PAGE_SIZE).state, State::Shared);
-    assert_eq!(dsms[1].view(REGION / PAGE_SIZE).state, State::Shared);
+    let page = REGION / PAGE_SIZE;
+    assert_eq!(dsms[0].view(page).state, State::Shared);
+    assert_eq!(dsms[1].view(page).state, State::Shared);
+    // Per-page traffic: each reader faulted once (its later reads hit its copy) and the origin
+    // answered its Fetches; nobody wrote.
+    let fetch = coherency::MessageType::Fetch.index();
+    let copy = coherency::MessageType::Copy.index();
+    for (i, dsm) in dsms.iter().enumerate().skip(1) {
+        let t = dsm.traffic(page);
+        assert_eq!((t.read_faults, t.write_faults), (1, 0), "island {i}: {t:?}");
+        assert!(t.received[copy] >= 1, "island {i}: {t:?}");
+    }
+    let origin = dsms[0].traffic(page);
+    assert_eq!((origin.read_faults, origin.write_faults), (0, 0));
+    assert!(origin.received[fetch] >= 1, "{origin:?}");
+    let total: u64 = dsms.iter().map(|d| d.traffic(page).messages()).sum();
+    assert!(
+        total >= 4,
+        "two fetches and their answers at least: {total}"
+    );
+    assert_eq!(dsms[0].traffic(page + 100), PageTraffic::default());
 }
 
 #[test]
