@@ -322,6 +322,26 @@ fn the_demo_matches_native_on_4_islands() {
         summary[1].starts_with(&format!("popvmm: page faults: {faults} (")),
         "{summary:?} vs {stats}"
     );
+    // The pages that cost the most: in the JSON most first, named by the summary's third line.
+    let hot = stats["hot_pages"].as_array().expect("hot_pages");
+    assert!(!hot.is_empty() && hot.len() <= 3, "{stats}");
+    let costs: Vec<u64> = hot.iter().filter_map(|p| p["messages"].as_u64()).collect();
+    assert_eq!(costs.len(), hot.len(), "{stats}");
+    assert!(
+        costs.windows(2).all(|w| w[0] >= w[1]) && costs[0] > 0,
+        "{stats}"
+    );
+    let first = format!(
+        "popvmm: messages by page, most first: {} {} (",
+        hot[0]["address"].as_str().expect("address"),
+        costs[0]
+    );
+    assert!(summary[2].starts_with(&first), "{summary:?} vs {stats}");
+    // The demo's workers meet under one mutex: some page is written on several islands.
+    assert!(
+        hot.iter().any(|p| p["pattern"] == "write-shared"),
+        "{stats}"
+    );
     // The JSON adds up: messages by type and by link, faults by kind and by island.
     let by_type: u64 = stats["messages"]["by_type"]
         .as_object()

@@ -224,6 +224,52 @@ impl Summary {
     }
 }
 
+/// The `n` pages of a `/pages` list that cost the most messages, most first (ties keep the list's
+/// address order); pages that cost none are left out.
+pub fn hottest(pages: &[Value], n: usize) -> Vec<Value> {
+    let cost = |p: &Value| p.get("messages").and_then(Value::as_u64).unwrap_or(0);
+    let mut hot: Vec<&Value> = pages.iter().filter(|p| cost(p) > 0).collect();
+    hot.sort_by_key(|p| std::cmp::Reverse(cost(p)));
+    hot.into_iter().take(n).cloned().collect()
+}
+
+/// The `n` pages of the program that cost the most messages so far (see [`pages`]).
+pub fn hot_pages(islands: &[Arc<Process>], n: usize) -> Vec<Value> {
+    let all = pages(islands, 0, usize::MAX);
+    hottest(all["pages"].as_array().map_or(&[], Vec::as_slice), n)
+}
+
+/// The exit summary's line about the pages that bounced most (None when no page cost a message).
+pub fn hot_pages_text(hot: &[Value]) -> Option<String> {
+    if hot.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = hot
+        .iter()
+        .map(|p| {
+            let writers: Vec<String> = p["writers"]
+                .as_array()
+                .map(|w| w.iter().map(|i| i.to_string()).collect())
+                .unwrap_or_default();
+            let by = if writers.is_empty() {
+                String::new()
+            } else {
+                format!(", written on {}", writers.join(","))
+            };
+            format!(
+                "{} {} ({}{by})",
+                p["address"].as_str().unwrap_or("?"),
+                p["messages"].as_u64().unwrap_or(0),
+                p["pattern"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    Some(format!(
+        "popvmm: messages by page, most first: {}\n",
+        each.join("; ")
+    ))
+}
+
 /// Why a page costs messages, from who faulted on it: the access pattern the protocol saw.
 pub fn sharing_pattern(readers: &BTreeSet<usize>, writers: &BTreeSet<usize>) -> &'static str {
     match writers.len() {
@@ -330,6 +376,28 @@ pub fn pages(islands: &[Arc<Process>], from: u64, count: usize) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hottest_pages_first_quiet_ones_left_out_and_one_summary_line() {
+        let pages = vec![
+            json!({"address": "0x1000", "messages": 3, "writers": [], "pattern": "read-shared"}),
+            json!({"address": "0x2000", "messages": 0, "writers": [], "pattern": "untouched"}),
+            json!({"address": "0x3000", "messages": 40, "writers": [1, 2], "pattern": "write-shared"}),
+            json!({"address": "0x4000", "messages": 3, "writers": [0], "pattern": "private"}),
+        ];
+        let hot = hottest(&pages, 10);
+        let addresses: Vec<&str> = hot.iter().filter_map(|p| p["address"].as_str()).collect();
+        assert_eq!(addresses, ["0x3000", "0x1000", "0x4000"]);
+        assert_eq!(hottest(&pages, 1).len(), 1);
+        assert_eq!(
+            hot_pages_text(&hot[..2]).as_deref(),
+            Some(
+                "popvmm: messages by page, most first: 0x3000 40 (write-shared, written on 1,2); \
+                 0x1000 3 (read-shared)\n"
+            )
+        );
+        assert_eq!(hot_pages_text(&[]), None);
+    }
 
     #[test]
     fn sharing_patterns_follow_who_read_and_who_wrote() {

@@ -221,10 +221,7 @@ pub fn hottest(v: &Value, n: u64) -> Result<Value, CtlError> {
         .get("pages")
         .and_then(Value::as_array)
         .ok_or_else(|| CtlError::Malformed("/pages: no \"pages\" list".into()))?;
-    let mut hot: Vec<&Value> = pages.iter().filter(|p| num(p, "messages") > 0).collect();
-    // A stable sort keeps the server's address order among equals.
-    hot.sort_by_key(|p| std::cmp::Reverse(num(p, "messages")));
-    hot.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    let hot = crate::api::stats::hottest(pages, usize::try_from(n).unwrap_or(usize::MAX));
     Ok(json!({ "pages": hot, "next": null }))
 }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 use kvm_bindings::kvm_regs;
+use serde_json::Value;
 
 use crate::dsm::Dsm;
 use crate::kernel::cluster::{
@@ -18,6 +19,9 @@ use crate::kvm::IslandVm;
 use crate::loader::{stack, ElfImage, LoaderError};
 use crate::memory::layout::ISLAND_MEMORY_SIZE;
 use crate::memory::IslandMemory;
+
+/// How many pages the exit summary names (the ones that cost the most messages).
+const HOT_PAGES_AT_EXIT: usize = 3;
 
 /// The environment a program gets unless `--env` adds to it.
 pub const DEFAULT_ENV: [&str; 2] = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"];
@@ -353,8 +357,14 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     if islands[0].distributed() {
         let summary = crate::api::summary(&islands);
         eprint!("{}", summary.text());
+        let hot = crate::api::stats::hot_pages(&islands, HOT_PAGES_AT_EXIT);
+        if let Some(line) = crate::api::stats::hot_pages_text(&hot) {
+            eprint!("{line}");
+        }
         if let Some(path) = &args.stats_json {
-            if let Err(e) = std::fs::write(path, summary.json().to_string()) {
+            let mut json = summary.json();
+            json["hot_pages"] = Value::Array(hot);
+            if let Err(e) = std::fs::write(path, json.to_string()) {
                 eprintln!("popvmm: cannot write {}: {e}", path.display());
             }
         }
