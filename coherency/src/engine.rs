@@ -198,6 +198,9 @@ struct PageCopy<D> {
     staged_version: u32,
     /// The version of the mapped content: how many elections were won on this page before it.
     version: u32,
+    /// The oldest version this copy may install: one more than the version of the last write it
+    /// acknowledged an Invalid for (decision 15). Older content is stale.
+    floor: u32,
     /// Fetching: a Copy Void came from a user of the page (not from an Unmapped or fetching
     /// kernel), so the page is replicated and its data lives elsewhere: without a Copy, the
     /// initial content would be stale.
@@ -249,6 +252,7 @@ impl<D> PageCopy<D> {
             staged: None,
             staged_version: 0,
             version: 0,
+            floor: 0,
             void_from_user: false,
             await_invalid: false,
             ts: 0,
@@ -496,7 +500,9 @@ impl<D: Clone> Engine<D> {
         match msg.kind {
             MessageKind::Fetch => self.on_fetch(page, from, false, host)?,
             MessageKind::FetchWrite => self.on_fetch(page, from, true, host)?,
-            MessageKind::Invalid { ts } => self.on_invalid(page, from, ts, host)?,
+            MessageKind::Invalid { ts, version } => {
+                self.on_invalid(page, from, ts, version, host)?
+            }
             MessageKind::Copy { data, version } => {
                 self.on_copy_answer(page, from, Some((data, version)), false, host)?
             }
@@ -626,29 +632,38 @@ impl<D: Clone> Engine<D> {
         page: PageId,
         from: KernelId,
         ts: u64,
+        version: u32,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
         let me = self.me;
         let tie_ack = self.config.mutant(Mutant::TieAck);
         let copy = self.copy(page);
         copy.users.insert(from);
+        // Whoever acknowledges this write must not install content older than it (decision 15).
+        let floor = version.saturating_add(1);
         match copy.state {
-            State::Unmapped => self.send_vote(page, from, false, host),
+            State::Unmapped => {
+                copy.floor = copy.floor.max(floor);
+                self.send_vote(page, from, false, host)
+            }
             State::NotReplicated => {
                 return Err(self.unexpected(page, from, "Invalid"));
             }
             State::Fetching(_) => {
                 copy.state = State::Fetching(FetchingSub::Invalid);
+                copy.floor = copy.floor.max(floor);
                 copy.owner = Some(from);
                 self.send_vote(page, from, false, host);
             }
             State::Shared => {
                 copy.state = State::Invalid;
+                copy.floor = copy.floor.max(floor);
                 copy.owner = Some(from);
                 self.drop_mapping(page, host);
                 self.send_vote(page, from, false, host);
             }
             State::Invalid | State::InvalidRead2 => {
+                copy.floor = copy.floor.max(floor);
                 copy.owner = Some(from);
                 self.send_vote(page, from, false, host);
                 let copy = self.copy(page);
@@ -660,6 +675,7 @@ impl<D: Clone> Engine<D> {
             State::InvalidRead1 => {
                 // The copies being collected may predate this write (§4.5).
                 copy.state = State::InvalidRead2;
+                copy.floor = copy.floor.max(floor);
                 copy.owner = Some(from);
                 self.send_vote(page, from, false, host);
             }
@@ -678,6 +694,7 @@ impl<D: Clone> Engine<D> {
                     self.send_vote(page, from, true, host);
                 } else {
                     copy.owner = Some(from);
+                    copy.floor = copy.floor.max(floor);
                     let refetch_now = copy.state == State::WritingRead && copy.pending.is_empty();
                     if copy.state == State::WritingRead {
                         copy.reread = true;
@@ -729,8 +746,12 @@ impl<D: Clone> Engine<D> {
             }
         }
         if let Some((data, version)) = data {
-            // Several copies may answer one fetch; the newest wins (see the crate docs).
-            if copy.staged.is_none() || version > copy.staged_version {
+            if version < copy.floor {
+                // Content older than a write we acknowledged (decision 15): the sender had not
+                // seen that write's Invalid yet. The data lives elsewhere.
+                copy.void_from_user = true;
+            } else if copy.staged.is_none() || version > copy.staged_version {
+                // Several copies may answer one fetch; the newest wins (see the crate docs).
                 copy.staged = Some(data);
                 copy.staged_version = version;
             }
@@ -800,9 +821,9 @@ impl<D: Clone> Engine<D> {
             if !missed.is_empty() {
                 copy.asked = copy.asked.union(missed);
                 copy.pending = copy.pending.union(missed);
-                let ts = copy.ts;
+                let (ts, version) = (copy.ts, copy.version);
                 for k in missed.iter() {
-                    self.send(page, k, MessageKind::Invalid { ts }, host);
+                    self.send(page, k, MessageKind::Invalid { ts, version }, host);
                 }
             }
         }
@@ -838,8 +859,9 @@ impl<D: Clone> Engine<D> {
                         copy.state = State::Shared;
                         self.install(page, data, false, host);
                     }
-                    None if copy.void_from_user => {
-                        // Replicated elsewhere, but no valid copy answered: ask the users.
+                    None if copy.void_from_user || copy.floor > 0 => {
+                        // Replicated elsewhere (a user answered, or we acknowledged a write), but
+                        // no valid copy answered: ask the users.
                         copy.state = State::Invalid;
                     }
                     None if sub == FetchingSub::Valid => {
@@ -1005,9 +1027,9 @@ impl<D: Clone> Engine<D> {
         // `invalids` is kept across the retries of one write: a concurrent writer's Invalid may
         // have reached us in our previous round, before the vote that tells us it is concurrent.
         copy.fetch_writes = KernelSet::EMPTY;
-        let ts = copy.ts;
+        let (ts, version) = (copy.ts, copy.version);
         for k in targets.iter() {
-            self.send(page, k, MessageKind::Invalid { ts }, host);
+            self.send(page, k, MessageKind::Invalid { ts, version }, host);
         }
         if targets.is_empty() {
             return self.become_modified(page, host);
@@ -1285,6 +1307,8 @@ impl<D: Clone> Engine<D> {
         self.drop_mapping(page, host);
         let copy = self.copy(page);
         copy.version = copy.staged_version;
+        // The content is at least as new as any write acknowledged before (decision 15).
+        copy.floor = 0;
         copy.mapping = if writable {
             Mapping::ReadWrite
         } else {
@@ -1297,6 +1321,7 @@ impl<D: Clone> Engine<D> {
         self.drop_mapping(page, host);
         let copy = self.copy(page);
         copy.version = 0;
+        copy.floor = 0;
         copy.mapping = if writable {
             Mapping::ReadWrite
         } else {

@@ -94,6 +94,17 @@
 //! 14. **Per-link FIFO is required.** With unordered delivery the checker finds a violation with
 //!     2 kernels: a Fetch Write overtakes the vote sent before it, and the writer answers it with
 //!     data its own write is about to change. The messaging layer is FIFO per link (a ring).
+//! 15. **An Invalid carries the version of the writer's copy, and whoever acknowledges it installs
+//!     no older content afterwards** (it keeps a floor, the version + 1, until it installs). An
+//!     acknowledged write may still be in flight, so another copy, not yet invalidated, can answer
+//!     a fetch with the content the write replaces; decision 1 (the newest of the answers wins)
+//!     does not help when that is the only Copy. Counterexample (3 kernels, 2 accesses each,
+//!     optimizations off, found by the exhaustive check after 352 million states): kernel 0,
+//!     fetching, acknowledges kernel 2's Invalid and fetches again; kernel 1, Shared and not yet
+//!     invalidated, answers with the old value; kernel 0's Fetch to kernel 2 stays on its link
+//!     while kernel 2's write completes and kernel 1 takes the page to write it; kernel 2 answers
+//!     Copy Void, and kernel 0 installs the old value as Shared after kernel 2's write completed.
+//!     A copy older than the floor counts as a Copy Void from a user: the data lives elsewhere.
 //!
 //! # Verification
 //! [`model`]: exhaustive (stateright), FIFO or unordered, properties: no protocol error or stale

@@ -30,8 +30,9 @@ pub enum MessageKind<D> {
     /// sender is itself fetching the page out of Unmapped (so the page is about to be replicated).
     CopyVoid { fetching: bool },
     /// Asks every other copy to invalidate itself: the sender wants to write. Carries the writer's
-    /// timestamp for the election of §4.3.
-    Invalid { ts: u64 },
+    /// timestamp for the election of §4.3, and the version of the writer's copy: the write makes a
+    /// newer one, so a copy that acknowledges it accepts no older content afterwards (decision 15).
+    Invalid { ts: u64, version: u32 },
     /// Votes for the writer. `voter` says whether the voter is writing itself (§4.7 rounds).
     Ack { voter: Voter },
     /// Votes against the writer. `voter` as for [`MessageKind::Ack`].
@@ -140,7 +141,7 @@ impl<D: fmt::Debug> fmt::Display for Message<D> {
             MessageKind::Copy { data, version } => write!(f, "Copy({data:?}, v{version})"),
             MessageKind::CopyVoid { fetching: false } => write!(f, "CopyVoid"),
             MessageKind::CopyVoid { fetching: true } => write!(f, "CopyVoid(fetching)"),
-            MessageKind::Invalid { ts } => write!(f, "Invalid(ts={ts})"),
+            MessageKind::Invalid { ts, version } => write!(f, "Invalid(ts={ts}, v{version})"),
             MessageKind::Ack { voter } => write!(f, "Ack{}", voter.suffix()),
             MessageKind::Nack { voter } => write!(f, "Nack{}", voter.suffix()),
         }?;

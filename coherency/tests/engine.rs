@@ -1,6 +1,6 @@
 //! Hand-driven scenarios of the engine: what the host sees, step by step.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use coherency::{
     Access, Config, Engine, Host, KernelId, MapChange, Mapping, Message, MessageKind, Mutant,
@@ -13,6 +13,9 @@ struct Net {
     links: VecDeque<(KernelId, Message<u32>)>,
     memory: Vec<Option<u32>>,
     completed: Vec<(KernelId, u64)>,
+    /// Writes whose token says what they store, stored when they complete (tests that set
+    /// `memory` by hand leave this empty).
+    write_values: HashMap<u64, u32>,
 }
 
 struct NetHost<'a> {
@@ -20,6 +23,7 @@ struct NetHost<'a> {
     links: &'a mut VecDeque<(KernelId, Message<u32>)>,
     memory: &'a mut Vec<Option<u32>>,
     completed: &'a mut Vec<(KernelId, u64)>,
+    write_values: &'a HashMap<u64, u32>,
 }
 
 impl Host<u32> for NetHost<'_> {
@@ -38,8 +42,13 @@ impl Host<u32> for NetHost<'_> {
             MapChange::Upgrade | MapChange::Downgrade => assert!(slot.is_some()),
         }
     }
-    fn complete(&mut self, _page: PageId, token: u64, _access: Access) {
+    fn complete(&mut self, _page: PageId, token: u64, access: Access) {
         self.completed.push((self.me, token));
+        if access == Access::Write {
+            if let Some(&v) = self.write_values.get(&token) {
+                self.memory[self.me as usize] = Some(v);
+            }
+        }
     }
 }
 
@@ -52,6 +61,7 @@ impl Net {
             links: VecDeque::new(),
             memory: vec![None; config.kernels],
             completed: Vec::new(),
+            write_values: HashMap::new(),
         }
     }
 
@@ -61,6 +71,7 @@ impl Net {
             links: &mut self.links,
             memory: &mut self.memory,
             completed: &mut self.completed,
+            write_values: &self.write_values,
         };
         self.engines[k as usize]
             .access(0, access, token, now, &mut host)
@@ -75,6 +86,7 @@ impl Net {
                 links: &mut self.links,
                 memory: &mut self.memory,
                 completed: &mut self.completed,
+                write_values: &self.write_values,
             };
             self.engines[to as usize]
                 .handle(msg, &mut host)
@@ -82,6 +94,28 @@ impl Net {
             n += 1;
         }
         n
+    }
+
+    /// Delivers the oldest message on the link `from` -> `to` (links are FIFO; there is no order
+    /// across links) and returns it.
+    fn deliver(&mut self, from: KernelId, to: KernelId) -> Message<u32> {
+        let at = self
+            .links
+            .iter()
+            .position(|(t, m)| *t == to && m.from == from)
+            .unwrap_or_else(|| panic!("nothing on the link {from} -> {to}"));
+        let (_, msg) = self.links.remove(at).expect("position is in range");
+        let mut host = NetHost {
+            me: to,
+            links: &mut self.links,
+            memory: &mut self.memory,
+            completed: &mut self.completed,
+            write_values: &self.write_values,
+        };
+        self.engines[to as usize]
+            .handle(msg.clone(), &mut host)
+            .expect("no protocol error");
+        msg
     }
 
     fn state(&self, k: usize) -> State {
@@ -187,6 +221,7 @@ fn tie_ack_mutant_elects_two_writers() {
             links: &mut net.links,
             memory: &mut net.memory,
             completed: &mut net.completed,
+            write_values: &net.write_values,
         };
         if let Err(ProtocolError::LostCopy { .. }) = net.engines[to as usize].handle(msg, &mut host)
         {
@@ -204,6 +239,7 @@ fn messages_from_nowhere_are_errors() {
         links: &mut net.links,
         memory: &mut net.memory,
         completed: &mut net.completed,
+        write_values: &net.write_values,
     };
     let bogus = |from, kind| Message {
         page: 0,
@@ -253,4 +289,99 @@ fn members_limit_who_is_asked() {
     assert_eq!(net.engines[1].members(), coherency::KernelSet::first(4));
     net.engines[3].set_members(coherency::KernelSet::EMPTY);
     assert_eq!(net.engines[3].members(), coherency::KernelSet::only(3));
+}
+
+/// Decision 15, on the exhaustive checker's counterexample (3 kernels, 2 accesses each,
+/// optimizations off): kernel 0 acknowledges kernel 2's Invalid while reading, fetches again, and
+/// gets a Copy of the old value from kernel 1, which has not seen the Invalid yet; its Fetch to
+/// kernel 2 stays on the link until kernel 2 has written and lost the page to kernel 1. Without the
+/// floor, kernel 0 installed the old value as Shared after kernel 2's write had completed.
+#[test]
+fn a_copy_older_than_an_acknowledged_write_is_not_installed() {
+    let mut net = Net::new(Config::unoptimized(3));
+    net.write_values = HashMap::from([(5, 5), (6, 6), (4, 4)]);
+    let r = Access::Read;
+    let w = Access::Write;
+    net.access(0, r, 100, 0);
+    for (f, t) in [(0, 2), (2, 0), (0, 1)] {
+        net.deliver(f, t);
+    }
+    net.access(1, r, 101, 0);
+    for (f, t) in [(1, 2), (2, 1), (1, 0)] {
+        net.deliver(f, t);
+    }
+    assert_eq!(net.state(0), State::NotReplicated);
+    net.access(2, w, 5, 0);
+    for (f, t) in [
+        (2, 1),
+        (2, 0),
+        (1, 2),
+        (0, 2),
+        (2, 0),
+        (1, 0),
+        (0, 2),
+        (0, 1),
+    ] {
+        net.deliver(f, t);
+    }
+    for (f, t) in [(2, 1), (1, 2), (1, 0), (0, 1)] {
+        net.deliver(f, t);
+    }
+    net.access(0, r, 102, 0);
+    for (f, t) in [(1, 2), (0, 2), (2, 0), (2, 1), (1, 2), (2, 1), (0, 1)] {
+        net.deliver(f, t);
+    }
+    assert_eq!(net.memory[2], Some(5));
+    net.access(2, w, 6, 1);
+    // Kernel 0 acknowledges kernel 2's Invalid (its read is in flight) and fetches again.
+    let invalid = net.deliver(2, 0);
+    assert!(matches!(
+        invalid.kind,
+        MessageKind::Invalid { ts: 1, version: 1 }
+    ));
+    for (f, t) in [(1, 0), (1, 0), (0, 2), (0, 1), (0, 1), (2, 1)] {
+        net.deliver(f, t);
+    }
+    // Kernel 1 answered the new fetch before it saw that Invalid: the old value, version 1.
+    let stale = net.deliver(1, 0);
+    assert!(matches!(
+        stale.kind,
+        MessageKind::Copy {
+            data: 5,
+            version: 1
+        }
+    ));
+    net.access(1, w, 4, 1);
+    for (f, t) in [(1, 2), (1, 2)] {
+        net.deliver(f, t);
+    }
+    assert!(net.completed.contains(&(2, 6)), "kernel 2 wrote 6");
+    for (f, t) in [(2, 1), (1, 0), (0, 1), (1, 2), (0, 2)] {
+        net.deliver(f, t);
+    }
+    let void = net.deliver(2, 0);
+    assert!(matches!(void.kind, MessageKind::CopyVoid { .. }));
+    // The fetch is over, and it did not install the value that write 6 replaced.
+    assert_ne!(net.memory[0], Some(5), "kernel 0 installed a stale copy");
+    assert_ne!(net.state(0), State::Shared);
+    // Everything completes, and every valid copy holds the last write (kernel 1's 4).
+    net.deliver_all();
+    for token in [100, 101, 102, 5, 6, 4] {
+        assert!(
+            net.completed.iter().any(|&(_, t)| t == token),
+            "access {token} never completed"
+        );
+    }
+    let last = net
+        .completed
+        .iter()
+        .rev()
+        .find_map(|(_, t)| net.write_values.get(t))
+        .copied();
+    assert_eq!(last, Some(4));
+    for k in 0..3 {
+        if matches!(net.state(k), State::Shared | State::Modified) {
+            assert_eq!(net.memory[k], last, "kernel {k}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! Layout (little-endian): page `u64` | from `u8` | users `u64` | type `u8` (the position in
 //! `MessageType::ALL`) | body. Bodies: Copy: version `u32`, then the 4096 bytes of the page;
-//! Copy Void: fetching `u8` (0/1); Invalid: ts `u64`; Ack, Nack: voter `u8`
+//! Copy Void: fetching `u8` (0/1); Invalid: ts `u64`, version `u32`; Ack, Nack: voter `u8`
 //! (0 idle, 1 invalidating, 2 refetching); Fetch, Fetch Write: nothing. 18 bytes of header, 4118
 //! at most.
 
@@ -124,7 +124,10 @@ impl Wire for PageMessage {
                 w.put_bytes(data.as_bytes())?;
             }
             MessageKind::CopyVoid { fetching } => w.put_u8(u8::from(*fetching))?,
-            MessageKind::Invalid { ts } => w.put_u64(*ts)?,
+            MessageKind::Invalid { ts, version } => {
+                w.put_u64(*ts)?;
+                w.put_u32(*version)?
+            }
             MessageKind::Ack { voter } | MessageKind::Nack { voter } => {
                 w.put_u8(voter_byte(*voter))?
             }
@@ -162,7 +165,10 @@ impl Wire for PageMessage {
             MessageType::CopyVoid => MessageKind::CopyVoid {
                 fetching: r.get_bool("fetching flag")?,
             },
-            MessageType::Invalid => MessageKind::Invalid { ts: r.get_u64()? },
+            MessageType::Invalid => MessageKind::Invalid {
+                ts: r.get_u64()?,
+                version: r.get_u32()?,
+            },
             MessageType::Ack => MessageKind::Ack {
                 voter: voter_from(r.get_u8()?)?,
             },
@@ -202,7 +208,10 @@ mod tests {
             },
             MessageKind::CopyVoid { fetching: false },
             MessageKind::CopyVoid { fetching: true },
-            MessageKind::Invalid { ts: u64::MAX - 5 },
+            MessageKind::Invalid {
+                ts: u64::MAX - 5,
+                version: u32::MAX - 1,
+            },
             MessageKind::Ack { voter: Voter::Idle },
             MessageKind::Ack {
                 voter: Voter::Invalidating,

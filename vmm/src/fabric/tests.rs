@@ -937,7 +937,7 @@ fn page_messages_cross_the_fabric() {
     let invalid = Message {
         page: 9,
         from: 1,
-        kind: MessageKind::Invalid { ts: 77 },
+        kind: MessageKind::Invalid { ts: 77, version: 3 },
         users: KernelSet(0b11),
     };
     tx.send(0, &invalid).expect("send");

@@ -655,7 +655,7 @@ mod tests {
             IslandMessage::Coherency(Message {
                 page: 42,
                 from: 3,
-                kind: MessageKind::Invalid { ts: 99 },
+                kind: MessageKind::Invalid { ts: 99, version: 7 },
                 users: KernelSet(0b1011),
             }),
             IslandMessage::Request {
