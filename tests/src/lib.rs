@@ -376,6 +376,9 @@ pub fn http_raw(sock: &Path, req: &[u8], timeout: Duration) -> HttpAnswer {
     let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the socket");
     s.set_read_timeout(Some(timeout)).expect("timeout");
     s.write_all(req).expect("write");
+    // Nothing more is coming: a server that waits for the rest of a malformed request sees the
+    // end of the stream and closes instead of waiting for our read timeout.
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let mut headers = [httparse::EMPTY_HEADER; 32];
