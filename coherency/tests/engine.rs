@@ -80,17 +80,9 @@ impl Net {
 
     fn deliver_all(&mut self) -> usize {
         let mut n = 0;
-        while let Some((to, msg)) = self.links.pop_front() {
-            let mut host = NetHost {
-                me: to,
-                links: &mut self.links,
-                memory: &mut self.memory,
-                completed: &mut self.completed,
-                write_values: &self.write_values,
-            };
-            self.engines[to as usize]
-                .handle(msg, &mut host)
-                .expect("no protocol error");
+        while let Some((to, msg)) = self.links.front() {
+            let (from, to) = (msg.from, *to);
+            self.deliver(from, to);
             n += 1;
         }
         n
