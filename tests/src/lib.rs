@@ -102,6 +102,14 @@ pub fn island(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 pub fn island_with(prog: &str, args: &[&str], env: &[(&str, &str)], extra: &[&str]) -> Run {
+    let mut cmd = launch_command(prog, args, env, extra);
+    cmd.stdin(Stdio::null());
+    cmd.output().expect("run popvmm").into()
+}
+
+/// `popvmm launch --rootfs images/out [--env K=V...] [extra...] -- images/out/<prog> args`, run
+/// from images/out.
+fn launch_command(prog: &str, args: &[&str], env: &[(&str, &str)], extra: &[&str]) -> Command {
     let out = images();
     let mut cmd = Command::new(popvmm());
     cmd.arg("launch").arg("--rootfs").arg(&out);
@@ -112,9 +120,8 @@ pub fn island_with(prog: &str, args: &[&str], env: &[(&str, &str)], extra: &[&st
         .arg("--")
         .arg(out.join(prog))
         .args(args)
-        .current_dir(&out)
-        .stdin(Stdio::null());
-    cmd.output().expect("run popvmm").into()
+        .current_dir(&out);
+    cmd
 }
 
 /// What bash prints for a job killed by `sig` (popvmm prints the same, see kernel::signal).
@@ -231,21 +238,10 @@ pub fn islands_run(
     islands: usize,
     extra: &[&str],
 ) -> Run {
-    let out = images();
-    let mut cmd = Command::new(popvmm());
-    cmd.arg("launch")
-        .arg("--rootfs")
-        .arg(&out)
-        .arg("--islands")
-        .arg(islands.to_string());
-    for (k, v) in env {
-        cmd.arg("--env").arg(format!("{k}={v}"));
-    }
-    cmd.args(extra)
-        .arg("--")
-        .arg(out.join(prog))
-        .args(args)
-        .current_dir(&out);
+    let islands_arg = islands.to_string();
+    let mut options = vec!["--islands", islands_arg.as_str()];
+    options.extend_from_slice(extra);
+    let mut cmd = launch_command(prog, args, env, &options);
     output_within(
         &mut cmd,
         HANG,
