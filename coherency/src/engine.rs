@@ -393,6 +393,11 @@ impl<D: Clone> Engine<D> {
         )
     }
 
+    /// The pages this engine holds state for, in no particular order (cheap: no views built).
+    pub fn page_ids(&self) -> Vec<PageId> {
+        self.pages.keys().copied().collect()
+    }
+
     /// Every page this kernel knows something about, in page order.
     pub fn pages(&self) -> Vec<(PageId, PageView)> {
         let mut pages: Vec<_> = self.pages.iter().map(|(&p, c)| (p, c.view())).collect();

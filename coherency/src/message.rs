@@ -77,21 +77,25 @@ impl MessageType {
         MessageType::Nack,
     ];
 
+    /// The types' names, in the order of [`MessageType::ALL`]: the one place they are written
+    /// (counters, `/stats`, `/pages` and the wire's type tables all use these).
+    pub const NAMES: [&'static str; 7] = [
+        "fetch",
+        "fetch_write",
+        "copy",
+        "copy_void",
+        "invalid",
+        "ack",
+        "nack",
+    ];
+
     /// Position in [`MessageType::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            MessageType::Fetch => "fetch",
-            MessageType::FetchWrite => "fetch_write",
-            MessageType::Copy => "copy",
-            MessageType::CopyVoid => "copy_void",
-            MessageType::Invalid => "invalid",
-            MessageType::Ack => "ack",
-            MessageType::Nack => "nack",
-        }
+        Self::NAMES[self.index()]
     }
 }
 

@@ -12,3 +12,5 @@ pub mod kernel;
 pub mod kvm;
 pub mod loader;
 pub mod memory;
+pub mod program;
+pub mod sync;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Response, Server};
 
-use crate::kernel::{ExitStatus, Process};
+use crate::kernel::{ExitStatus, Island};
 
 /// Errors of starting the control socket.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ fn error(status: u16, msg: impl Into<String>) -> Reply {
 
 /// Starts serving the program whose island kernels are `islands` (origin first) on a Unix socket
 /// at `path` (replacing a stale socket file).
-pub fn serve(path: &Path, islands: Vec<Arc<Process>>) -> Result<ApiServer, ApiError> {
+pub fn serve(path: &Path, islands: Vec<Arc<Island>>) -> Result<ApiServer, ApiError> {
     if path.exists() {
         let _ = std::fs::remove_file(path);
     }
@@ -117,7 +117,7 @@ pub fn serve(path: &Path, islands: Vec<Arc<Process>>) -> Result<ApiServer, ApiEr
 }
 
 /// Serves one request.
-pub fn route(islands: &[Arc<Process>], method: &Method, url: &str, body: &str) -> Reply {
+pub fn route(islands: &[Arc<Island>], method: &Method, url: &str, body: &str) -> Reply {
     let Some(origin) = islands.first() else {
         return error(503, "no program");
     };
@@ -141,7 +141,7 @@ pub fn route(islands: &[Arc<Process>], method: &Method, url: &str, body: &str) -
 }
 
 /// Parses `from=ADDR&count=N` (ADDR decimal or 0x-hex; N from 1 to 4096, default 256).
-fn pages(islands: &[Arc<Process>], query: &str) -> Reply {
+fn pages(islands: &[Arc<Island>], query: &str) -> Reply {
     let mut from = 0u64;
     let mut count = 256usize;
     for pair in query.split('&').filter(|s| !s.is_empty()) {
@@ -167,13 +167,13 @@ fn pages(islands: &[Arc<Process>], query: &str) -> Reply {
     ok(stats::pages(islands, from, count))
 }
 
-fn island_list(islands: &[Arc<Process>]) -> Reply {
+fn island_list(islands: &[Arc<Island>]) -> Reply {
     let list: Vec<Value> = islands
         .iter()
         .map(|p| {
             let mem = p.vm.memory();
             json!({
-                "id": p.config.island,
+                "id": p.id,
                 "program": p.config.exe_path,
                 "pid": p.pid,
                 "threads": p.threads().len(),
@@ -188,7 +188,7 @@ fn island_list(islands: &[Arc<Process>]) -> Reply {
     ok(Value::Array(list))
 }
 
-fn threads(islands: &[Arc<Process>]) -> Reply {
+fn threads(islands: &[Arc<Island>]) -> Reply {
     let list: Vec<Value> = islands
         .iter()
         .flat_map(|p| {
@@ -197,7 +197,7 @@ fn threads(islands: &[Arc<Process>]) -> Reply {
                 .map(|t| {
                     json!({
                         "tid": t.tid,
-                        "island": p.config.island,
+                        "island": p.id,
                         "vcpu": t.vcpu,
                         "state": t.state().name(),
                         "rip": t.rip(),
@@ -210,7 +210,7 @@ fn threads(islands: &[Arc<Process>]) -> Reply {
     ok(Value::Array(list))
 }
 
-fn shutdown(p: &Process, body: &str) -> Reply {
+fn shutdown(p: &Island, body: &str) -> Reply {
     // An optional JSON object body; anything else is a malformed request.
     if !body.trim().is_empty() {
         match serde_json::from_str::<Value>(body) {
@@ -220,6 +220,6 @@ fn shutdown(p: &Process, body: &str) -> Reply {
         }
     }
     // The program ends as if killed by SIGTERM (status 143 for the shell).
-    p.exit(ExitStatus::Signal(libc::SIGTERM));
+    p.services.exit_group(ExitStatus::Signal(libc::SIGTERM));
     ok(json!({ "status": "shutting down" }))
 }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::dsm::{DsmStats, PageTraffic, PAGE_SIZE};
+use crate::dsm::{latency_quantile, DsmStats, PageTraffic, Quantile, PAGE_SIZE};
 use crate::fabric::PAGE_MESSAGE_TYPES;
-use crate::kernel::Process;
+use crate::kernel::Island;
 
 /// Counters of a whole run, summed over the islands.
 #[derive(Debug, Clone, Default)]
@@ -24,42 +24,26 @@ pub struct Summary {
     pub local: u64,
     pub resolved: u64,
     pub latency_ns_sum: u64,
-    pub p50_us: Option<u64>,
-    pub p99_us: Option<u64>,
+    pub p50: Option<Quantile>,
+    pub p99: Option<Quantile>,
     pub stale_messages: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
 }
 
-fn quantile(buckets: &[u64], q: f64) -> Option<u64> {
-    let total: u64 = buckets.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let target = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (b, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= target {
-            return Some(1u64 << (b + 1));
-        }
-    }
-    None
-}
-
 /// The counters of `islands` (all islands of one program).
-pub fn summary(islands: &[Arc<Process>]) -> Summary {
+pub fn summary(islands: &[Arc<Island>]) -> Summary {
     let mut s = Summary {
         islands: islands.len(),
         ..Summary::default()
     };
     let mut buckets: Vec<u64> = Vec::new();
     for p in islands {
-        let Some(link) = &p.cluster else {
+        let Some(st) = p.dsm.stats() else {
             s.per_island.push([0; 4]);
             continue;
         };
-        let st: Arc<DsmStats> = link.dsm().stats();
+        let st: Arc<DsmStats> = st;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let island = [
             get(&st.read_missing),
@@ -82,8 +66,8 @@ pub fn summary(islands: &[Arc<Process>]) -> Summary {
         }
         s.per_island.push(island);
     }
-    if let Some(link) = islands.first().and_then(|p| p.cluster.as_ref()) {
-        let c = link.fabric.stats();
+    if let Some(p) = islands.first() {
+        let c = p.link.fabric().stats();
         s.messages = c
             .by_type
             .into_iter()
@@ -97,8 +81,8 @@ pub fn summary(islands: &[Arc<Process>]) -> Summary {
             .map(|l| ((l.from as u8, l.to as u8), l.sent.messages))
             .collect();
     }
-    s.p50_us = quantile(&buckets, 0.5);
-    s.p99_us = quantile(&buckets, 0.99);
+    s.p50 = latency_quantile(&buckets, 0.5);
+    s.p99 = latency_quantile(&buckets, 0.99);
     s
 }
 
@@ -138,8 +122,9 @@ impl Summary {
             self.write_missing,
             self.write_protect,
             match self.mean_latency_us() {
-                Some(us) => format!("{us:.1} us (p50 < {} us, p99 < {} us)",
-                    self.p50_us.unwrap_or(0), self.p99_us.unwrap_or(0)),
+                Some(us) => format!("{us:.1} us (p50 {}, p99 {})",
+                    self.p50.map_or("-".to_string(), |q| q.to_string()),
+                    self.p99.map_or("-".to_string(), |q| q.to_string())),
                 None => "-".to_string(),
             }
         );
@@ -168,8 +153,8 @@ impl Summary {
             },
             "fault_latency_us": {
                 "mean": self.mean_latency_us(),
-                "p50": self.p50_us,
-                "p99": self.p99_us,
+                "p50": self.p50.and_then(Quantile::upper_us),
+                "p99": self.p99.and_then(Quantile::upper_us),
             },
             "stale_messages": self.stale_messages,
         })
@@ -234,7 +219,7 @@ pub fn hottest(pages: &[Value], n: usize) -> Vec<Value> {
 }
 
 /// The `n` pages of the program that cost the most messages so far (see [`pages`]).
-pub fn hot_pages(islands: &[Arc<Process>], n: usize) -> Vec<Value> {
+pub fn hot_pages(islands: &[Arc<Island>], n: usize) -> Vec<Value> {
     let all = pages(islands, 0, usize::MAX);
     hottest(all["pages"].as_array().map_or(&[], Vec::as_slice), n)
 }
@@ -283,22 +268,17 @@ pub fn sharing_pattern(readers: &BTreeSet<usize>, writers: &BTreeSet<usize>) -> 
 
 /// One page, every island's view of it, and what it cost: each island's faults and the messages
 /// it received about the page, who read and who wrote it, and the sharing pattern that follows.
-pub fn pages(islands: &[Arc<Process>], from: u64, count: usize) -> Value {
+pub fn pages(islands: &[Arc<Island>], from: u64, count: usize) -> Value {
     let first = from / PAGE_SIZE;
     let mut per_island: Vec<BTreeMap<u64, (coherency::PageView, PageTraffic)>> = Vec::new();
     let mut all: BTreeSet<u64> = BTreeSet::new();
     for p in islands {
-        let views: BTreeMap<u64, (coherency::PageView, PageTraffic)> = match &p.cluster {
-            Some(link) => {
-                let dsm = link.dsm();
-                dsm.pages()
-                    .into_iter()
-                    .filter(|(page, _)| *page >= first)
-                    .map(|(page, view)| (page, (view, dsm.traffic(page))))
-                    .collect()
-            }
-            None => BTreeMap::new(),
-        };
+        let views: BTreeMap<u64, (coherency::PageView, PageTraffic)> = p
+            .dsm
+            .snapshot(first, count)
+            .into_iter()
+            .map(|s| (s.page, (s.view, s.traffic)))
+            .collect();
         all.extend(views.keys().take(count).copied());
         per_island.push(views);
     }

@@ -1,30 +1,19 @@
 //! `popvmm launch`: runs one static Linux program on an island and exits as it does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use kvm_bindings::kvm_regs;
 use serde_json::Value;
 
-use crate::dsm::Dsm;
-use crate::kernel::cluster::{
-    service_loop, IslandFabric, IslandId, IslandLink, Placement, ProgramState,
-};
-use crate::kernel::thread::{spawn, Thread};
-use crate::kernel::{signal, ExitStatus, KernelConfig, Process};
-use crate::kvm::IslandVm;
-use crate::loader::{stack, ElfImage, LoaderError};
-use crate::memory::layout::ISLAND_MEMORY_SIZE;
-use crate::memory::IslandMemory;
+use crate::fabric::MAX_ISLANDS;
+use crate::kernel::{signal, ExitStatus, Island, Placement, ORIGIN};
+use crate::program::LaunchConfig;
+pub use crate::program::{LaunchError as ProgramError, DEFAULT_ENV};
 
 /// How many pages the exit summary names (the ones that cost the most messages).
 const HOT_PAGES_AT_EXIT: usize = 3;
-
-/// The environment a program gets unless `--env` adds to it.
-pub const DEFAULT_ENV: [&str; 2] = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"];
 
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
@@ -78,16 +67,12 @@ pub struct LaunchArgs {
 /// Errors that stop a launch before the program runs.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("--islands {0}: must be between 1 and 64")]
-    Islands(u32),
+    #[error("--islands {0}: must be between 1 and {MAX_ISLANDS}")]
+    Islands(usize),
     #[error("--placement: {0}")]
     Placement(String),
-    #[error("{0}: {1}")]
-    Load(String, LoaderError),
-    #[error("--env {0}: expected K=V")]
-    Env(String),
-    #[error("cannot create the island: {0}")]
-    Island(String),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
 }
@@ -96,12 +81,7 @@ impl LaunchError {
     /// The shell's convention: 127 for a missing program, 126 for one that cannot be run.
     fn status(&self) -> u8 {
         match self {
-            LaunchError::Load(_, LoaderError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                127
-            }
-            LaunchError::Load(..) => 126,
+            LaunchError::Program(e) => e.status(),
             _ => 1,
         }
     }
@@ -227,137 +207,37 @@ fn run_demo(args: &LaunchArgs) -> ExitCode {
     }
 }
 
-/// The program's path as it sees it: relative to the root when inside it.
-fn guest_exe_path(exe: &Path, root: &Path) -> String {
-    match exe.strip_prefix(root) {
-        Ok(rel) => format!("/{}", rel.display()),
-        Err(_) => exe.display().to_string(),
-    }
-}
-
 fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
-    if !(1..=64).contains(&args.islands) {
-        return Err(LaunchError::Islands(args.islands));
+    let islands = args.islands as usize;
+    if !(1..=MAX_ISLANDS).contains(&islands) {
+        return Err(LaunchError::Islands(islands));
     }
-    let placement =
-        Placement::parse(&args.placement, args.islands as usize).map_err(LaunchError::Placement)?;
-    let program = args.program[0].clone();
-    let file = std::fs::read(&program).map_err(|source| {
-        LaunchError::Load(
-            program.clone(),
-            LoaderError::Read {
-                path: program.clone(),
-                source,
-            },
-        )
-    })?;
-    let image = ElfImage::parse(&file).map_err(|e| LaunchError::Load(program.clone(), e))?;
-    let exe = std::fs::canonicalize(&program).unwrap_or_else(|_| PathBuf::from(&program));
-    let rootfs = match &args.rootfs {
-        Some(r) => std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()),
-        None => exe
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/")),
-    };
-    let mut env: Vec<String> = DEFAULT_ENV.iter().map(|s| s.to_string()).collect();
-    for kv in &args.env {
-        let Some((k, _)) = kv.split_once('=') else {
-            return Err(LaunchError::Env(kv.clone()));
-        };
-        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
-        env.push(kv.clone());
-    }
-    let config = KernelConfig {
-        rootfs: rootfs.clone(),
-        exe_path: guest_exe_path(&exe, &rootfs),
+    let placement = Placement::parse(&args.placement, islands).map_err(LaunchError::Placement)?;
+    let config = LaunchConfig {
+        islands,
+        placement,
+        coherent_from_start: args.dsm,
+        argv: args.program.clone(),
+        rootfs: args.rootfs.clone(),
+        env: args.env.clone(),
         verbose: args.verbose,
         allow_port_io: args.allow_port_io,
         no_prefault: args.no_prefault,
-        island: 0,
     };
-
-    let island_err = |e: &dyn std::fmt::Display| LaunchError::Island(e.to_string());
-    let phase = |what: &str| {
-        if args.verbose >= 3 {
-            eprintln!("popvmm: {:>8} us {what}", started.elapsed().as_micros());
-        }
-    };
-    phase("parsed");
-    crate::kernel::thread::install_kick_handler().map_err(|e| {
-        island_err(&format!(
-            "cannot install the vCPU kick handler: errno {}",
-            e.0
-        ))
-    })?;
-    let islands = if args.islands == 1 && !args.dsm {
-        let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
-        phase("memory reserved");
-        let vm = IslandVm::new(memory).map_err(|e| island_err(&e))?;
-        phase("vm created");
-        let p = Process::new(vm, config, started).map_err(|e| island_err(&e))?;
-        image
-            .load(&p, &file)
-            .map_err(|e| LaunchError::Load(program.clone(), e))?;
-        vec![p]
-    } else {
-        let islands = build_islands(args.islands as usize, placement, &config, started, args.dsm)?;
-        phase("islands created");
-        image
-            .load(&islands[0], &file)
-            .map_err(|e| LaunchError::Load(program.clone(), e))?;
-        for p in &islands[1..] {
-            image
-                .load_local(p, &file)
-                .map_err(|e| LaunchError::Load(program.clone(), e))?;
-        }
-        islands
-    };
-    let p = Arc::clone(&islands[0]);
-    drop(file);
-    phase("loaded");
-    let rsp = stack::build(&p, &image, &args.program, &env, &program)
-        .map_err(|e| LaunchError::Load(program.clone(), e))?;
-
-    let mut vcpu = p.take_vcpu().map_err(|e| island_err(&e))?;
-    let regs = kvm_regs {
-        rip: image.entry,
-        rsp,
-        rflags: 0x202,
-        ..Default::default()
-    };
-    vcpu.start_user(&regs, 0, None)
-        .map_err(|e| island_err(&e))?;
-    phase("vcpu ready");
-    let main = Thread::new(p.alloc_tid(), vcpu);
-    main.status.set_rip(image.entry);
-    p.register_thread(Arc::clone(&main.status));
-
+    let mut program = config.build(started)?;
     let _api = match &args.api_sock {
-        Some(path) => Some(crate::api::serve(path, islands.clone())?),
+        Some(path) => Some(crate::api::serve(path, program.islands().to_vec())?),
         None => None,
     };
-    spawn(&p, main)
-        .map_err(|e| island_err(&format!("cannot start the vCPU thread: errno {}", e.0)))?;
-    let status = p.wait_exit();
-    // Let a system call already under way on another thread (a write, typically) finish before
-    // popvmm exits and adds its own last line: Linux would not cut it in half either.
-    let deadline = Instant::now() + std::time::Duration::from_millis(200);
-    while Instant::now() < deadline
-        && p.threads()
-            .iter()
-            .any(|t| t.state() == crate::kernel::ThreadState::InKernel)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-
+    let status = program.run()?;
+    let islands = program.islands();
     if args.stats {
-        print_stats(&p);
+        print_stats(&islands[ORIGIN]);
     }
-    if islands[0].distributed() {
-        let summary = crate::api::summary(&islands);
+    if islands.len() > 1 {
+        let summary = crate::api::summary(islands);
         eprint!("{}", summary.text());
-        let hot = crate::api::stats::hot_pages(&islands, HOT_PAGES_AT_EXIT);
+        let hot = crate::api::stats::hot_pages(islands, HOT_PAGES_AT_EXIT);
         if let Some(line) = crate::api::stats::hot_pages_text(&hot) {
             eprint!("{line}");
         }
@@ -369,7 +249,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
             }
         }
     } else if let Some(path) = &args.stats_json {
-        let summary = crate::api::summary(&islands);
+        let summary = crate::api::summary(islands);
         if let Err(e) = std::fs::write(path, summary.json().to_string()) {
             eprintln!("popvmm: cannot write {}: {e}", path.display());
         }
@@ -380,56 +260,6 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         }
     }
     Ok(status.shell_status())
-}
-
-/// Creates the islands of a program spanning several: one VM, memory and coherency layer each,
-/// linked to each other, with their service threads running.
-fn build_islands(
-    n: usize,
-    placement: Placement,
-    config: &KernelConfig,
-    started: Instant,
-    coherent: bool,
-) -> Result<Vec<Arc<Process>>, LaunchError> {
-    let island_err = |e: &dyn std::fmt::Display| LaunchError::Island(e.to_string());
-    let program = Arc::new(ProgramState::new(n, placement));
-    let fabric: Arc<IslandFabric> = Arc::new(
-        IslandFabric::new(n, crate::fabric::FabricConfig::default()).map_err(|e| island_err(&e))?,
-    );
-    let engine = coherency::Config::new(n);
-    let mut islands: Vec<Arc<Process>> = Vec::with_capacity(n);
-    for i in 0..n {
-        let memory = Arc::new(IslandMemory::new(ISLAND_MEMORY_SIZE).map_err(|e| island_err(&e))?);
-        let vm = IslandVm::new(Arc::clone(&memory)).map_err(|e| island_err(&e))?;
-        let mut dsm = Dsm::new(i as IslandId, engine, memory).map_err(|e| island_err(&e))?;
-        // Only the origin runs a thread at first; islands join the protocol with their first
-        // thread (`Process::sync_layout_to`).
-        dsm.set_members(coherency::KernelSet::only(0));
-        let link = IslandLink::new(
-            i as IslandId,
-            Arc::clone(&fabric),
-            dsm,
-            Arc::clone(&program),
-            coherent,
-        )
-        .map_err(|e| island_err(&e))?;
-        let mut cfg = config.clone();
-        cfg.island = i as u32;
-        let p = Process::new_island(vm, cfg, started, islands.first().map(|o| &**o), link)
-            .map_err(|e| island_err(&e))?;
-        islands.push(p);
-    }
-    for p in &islands {
-        let p2 = Arc::clone(p);
-        let rx = fabric
-            .receiver(p.island() as usize)
-            .map_err(|e| island_err(&e))?;
-        std::thread::Builder::new()
-            .name(format!("island{}-service", p.island()))
-            .spawn(move || service_loop(p2, rx))
-            .map_err(|e| island_err(&e))?;
-    }
-    Ok(islands)
 }
 
 fn vm_rss_bytes() -> Option<u64> {
@@ -445,7 +275,7 @@ fn vm_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn print_stats(p: &Process) {
+fn print_stats(p: &Island) {
     let first = p.first_entry_ns.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "popvmm: stats: startup_to_first_guest_entry_us={}",

@@ -11,10 +11,13 @@
 //! fault the same way on their host threads, so they get the page through the protocol exactly as
 //! a guest access does.
 //!
-//! The [`Dsm`] is driven by one thread per island (the island's service thread): faults and
-//! messages in, messages out through [`Dsm::take_outbox`]. It never blocks and never touches a
-//! page the engine does not hold mapped (that would fault on itself).
+//! The island kernel reaches its [`Dsm`] only through its [`DsmPort`] (`port.rs`), which sends
+//! whatever the engine queued before it returns: faults and messages in (the island's service
+//! thread), ranges registered and forgotten (the memory calls), snapshots out (the control
+//! socket). The `Dsm` never blocks and never touches a page the engine does not hold mapped (that
+//! would fault on itself).
 
+pub mod port;
 pub mod uffd;
 
 use std::collections::HashMap;
@@ -29,10 +32,10 @@ use coherency::{
 };
 
 use crate::memory::IslandMemory;
+pub use port::{DsmPort, PageSnapshot, SendPage};
 pub use uffd::{Fault, Userfaultfd};
 
-/// Bytes per page.
-pub const PAGE_SIZE: u64 = 4096;
+pub use crate::memory::layout::PAGE_SIZE;
 
 /// The content of one page, as a Copy message carries it (the messaging layer's page buffer).
 pub use crate::fabric::PageBuf;
@@ -56,6 +59,10 @@ pub enum DsmError {
     Read { page: u64, source: std::io::Error },
     #[error("coherency protocol: {0}")]
     Protocol(#[from] ProtocolError),
+    #[error("sending a coherency message: {0}")]
+    Send(crate::fabric::FabricError),
+    #[error("this program runs on one island: it has no coherency layer")]
+    Disabled,
     #[error("island {island}: {source} (page {page:#x})")]
     Host {
         island: KernelId,
@@ -64,8 +71,59 @@ pub enum DsmError {
     },
 }
 
-/// Latency histogram buckets: powers of two of microseconds, from 1 us to ~1 s.
-const BUCKETS: usize = 21;
+/// Latency histogram buckets: powers of two of microseconds, from 1 us to ~1 s; the last one
+/// holds everything slower.
+pub const BUCKETS: usize = 21;
+
+/// Where a latency quantile falls in the histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantile {
+    /// Below this many microseconds (a bucket's upper bound).
+    Below(u64),
+    /// In the last, open-ended bucket: at least this many microseconds.
+    AtLeast(u64),
+}
+
+impl Quantile {
+    /// The upper bound in microseconds, if the histogram has one.
+    pub fn upper_us(self) -> Option<u64> {
+        match self {
+            Quantile::Below(us) => Some(us),
+            Quantile::AtLeast(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Quantile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quantile::Below(us) => write!(f, "< {us} us"),
+            Quantile::AtLeast(us) => write!(f, ">= {us} us"),
+        }
+    }
+}
+
+/// The bucket of a latency histogram (bucket b counts latencies in [2^b, 2^(b+1)) microseconds,
+/// the last one everything above) below which a fraction `q` of the counts fall. None: no counts.
+pub fn latency_quantile(buckets: &[u64], q: f64) -> Option<Quantile> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let target = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (b, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= target {
+            return Some(if b + 1 < buckets.len() {
+                Quantile::Below(1u64 << (b + 1))
+            } else {
+                Quantile::AtLeast(1u64 << b)
+            });
+        }
+    }
+    None
+}
 
 /// Fault counters and latencies of one island, readable from other threads at any time.
 #[derive(Debug, Default)]
@@ -96,26 +154,14 @@ impl DsmStats {
         self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The latency (in microseconds, bucket upper bound) below which `q` of the faults resolved.
-    pub fn latency_quantile_us(&self, q: f64) -> Option<u64> {
+    /// The latency below which `q` of the faults resolved (see [`latency_quantile`]).
+    pub fn latency_quantile_us(&self, q: f64) -> Option<Quantile> {
         let counts: Vec<u64> = self
             .latency_buckets
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let target = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (b, n) in counts.iter().enumerate() {
-            seen += n;
-            if seen >= target {
-                return Some(1u64 << (b + 1));
-            }
-        }
-        Some(1u64 << BUCKETS)
+        latency_quantile(&counts, q)
     }
 
     pub fn mean_latency_us(&self) -> Option<f64> {
@@ -541,6 +587,11 @@ impl Dsm {
     /// Every page this island knows something about, in page order.
     pub fn pages(&self) -> Vec<(PageId, PageView)> {
         self.engine.pages()
+    }
+
+    /// The pages this island knows something about, in no particular order.
+    pub fn page_ids(&self) -> Vec<PageId> {
+        self.engine.page_ids()
     }
 
     /// What this island saw of `page` (zeros for a page it never faulted on nor heard of).

@@ -62,16 +62,8 @@ impl fmt::Debug for PageBuf {
 /// A coherency protocol message carrying 4 KiB pages.
 pub type PageMessage = Message<PageBuf>;
 
-/// The counter names of [`PageMessage`], in `MessageType::ALL` order (a test checks it).
-pub const PAGE_MESSAGE_TYPES: [&str; 7] = [
-    "fetch",
-    "fetch_write",
-    "copy",
-    "copy_void",
-    "invalid",
-    "ack",
-    "nack",
-];
+/// The counter names of [`PageMessage`]: the protocol's own (`MessageType::NAMES`).
+pub const PAGE_MESSAGE_TYPES: [&str; 7] = MessageType::NAMES;
 
 const HEADER: usize = 8 + 1 + 8 + 1;
 

@@ -10,10 +10,12 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::errno::{Errno, SysResult};
 use super::uaccess::{UserMemory, PATH_MAX};
-use super::{Errno, Process, SysResult};
+use crate::sync::lock;
 
 /// Errors of setting up the file system.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,52 @@ pub enum FsError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// The program's files, owned by the origin's services: the descriptor table (with the root and
+/// working directory of path resolution), the umask, and what `/proc/self` names.
+#[derive(Debug)]
+pub struct Files {
+    table: Mutex<FdTable>,
+    umask: AtomicU32,
+    /// The program's pid and executable, as `/proc/self/exe` and `/proc/PID/exe` show them.
+    pub pid: u32,
+    pub exe_path: String,
+}
+
+impl Files {
+    pub fn new(rootfs: &Path, pid: u32, exe_path: String) -> Result<Self, FsError> {
+        Ok(Self {
+            table: Mutex::new(FdTable::new(rootfs)?),
+            umask: AtomicU32::new(0o022),
+            pid,
+            exe_path,
+        })
+    }
+
+    pub fn table(&self) -> MutexGuard<'_, FdTable> {
+        lock(&self.table)
+    }
+
+    /// umask(2): sets the mask, returns the previous one.
+    pub fn set_umask(&self, mask: u32) -> u32 {
+        self.umask.swap(mask & 0o777, Ordering::Relaxed)
+    }
+}
+
+/// What a file call works with: the program's files, and the memory of the island that serves
+/// the call (on the origin, for a call made on another island, the buffers come through the
+/// coherency protocol).
+#[derive(Debug, Clone, Copy)]
+pub struct FileCx<'a> {
+    pub files: &'a Files,
+    pub user: &'a UserMemory,
+}
+
+impl FileCx<'_> {
+    fn files(&self) -> MutexGuard<'_, FdTable> {
+        self.files.table()
+    }
 }
 
 const AT_FDCWD: i32 = libc::AT_FDCWD;
@@ -270,7 +318,7 @@ fn read_path(user: &UserMemory, addr: u64) -> Result<String, Errno> {
 }
 
 /// Checks that the whole guest buffer is accessible before doing host I/O for it.
-fn check_buf(p: &Process, addr: u64, len: u64, access: super::vma::Access) -> Result<(), Errno> {
+fn check_buf(p: &FileCx<'_>, addr: u64, len: u64, access: super::vma::Access) -> Result<(), Errno> {
     if p.user.layout().check(addr, len, access) {
         Ok(())
     } else {
@@ -279,7 +327,7 @@ fn check_buf(p: &Process, addr: u64, len: u64, access: super::vma::Access) -> Re
 }
 
 /// read / pread64.
-pub fn sys_read(p: &Process, fd: i32, buf: u64, count: u64, off: Option<u64>) -> SysResult {
+pub fn sys_read(p: &FileCx<'_>, fd: i32, buf: u64, count: u64, off: Option<u64>) -> SysResult {
     let f = p.files().get(fd)?;
     if let Some(o) = off {
         if (o as i64) < 0 {
@@ -308,7 +356,7 @@ pub fn sys_read(p: &Process, fd: i32, buf: u64, count: u64, off: Option<u64>) ->
 }
 
 /// write / pwrite64 (files of the root are read-only: the host answers EBADF).
-pub fn sys_write(p: &Process, fd: i32, buf: u64, count: u64) -> SysResult {
+pub fn sys_write(p: &FileCx<'_>, fd: i32, buf: u64, count: u64) -> SysResult {
     let f = p.files().get(fd)?;
     let count = count.min(0x7fff_f000);
     check_buf(p, buf, count, super::vma::Access::Read)?;
@@ -329,7 +377,7 @@ pub fn sys_write(p: &Process, fd: i32, buf: u64, count: u64) -> SysResult {
     Ok(done)
 }
 
-fn read_iovecs(p: &Process, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
+fn read_iovecs(p: &FileCx<'_>, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
     if cnt > IOV_MAX {
         return Err(Errno::EINVAL);
     }
@@ -349,7 +397,7 @@ fn read_iovecs(p: &Process, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno
 }
 
 /// writev: gathered into one host write, so concurrent writers never interleave inside it.
-pub fn sys_writev(p: &Process, fd: i32, iov: u64, cnt: u64) -> SysResult {
+pub fn sys_writev(p: &FileCx<'_>, fd: i32, iov: u64, cnt: u64) -> SysResult {
     let f = p.files().get(fd)?;
     let vecs = read_iovecs(p, iov, cnt)?;
     // At most WRITEV_MAX bytes per call (a short write, as Linux may return): the gather buffer
@@ -364,7 +412,7 @@ pub fn sys_writev(p: &Process, fd: i32, iov: u64, cnt: u64) -> SysResult {
     f.write_all(&data).map(|n| n as u64)
 }
 
-pub fn sys_readv(p: &Process, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
+pub fn sys_readv(p: &FileCx<'_>, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> SysResult {
     let f = p.files().get(fd)?;
     let vecs = read_iovecs(p, iov, cnt)?;
     let mut total = 0u64;
@@ -407,8 +455,8 @@ fn open_device(host: &str, flags: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
-    let path = read_path(&p.user, path)?;
+pub fn sys_openat(p: &FileCx<'_>, dirfd: i32, path: u64, flags: u64) -> SysResult {
+    let path = read_path(p.user, path)?;
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
@@ -457,11 +505,11 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
         .map(|fd| fd as u64)
 }
 
-pub fn sys_close(p: &Process, fd: i32) -> SysResult {
+pub fn sys_close(p: &FileCx<'_>, fd: i32) -> SysResult {
     p.files().close(fd).map(|_| 0)
 }
 
-pub fn sys_lseek(p: &Process, fd: i32, off: u64, whence: u64) -> SysResult {
+pub fn sys_lseek(p: &FileCx<'_>, fd: i32, off: u64, whence: u64) -> SysResult {
     let f = p.files().get(fd)?;
     // SAFETY: lseek on a descriptor we own; no memory is passed.
     let r = unsafe { libc::lseek(f.raw(), off as i64, whence as i32) };
@@ -472,15 +520,30 @@ pub fn sys_lseek(p: &Process, fd: i32, off: u64, whence: u64) -> SysResult {
     }
 }
 
-pub fn sys_fstat(p: &Process, fd: i32, buf: u64) -> SysResult {
+pub fn sys_fstat(p: &FileCx<'_>, fd: i32, buf: u64) -> SysResult {
     let st = p.files().get(fd)?.fstat()?;
     p.user.write(buf, &st)?;
     Ok(0)
 }
 
+/// pwrite64: stdio answers ESPIPE (a pipe or terminal), the read-only root's files EBADF.
+pub fn sys_pwrite(p: &FileCx<'_>, fd: i32) -> SysResult {
+    let f = p.files().get(fd)?;
+    Err(if f.mappable() {
+        Errno::EBADF
+    } else {
+        Errno::ESPIPE
+    })
+}
+
 /// Opens `dirfd`/`path` with O_PATH for stat-like calls (AT_EMPTY_PATH: the dirfd itself).
-fn open_for_stat(p: &Process, dirfd: i32, path: u64, flags: i32) -> Result<OwnedFdOrFile, Errno> {
-    let path = read_path(&p.user, path)?;
+fn open_for_stat(
+    p: &FileCx<'_>,
+    dirfd: i32,
+    path: u64,
+    flags: i32,
+) -> Result<OwnedFdOrFile, Errno> {
+    let path = read_path(p.user, path)?;
     let files = p.files();
     if path.is_empty() {
         if flags & libc::AT_EMPTY_PATH == 0 {
@@ -518,14 +581,21 @@ impl OwnedFdOrFile {
     }
 }
 
-pub fn sys_newfstatat(p: &Process, dirfd: i32, path: u64, buf: u64, flags: u64) -> SysResult {
+pub fn sys_newfstatat(p: &FileCx<'_>, dirfd: i32, path: u64, buf: u64, flags: u64) -> SysResult {
     let fd = open_for_stat(p, dirfd, path, flags as i32)?;
     let st = host_fstat(fd.raw())?;
     p.user.write(buf, &st)?;
     Ok(0)
 }
 
-pub fn sys_statx(p: &Process, dirfd: i32, path: u64, flags: u64, mask: u64, buf: u64) -> SysResult {
+pub fn sys_statx(
+    p: &FileCx<'_>,
+    dirfd: i32,
+    path: u64,
+    flags: u64,
+    mask: u64,
+    buf: u64,
+) -> SysResult {
     let fd = open_for_stat(p, dirfd, path, flags as i32)?;
     let mut out = [0u8; 256];
     // SAFETY: statx writes one `struct statx` (256 bytes) into `out`; the path is a static empty C
@@ -547,7 +617,7 @@ pub fn sys_statx(p: &Process, dirfd: i32, path: u64, flags: u64, mask: u64, buf:
     Ok(0)
 }
 
-pub fn sys_getdents64(p: &Process, fd: i32, buf: u64, count: u64) -> SysResult {
+pub fn sys_getdents64(p: &FileCx<'_>, fd: i32, buf: u64, count: u64) -> SysResult {
     let f = p.files().get(fd)?;
     let count = count.min(1 << 16) as usize;
     check_buf(p, buf, count as u64, super::vma::Access::Write)?;
@@ -561,7 +631,7 @@ pub fn sys_getdents64(p: &Process, fd: i32, buf: u64, count: u64) -> SysResult {
     Ok(n as u64)
 }
 
-pub fn sys_faccessat(p: &Process, dirfd: i32, path: u64, mode: u64, flags: u64) -> SysResult {
+pub fn sys_faccessat(p: &FileCx<'_>, dirfd: i32, path: u64, mode: u64, flags: u64) -> SysResult {
     let fd = open_for_stat(p, dirfd, path, flags as i32 & !libc::AT_EACCESS)?;
     let mode = mode as i32;
     if mode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0 {
@@ -580,14 +650,16 @@ pub fn sys_faccessat(p: &Process, dirfd: i32, path: u64, mode: u64, flags: u64) 
     Ok(0)
 }
 
-pub fn sys_readlinkat(p: &Process, dirfd: i32, path: u64, buf: u64, size: u64) -> SysResult {
+pub fn sys_readlinkat(p: &FileCx<'_>, dirfd: i32, path: u64, buf: u64, size: u64) -> SysResult {
     if (size as i64) <= 0 {
         return Err(Errno::EINVAL);
     }
-    let path_s = read_path(&p.user, path)?;
+    let path_s = read_path(p.user, path)?;
     let guest = normalize(&p.files().guest_path(dirfd, &path_s)?);
-    let target: Vec<u8> = if guest == "/proc/self/exe" || guest == format!("/proc/{}/exe", p.pid) {
-        p.config.exe_path.as_bytes().to_vec()
+    let target: Vec<u8> = if guest == "/proc/self/exe"
+        || guest == format!("/proc/{}/exe", p.files.pid)
+    {
+        p.files.exe_path.as_bytes().to_vec()
     } else {
         let fd = open_for_stat(p, dirfd, path, libc::AT_SYMLINK_NOFOLLOW)?;
         let mut out = vec![0u8; PATH_MAX];
@@ -606,13 +678,13 @@ pub fn sys_readlinkat(p: &Process, dirfd: i32, path: u64, buf: u64, size: u64) -
     Ok(n as u64)
 }
 
-pub fn sys_dup(p: &Process, fd: i32) -> SysResult {
+pub fn sys_dup(p: &FileCx<'_>, fd: i32) -> SysResult {
     let mut files = p.files();
     let f = files.get(fd)?;
     files.install(f, false, 0).map(|fd| fd as u64)
 }
 
-pub fn sys_dup3(p: &Process, old: i32, new: i32, flags: u64, dup2: bool) -> SysResult {
+pub fn sys_dup3(p: &FileCx<'_>, old: i32, new: i32, flags: u64, dup2: bool) -> SysResult {
     let mut files = p.files();
     let f = files.get(old)?;
     if flags & !(libc::O_CLOEXEC as u64) != 0 {
@@ -639,7 +711,7 @@ pub fn sys_dup3(p: &Process, old: i32, new: i32, flags: u64, dup2: bool) -> SysR
     Ok(new as u64)
 }
 
-pub fn sys_fcntl(p: &Process, fd: i32, cmd: u64, arg: u64) -> SysResult {
+pub fn sys_fcntl(p: &FileCx<'_>, fd: i32, cmd: u64, arg: u64) -> SysResult {
     let mut files = p.files();
     match cmd as i32 {
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
@@ -674,7 +746,7 @@ pub fn sys_fcntl(p: &Process, fd: i32, cmd: u64, arg: u64) -> SysResult {
     }
 }
 
-pub fn sys_ioctl(p: &Process, fd: i32, req: u64, arg: u64) -> SysResult {
+pub fn sys_ioctl(p: &FileCx<'_>, fd: i32, req: u64, arg: u64) -> SysResult {
     let f = p.files().get(fd)?;
     // Terminal queries answer what popvmm's own descriptor answers (ENOTTY unless it is a tty).
     let size = match req {
@@ -692,7 +764,7 @@ pub fn sys_ioctl(p: &Process, fd: i32, req: u64, arg: u64) -> SysResult {
     Ok(0)
 }
 
-pub fn sys_getcwd(p: &Process, buf: u64, size: u64) -> SysResult {
+pub fn sys_getcwd(p: &FileCx<'_>, buf: u64, size: u64) -> SysResult {
     let cwd = p.files().cwd.clone();
     let mut bytes = cwd.into_bytes();
     bytes.push(0);
@@ -703,8 +775,8 @@ pub fn sys_getcwd(p: &Process, buf: u64, size: u64) -> SysResult {
     Ok(bytes.len() as u64)
 }
 
-pub fn sys_chdir(p: &Process, path: u64) -> SysResult {
-    let path = read_path(&p.user, path)?;
+pub fn sys_chdir(p: &FileCx<'_>, path: u64) -> SysResult {
+    let path = read_path(p.user, path)?;
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
@@ -716,7 +788,7 @@ pub fn sys_chdir(p: &Process, path: u64) -> SysResult {
 }
 
 /// poll / ppoll on the program's descriptors (timeout in milliseconds, negative: forever).
-pub fn sys_poll(p: &Process, fds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
+pub fn sys_poll(p: &FileCx<'_>, fds: u64, nfds: u64, timeout_ms: i32) -> SysResult {
     if nfds > MAX_FDS as u64 {
         return Err(Errno::EINVAL);
     }

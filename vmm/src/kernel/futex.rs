@@ -2,124 +2,145 @@
 //!
 //! The value check of FUTEX_WAIT and the enqueue happen under the table lock, and wakers take the
 //! same lock, so a wake cannot slip between a waiter's check and its sleep (Linux's guarantee).
-//! The table knows nothing of guest memory: callers pass closures that read the word through
-//! `UserMemory`. In the multi-island design this table is served by the origin island.
+//! The table knows nothing of guest memory nor of islands: callers pass closures that read the
+//! word (through `UserMemory`, hence through the coherency protocol), and each waiter says how it
+//! is to be woken: a thread of this island sleeping on its [`Wakeup`], or a callback that answers
+//! a waiter on another island (which then waits without holding any thread here). One table per
+//! program, owned by the origin's services.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::Errno;
+use super::errno::Errno;
+pub use super::wait::Abandon;
+use super::wait::Waiting;
+use crate::sync::lock;
 
 pub const BITSET_MATCH_ANY: u32 = u32::MAX;
-
-/// How often a blocked waiter checks for a signal to deliver.
-pub const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Reads a futex word (through `UserMemory`), under the table lock.
 pub type ReadWord<'a> = &'a dyn Fn() -> Result<u32, Errno>;
 
-#[derive(Debug)]
+/// Identifies one queued waiter, to cancel it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WaiterId(u64);
+
+/// What a wake does: called once, under the table lock, when the waiter leaves its queue woken.
+pub type OnWake = Box<dyn FnOnce() + Send>;
+
 struct Waiter {
+    id: WaiterId,
     bitset: u32,
-    /// The queue the waiter is on (changes on requeue; only written under the table lock).
-    key: AtomicU64,
-    woken: Mutex<bool>,
-    cv: Condvar,
+    on_wake: OnWake,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter")
+            .field("id", &self.id)
+            .field("bitset", &self.bitset)
+            .finish()
+    }
 }
 
 /// All futex wait queues of one program.
 #[derive(Debug, Default)]
 pub struct FutexTable {
-    queues: Mutex<HashMap<u64, VecDeque<Arc<Waiter>>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Waiter {
-    fn wake(&self) {
-        *lock(&self.woken) = true;
-        self.cv.notify_one();
-    }
+    queues: Mutex<HashMap<u64, VecDeque<Waiter>>>,
+    next_id: AtomicU64,
 }
 
 impl FutexTable {
-    /// FUTEX_WAIT(_BITSET): sleeps if the word still holds `expected`, until woken or `deadline`.
-    /// `read_word` runs under the table lock.
+    /// FUTEX_WAIT(_BITSET) without a sleeping thread: if the word still holds `expected`, queues a
+    /// waiter that `on_wake` answers when it is woken. `read_word` runs under the table lock.
+    pub fn wait_async(
+        &self,
+        addr: u64,
+        expected: u32,
+        bitset: u32,
+        read_word: impl FnOnce() -> Result<u32, Errno>,
+        on_wake: OnWake,
+    ) -> Result<WaiterId, Errno> {
+        if bitset == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let id = WaiterId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut q = lock(&self.queues);
+        if read_word()? != expected {
+            return Err(Errno::EAGAIN);
+        }
+        q.entry(addr).or_default().push_back(Waiter {
+            id,
+            bitset,
+            on_wake,
+        });
+        Ok(id)
+    }
+
+    /// Takes a waiter out of its queue, if it is still there (not woken). Returns whether it was.
+    pub fn cancel(&self, id: WaiterId) -> bool {
+        let mut q = lock(&self.queues);
+        let mut found = None;
+        for (key, list) in q.iter_mut() {
+            if let Some(i) = list.iter().position(|w| w.id == id) {
+                list.remove(i);
+                found = Some(*key);
+                break;
+            }
+        }
+        match found {
+            Some(key) => {
+                if q.get(&key).is_some_and(|l| l.is_empty()) {
+                    q.remove(&key);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// FUTEX_WAIT(_BITSET) for a thread of this island: sleeps as `w` says if the word still
+    /// holds `expected`, until woken (Ok), its deadline (ETIMEDOUT) or its `abandon` says to give
+    /// up (that reason's errno).
     pub fn wait(
         &self,
         addr: u64,
         expected: u32,
         bitset: u32,
-        deadline: Option<Instant>,
         read_word: impl FnOnce() -> Result<u32, Errno>,
-        interrupted: &dyn Fn() -> bool,
+        w: &Waiting<'_>,
     ) -> Result<(), Errno> {
-        if bitset == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let waiter = Arc::new(Waiter {
-            bitset,
-            key: AtomicU64::new(addr),
-            woken: Mutex::new(false),
-            cv: Condvar::new(),
+        let (wakeup, deadline, abandon) = (w.wakeup, w.deadline, w.abandon);
+        let woken = Arc::new(AtomicBool::new(false));
+        let on_wake: OnWake = {
+            let (woken, wakeup) = (Arc::clone(&woken), Arc::clone(wakeup));
+            Box::new(move || {
+                woken.store(true, Ordering::SeqCst);
+                wakeup.notify();
+            })
+        };
+        let id = self.wait_async(addr, expected, bitset, read_word, on_wake)?;
+        let why = wakeup.wait_for(deadline, || {
+            if woken.load(Ordering::SeqCst) {
+                return Some(None);
+            }
+            abandon().map(Some)
         });
-        {
-            let mut q = lock(&self.queues);
-            if read_word()? != expected {
-                return Err(Errno::EAGAIN);
-            }
-            q.entry(addr).or_default().push_back(Arc::clone(&waiter));
+        let why = match why {
+            Some(None) => return Ok(()),
+            Some(Some(why)) => why,
+            None => Abandon::TimedOut,
+        };
+        // Leave the queue, unless a waker took us out in the meantime: then the wake counts.
+        if self.cancel(id) {
+            Err(why.errno())
+        } else {
+            Ok(())
         }
-        let mut woken = lock(&waiter.woken);
-        let mut why = Errno::ETIMEDOUT;
-        while !*woken {
-            // Sleep in slices so that a signal sent to this thread interrupts the wait (EINTR)
-            // within SIGNAL_CHECK.
-            let now = Instant::now();
-            let slice = match deadline {
-                Some(d) if now >= d => break,
-                Some(d) => (d - now).min(SIGNAL_CHECK),
-                None => SIGNAL_CHECK,
-            };
-            woken = waiter
-                .cv
-                .wait_timeout(woken, slice)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            if !*woken && interrupted() {
-                why = Errno::EINTR;
-                break;
-            }
-        }
-        if *woken {
-            return Ok(());
-        }
-        drop(woken);
-        // Timed out or interrupted: leave the queue unless a waker got us in the meantime.
-        let mut q = lock(&self.queues);
-        if *lock(&waiter.woken) {
-            return Ok(());
-        }
-        let key = waiter.key.load(Ordering::Relaxed);
-        if let Some(list) = q.get_mut(&key) {
-            list.retain(|w| !Arc::ptr_eq(w, &waiter));
-            if list.is_empty() {
-                q.remove(&key);
-            }
-        }
-        Err(why)
     }
 
-    fn wake_locked(
-        q: &mut HashMap<u64, VecDeque<Arc<Waiter>>>,
-        addr: u64,
-        n: u32,
-        bitset: u32,
-    ) -> u32 {
+    fn wake_locked(q: &mut HashMap<u64, VecDeque<Waiter>>, addr: u64, n: u32, bitset: u32) -> u32 {
         let Some(list) = q.get_mut(&addr) else {
             return 0;
         };
@@ -127,7 +148,7 @@ impl FutexTable {
         let mut kept = VecDeque::with_capacity(list.len());
         while let Some(w) = list.pop_front() {
             if woken < n && w.bitset & bitset != 0 {
-                w.wake();
+                (w.on_wake)();
                 woken += 1;
             } else {
                 kept.push_back(w);
@@ -176,7 +197,6 @@ impl FutexTable {
         if let Some(list) = q.get_mut(&addr) {
             while moved < n_requeue {
                 let Some(w) = list.pop_front() else { break };
-                w.key.store(addr2, Ordering::Relaxed);
                 to_move.push(w);
                 moved += 1;
             }
@@ -209,7 +229,7 @@ impl FutexTable {
         Ok(woken)
     }
 
-    /// Number of threads waiting on `addr` (for tests and the control socket).
+    /// Number of waiters on `addr` (for tests and the control socket).
     pub fn waiters(&self, addr: u64) -> usize {
         lock(&self.queues).get(&addr).map_or(0, |l| l.len())
     }
@@ -219,28 +239,56 @@ impl FutexTable {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
+
+    use crate::sync::Wakeup;
+
+    /// Waits as a thread that never gives up, until `deadline`.
+    fn wait(
+        t: &FutexTable,
+        addr: u64,
+        val: u32,
+        bits: u32,
+        deadline: Option<Instant>,
+        word: impl FnOnce() -> Result<u32, Errno>,
+        abandon: &dyn Fn() -> Option<Abandon>,
+    ) -> Result<(), Errno> {
+        let wakeup = Arc::new(Wakeup::new());
+        t.wait(
+            addr,
+            val,
+            bits,
+            word,
+            &Waiting {
+                wakeup: &wakeup,
+                deadline,
+                abandon,
+            },
+        )
+    }
 
     #[test]
     fn wait_checks_value_and_times_out() {
         let t = FutexTable::default();
         assert_eq!(
-            t.wait(8, 1, BITSET_MATCH_ANY, None, || Ok(2), &|| false),
+            wait(&t, 8, 1, BITSET_MATCH_ANY, None, || Ok(2), &|| None),
             Err(Errno::EAGAIN)
         );
         let d = Instant::now() + Duration::from_millis(20);
         assert_eq!(
-            t.wait(8, 1, BITSET_MATCH_ANY, Some(d), || Ok(1), &|| false),
+            wait(&t, 8, 1, BITSET_MATCH_ANY, Some(d), || Ok(1), &|| None),
             Err(Errno::ETIMEDOUT)
         );
         assert_eq!(t.waiters(8), 0);
         assert_eq!(
-            t.wait(8, 1, BITSET_MATCH_ANY, None, || Ok(1), &|| true),
+            wait(&t, 8, 1, BITSET_MATCH_ANY, None, || Ok(1), &|| Some(
+                Abandon::Interrupted
+            )),
             Err(Errno::EINTR)
         );
         assert_eq!(t.waiters(8), 0);
         assert_eq!(
-            t.wait(8, 1, 0, None, || Ok(1), &|| false),
+            wait(&t, 8, 1, 0, None, || Ok(1), &|| None),
             Err(Errno::EINVAL)
         );
     }
@@ -258,13 +306,14 @@ mod tests {
         let spawn = |bits: u32| {
             let (t, word) = (Arc::clone(&t), Arc::clone(&word));
             std::thread::spawn(move || {
-                t.wait(
+                wait(
+                    &t,
                     16,
                     0,
                     bits,
                     None,
                     || Ok(word.load(Ordering::SeqCst)),
-                    &|| false,
+                    &|| None,
                 )
             })
         };
@@ -287,7 +336,7 @@ mod tests {
             .map(|_| {
                 let t = Arc::clone(&t);
                 std::thread::spawn(move || {
-                    t.wait(32, 7, BITSET_MATCH_ANY, None, || Ok(7), &|| false)
+                    wait(&t, 32, 7, BITSET_MATCH_ANY, None, || Ok(7), &|| None)
                 })
             })
             .collect();
@@ -304,5 +353,31 @@ mod tests {
         for h in hs {
             assert_eq!(h.join().expect("join"), Ok(()));
         }
+    }
+
+    #[test]
+    fn an_async_waiter_is_answered_by_its_callback_or_cancelled() {
+        let t = FutexTable::default();
+        let answered = Arc::new(AtomicBool::new(false));
+        let a2 = Arc::clone(&answered);
+        let id = t
+            .wait_async(
+                40,
+                3,
+                BITSET_MATCH_ANY,
+                || Ok(3),
+                Box::new(move || a2.store(true, Ordering::SeqCst)),
+            )
+            .expect("queued");
+        assert_eq!(t.waiters(40), 1);
+        assert_eq!(t.wake(40, 1, BITSET_MATCH_ANY), Ok(1));
+        assert!(answered.load(Ordering::SeqCst));
+        assert!(!t.cancel(id), "a woken waiter cannot be cancelled");
+        let id = t
+            .wait_async(40, 3, BITSET_MATCH_ANY, || Ok(3), Box::new(|| {}))
+            .expect("queued");
+        assert!(t.cancel(id));
+        assert_eq!(t.waiters(40), 0);
+        assert_eq!(t.wake(40, 1, BITSET_MATCH_ANY), Ok(0));
     }
 }

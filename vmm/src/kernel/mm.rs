@@ -1,13 +1,19 @@
-//! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise. The layout lives in
-//! `vma::AddressSpace`; this module applies each change to island memory on the host side
-//! (mprotect of the host mapping is how protection is enforced, MADV_DONTNEED is how pages are
-//! dropped), under the layout's write lock so no kernel access to user memory runs meanwhile.
+//! Memory system calls on one island: brk, mmap, munmap, mprotect, mremap, madvise, and the
+//! layout changes the origin pushes. The layout lives in `vma::AddressSpace`; this module applies
+//! each change to the island's memory on the host side (mprotect of the host mapping is how
+//! protection is enforced, MADV_DONTNEED is how pages are dropped) and to its coherency layer,
+//! under the layout's write lock so no kernel access to user memory runs meanwhile. Which island
+//! decides a change and how it reaches the others is the origin's business (`origin.rs`).
+
+use std::sync::Arc;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use super::cluster::{self, LayoutOp, MmCall, Request, ORIGIN};
+use super::errno::{Errno, SysResult};
+use super::fs::{Files, OpenFile};
+use super::island::Island;
+use super::messages::{LayoutOp, MmCall};
 use super::vma::{AddressSpace, BrkChange, Prot, VmaError, VmaKind};
-use super::{Errno, Process, SysResult};
 use crate::memory::layout::{page_up, PAGE_SIZE};
 use crate::memory::{HostProt, IslandMemory};
 
@@ -42,19 +48,19 @@ fn vma_err(e: VmaError) -> Errno {
 /// Maps `[start, start+len)` fresh (zero-filled), replacing what was there, lets `fill` write
 /// initial contents (the host range is writable during `fill`), then applies `prot`.
 pub fn map_fixed_with(
-    p: &Process,
+    island: &Island,
     start: u64,
     len: u64,
     prot: Prot,
     kind: VmaKind,
     fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
-    let mut space = p.user.layout_mut();
-    map_locked(p, &mut space, start, len, prot, kind, fill)
+    let mut space = island.user.layout_mut();
+    map_locked(island, &mut space, start, len, prot, kind, fill)
 }
 
 fn map_locked(
-    p: &Process,
+    island: &Island,
     space: &mut AddressSpace,
     start: u64,
     len: u64,
@@ -66,40 +72,41 @@ fn map_locked(
     // stack (8 MiB, mostly untouched) is not.
     // Coherent memory is never prefaulted: its pages come through the protocol.
     let populate = !matches!(kind, VmaKind::Stack | VmaKind::File(_) | VmaKind::Reserved)
-        && !p.config.no_prefault
-        && !p.protocol_on();
-    let coherent = p.protocol_on() && !kind.is_local();
+        && !island.config.no_prefault
+        && !island.dsm.coherent();
+    let coherent = island.dsm.coherent() && !kind.is_local();
     let kind_for_thp = kind.clone();
-    let mem = p.user.island_memory();
+    let mem = island.user.island_memory();
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     space.map_fixed(start, len, prot, kind).map_err(vma_err)?;
     // The layout and the host protection must agree (uaccess trusts the layout), so a host
     // failure undoes the mapping.
-    let host =
-        p.vm.ensure_slots(start, len)
-            .map_err(|_| Errno::ENOMEM)
-            .and_then(|_| drop_pages(p, start, len))
-            .and_then(|_| {
-                mem.protect(start, len, HostProt::ReadWrite)
-                    .map_err(host_err)
-            });
+    let host = island
+        .vm
+        .ensure_slots(start, len)
+        .map_err(|_| Errno::ENOMEM)
+        .and_then(|_| drop_pages(island, start, len))
+        .and_then(|_| {
+            mem.protect(start, len, HostProt::ReadWrite)
+                .map_err(host_err)
+        });
     if let Err(e) = host {
-        let _ = unmap_locked(p, space, start, len);
+        let _ = unmap_locked(island, space, start, len);
         return Err(e);
     }
-    if p.distributed() && matches!(kind_for_thp, VmaKind::Stack) {
+    if island.spans_islands() && matches!(kind_for_thp, VmaKind::Stack) {
         // A stack touched at its top must not become a 2 MiB huge page: with several islands,
         // every resident page of it would become the origin's to hand out.
         mem.no_huge_pages(start, len);
     }
     let filled = fill(mem.guest());
     if let Err(e) = mem.protect(start, len, host_prot(prot)).map_err(host_err) {
-        let _ = unmap_locked(p, space, start, len);
+        let _ = unmap_locked(island, space, start, len);
         return Err(e);
     }
     if coherent {
-        if let Err(e) = make_coherent(p, start, len) {
-            let _ = unmap_locked(p, space, start, len);
+        if let Err(e) = make_coherent(island, start, len) {
+            let _ = unmap_locked(island, space, start, len);
             return Err(e);
         }
     } else if prot.writable() && populate && len <= POPULATE_MAX {
@@ -110,37 +117,41 @@ fn map_locked(
 
 /// Drops the pages of `[start, start+len)`: they read back as zeros. With several islands, the
 /// protocol forgets them too (the layout change reaches every island).
-fn drop_pages(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
-    match &p.cluster {
-        Some(link) if link.coherent() => link.dsm().forget(start, len).map_err(|e| {
-            p.log(1, format_args!("dropping {start:#x}+{len:#x}: {e}"));
+fn drop_pages(island: &Island, start: u64, len: u64) -> Result<(), Errno> {
+    if island.dsm.coherent() {
+        island.dsm.forget(start, len).map_err(|e| {
+            island.log(1, format_args!("dropping {start:#x}+{len:#x}: {e}"));
             Errno::ENOMEM
-        }),
-        _ => p.user.island_memory().discard(start, len).map_err(host_err),
+        })
+    } else {
+        island
+            .user
+            .island_memory()
+            .discard(start, len)
+            .map_err(host_err)
     }
 }
 
-/// Puts `[start, start+len)` under the coherency protocol. On the origin, the pages already
-/// written there (the program's initial data, file contents, moved pages) are its only copies:
-/// Not Replicated. Elsewhere, and for untouched pages, they start Unmapped.
-pub(super) fn make_coherent(p: &Process, start: u64, len: u64) -> Result<(), Errno> {
-    let Some(link) = &p.cluster else {
-        return Ok(());
-    };
-    if !link.coherent() {
+/// Puts `[start, start+len)` under the coherency protocol (when it runs). The pages already
+/// written there (on the origin: the program's initial data, file contents, moved pages) are this
+/// island's only copies: Not Replicated. Untouched pages start Unmapped. (Other islands get no
+/// resident pages in such ranges: their writable memory only ever comes through the protocol.)
+pub fn make_coherent(island: &Island, start: u64, len: u64) -> Result<(), Errno> {
+    if !island.dsm.coherent() {
         return Ok(());
     }
-    let mut dsm = link.dsm();
+    let failed = |e: crate::dsm::DsmError| {
+        island.log(1, format_args!("registering {start:#x}+{len:#x}: {e}"));
+        Errno::ENOMEM
+    };
     // Register first: a page touched from now on faults into the protocol, so a page that is
     // not resident below cannot be written behind the engine's back.
-    dsm.register(start, len).map_err(|e| {
-        p.log(1, format_args!("registering {start:#x}+{len:#x}: {e}"));
-        Errno::ENOMEM
-    })?;
-    if link.is_origin() {
-        for page in resident_pages(p.user.island_memory(), start, len) {
-            dsm.set_not_replicated(page, PAGE_SIZE);
-        }
+    island.dsm.register(start, len).map_err(failed)?;
+    for page in resident_pages(island.user.island_memory(), start, len) {
+        island
+            .dsm
+            .set_not_replicated(page, PAGE_SIZE)
+            .map_err(failed)?;
     }
     Ok(())
 }
@@ -163,39 +174,44 @@ fn resident_pages(mem: &IslandMemory, start: u64, len: u64) -> Vec<u64> {
         .collect()
 }
 
-fn unmap_locked(p: &Process, space: &mut AddressSpace, start: u64, len: u64) -> Result<(), Errno> {
-    let mem = p.user.island_memory();
+fn unmap_locked(
+    island: &Island,
+    space: &mut AddressSpace,
+    start: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    let mem = island.user.island_memory();
     for (s, e) in space.unmap(start, len).map_err(vma_err)? {
-        drop_pages(p, s, e - s)?;
+        drop_pages(island, s, e - s)?;
         mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
     }
     Ok(())
 }
 
-pub fn sys_brk(p: &Process, want: u64) -> SysResult {
-    let mem = p.user.island_memory();
-    let mut space = p.user.layout_mut();
+pub fn sys_brk(island: &Island, want: u64) -> SysResult {
+    let mem = island.user.island_memory();
+    let mut space = island.user.layout_mut();
     let old = space.brk_value();
     match space.brk(want) {
         BrkChange::Unchanged(b) => Ok(b),
         BrkChange::Grew(s, e) => {
-            if p.vm.ensure_slots(s, e - s).is_err()
-                || drop_pages(p, s, e - s).is_err()
+            if island.vm.ensure_slots(s, e - s).is_err()
+                || drop_pages(island, s, e - s).is_err()
                 || mem.protect(s, e - s, HostProt::ReadWrite).is_err()
-                || make_coherent(p, s, e - s).is_err()
+                || make_coherent(island, s, e - s).is_err()
             {
                 // Undo: the layout must match the host protection. brk reports failure by
                 // returning the unchanged break.
                 space.brk(old);
                 return Ok(old);
             }
-            if !p.config.no_prefault && !p.protocol_on() && e - s <= POPULATE_MAX {
+            if !island.config.no_prefault && !island.dsm.coherent() && e - s <= POPULATE_MAX {
                 mem.populate(s, e - s);
             }
             Ok(space.brk_value())
         }
         BrkChange::Shrank(s, e) => {
-            drop_pages(p, s, e - s)?;
+            drop_pages(island, s, e - s)?;
             mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
             Ok(space.brk_value())
         }
@@ -204,8 +220,10 @@ pub fn sys_brk(p: &Process, want: u64) -> SysResult {
 
 const PROT_MASK: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
 
+#[allow(clippy::too_many_arguments)] // mmap's six arguments, and who serves it
 pub fn sys_mmap(
-    p: &Process,
+    island: &Island,
+    files: &Files,
     addr: u64,
     len: u64,
     prot: u64,
@@ -230,7 +248,7 @@ pub fn sys_mmap(
     let file = if anon {
         None
     } else {
-        let f = p.files().get(fd as i32)?;
+        let f = files.table().get(fd as i32)?;
         if !f.readable() {
             return Err(Errno::EACCES);
         }
@@ -242,7 +260,7 @@ pub fn sys_mmap(
         }
         Some(f)
     };
-    let mut space = p.user.layout_mut();
+    let mut space = island.user.layout_mut();
     let start = if fixed {
         if flags & libc::MAP_FIXED_NOREPLACE != 0 && !space.check_free(addr, len) {
             return Err(Errno::EEXIST);
@@ -257,7 +275,7 @@ pub fn sys_mmap(
         None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,
     };
-    map_locked(p, &mut space, start, len, prot, kind, |g| {
+    map_locked(island, &mut space, start, len, prot, kind, |g| {
         if let Some(f) = &file {
             copy_file(f, off, len, start, g)?;
         }
@@ -267,7 +285,7 @@ pub fn sys_mmap(
 }
 
 fn copy_file(
-    f: &super::fs::OpenFile,
+    f: &Arc<OpenFile>,
     off: u64,
     len: u64,
     start: u64,
@@ -288,16 +306,16 @@ fn copy_file(
     Ok(())
 }
 
-pub fn sys_munmap(p: &Process, addr: u64, len: u64) -> SysResult {
+pub fn sys_munmap(island: &Island, addr: u64, len: u64) -> SysResult {
     if addr % PAGE_SIZE != 0 || len == 0 {
         return Err(Errno::EINVAL);
     }
-    let mut space = p.user.layout_mut();
-    unmap_locked(p, &mut space, addr, len)?;
+    let mut space = island.user.layout_mut();
+    unmap_locked(island, &mut space, addr, len)?;
     Ok(0)
 }
 
-pub fn sys_mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> SysResult {
+pub fn sys_mprotect(island: &Island, addr: u64, len: u64, prot: u64) -> SysResult {
     let grow = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
     if addr % PAGE_SIZE != 0 || prot & !(PROT_MASK | grow) != 0 {
         return Err(Errno::EINVAL);
@@ -307,22 +325,22 @@ pub fn sys_mprotect(p: &Process, addr: u64, len: u64, prot: u64) -> SysResult {
         return Ok(0);
     }
     let prot = Prot((prot & PROT_MASK) as u32);
-    let mem = p.user.island_memory();
-    let mut space = p.user.layout_mut();
+    let mem = island.user.island_memory();
+    let mut space = island.user.layout_mut();
     space.protect(addr, len, prot).map_err(vma_err)?;
     mem.protect(addr, len, host_prot(prot)).map_err(host_err)?;
     Ok(0)
 }
 
-pub fn sys_madvise(p: &Process, addr: u64, len: u64, advice: u64) -> SysResult {
+pub fn sys_madvise(island: &Island, addr: u64, len: u64, advice: u64) -> SysResult {
     if addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
     let len = page_up(len).ok_or(Errno::EINVAL)?;
     match advice as i32 {
         libc::MADV_DONTNEED | libc::MADV_FREE => {
-            let mem = p.user.island_memory();
-            let space = p.user.layout();
+            let mem = island.user.island_memory();
+            let space = island.user.layout();
             if len == 0 {
                 return Ok(0);
             }
@@ -340,10 +358,10 @@ pub fn sys_madvise(p: &Process, addr: u64, len: u64, advice: u64) -> SysResult {
                 .collect();
             drop(space);
             for (s, e) in ranges {
-                if p.protocol_on() {
+                if island.dsm.coherent() {
                     // Fresh zero pages on every island: forget them and start over.
-                    drop_pages(p, s, e - s)?;
-                    make_coherent(p, s, e - s)?;
+                    drop_pages(island, s, e - s)?;
+                    make_coherent(island, s, e - s)?;
                 } else {
                     mem.discard(s, e - s).map_err(host_err)?;
                 }
@@ -367,7 +385,7 @@ pub fn sys_madvise(p: &Process, addr: u64, len: u64, advice: u64) -> SysResult {
 }
 
 pub fn sys_mremap(
-    p: &Process,
+    island: &Island,
     old: u64,
     old_len: u64,
     new_len: u64,
@@ -388,8 +406,8 @@ pub fn sys_mremap(
     if new_len == 0 || old_len == 0 {
         return Err(Errno::EINVAL);
     }
-    let mem = p.user.island_memory();
-    let mut space = p.user.layout_mut();
+    let mem = island.user.island_memory();
+    let mut space = island.user.layout_mut();
     let vma = space.find(old).cloned().ok_or(Errno::EFAULT)?;
     // Both ranges are bounded by the address space from here on, so the sums below cannot wrap.
     if old_len > vma.end - old {
@@ -401,14 +419,14 @@ pub fn sys_mremap(
     if !fixed {
         if new_len <= old_len {
             if new_len < old_len {
-                unmap_locked(p, &mut space, old + new_len, old_len - new_len)?;
+                unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
             }
             return Ok(old);
         }
         let tail = old + old_len;
         if space.check_free(tail, new_len - old_len) {
             map_locked(
-                p,
+                island,
                 &mut space,
                 tail,
                 new_len - old_len,
@@ -441,7 +459,7 @@ pub fn sys_mremap(
             .map_err(host_err)?;
     }
     let moved = map_locked(
-        p,
+        island,
         &mut space,
         target,
         new_len,
@@ -471,7 +489,7 @@ pub fn sys_mremap(
             .map_err(host_err)?;
         return Err(e);
     }
-    unmap_locked(p, &mut space, old, old_len)?;
+    unmap_locked(island, &mut space, old, old_len)?;
     Ok(target)
 }
 
@@ -488,19 +506,11 @@ impl AddressSpace {
     }
 }
 
-/// A memory system call, wherever it is made: served here on a single island, by the origin
-/// (which pushes the change to every island that has the layout) when there are several.
-pub fn call(p: &Process, call: MmCall) -> SysResult {
-    match &p.cluster {
-        None => serve_locally(p, call),
-        Some(link) if link.is_origin() => serve_at_origin(p, call),
-        Some(link) => cluster::reply_result(link.call(ORIGIN, Request::Mm(call), |_| None)),
-    }
-}
-
-fn serve_locally(p: &Process, call: MmCall) -> SysResult {
+/// Applies a memory call to this island's layout (the origin's: it decides every change).
+/// `files`: the program's files, for file mappings.
+pub fn apply_call(island: &Island, files: &Files, call: MmCall) -> SysResult {
     match call {
-        MmCall::Brk(want) => sys_brk(p, want),
+        MmCall::Brk(want) => sys_brk(island, want),
         MmCall::Mmap {
             addr,
             len,
@@ -508,35 +518,23 @@ fn serve_locally(p: &Process, call: MmCall) -> SysResult {
             flags,
             fd,
             off,
-        } => sys_mmap(p, addr, len, prot, flags, fd, off),
-        MmCall::Munmap { addr, len } => sys_munmap(p, addr, len),
-        MmCall::Mprotect { addr, len, prot } => sys_mprotect(p, addr, len, prot),
-        MmCall::Madvise { addr, len, advice } => sys_madvise(p, addr, len, advice),
+        } => sys_mmap(island, files, addr, len, prot, flags, fd, off),
+        MmCall::Munmap { addr, len } => sys_munmap(island, addr, len),
+        MmCall::Mprotect { addr, len, prot } => sys_mprotect(island, addr, len, prot),
+        MmCall::Madvise { addr, len, advice } => sys_madvise(island, addr, len, advice),
         MmCall::Mremap {
             old,
             old_len,
             new_len,
             flags,
             new_addr,
-        } => sys_mremap(p, old, old_len, new_len, flags, new_addr),
+        } => sys_mremap(island, old, old_len, new_len, flags, new_addr),
     }
 }
 
-/// The origin serves a memory call (its own or another island's), then pushes what changed to
-/// every island that has the layout and waits for them: the call returns once the change holds
-/// everywhere (munmap and mprotect in particular).
-pub fn serve_at_origin(p: &Process, call: MmCall) -> SysResult {
-    let _serial = p.layout_serial();
-    let old_brk = p.user.layout().brk_value();
-    let result = serve_locally(p, call)?;
-    let ops = layout_ops(p, call, result, old_brk);
-    p.push_layout(ops);
-    Ok(result)
-}
-
 /// What a served memory call changed in the layout, as the other islands apply it.
-fn layout_ops(p: &Process, call: MmCall, result: u64, old_brk: u64) -> Vec<LayoutOp> {
-    let space = p.user.layout();
+pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> Vec<LayoutOp> {
+    let space = island.user.layout();
     let map_of = |start: u64, len: u64| -> Vec<LayoutOp> {
         let end = start.saturating_add(len);
         space
@@ -630,19 +628,28 @@ fn layout_ops(p: &Process, call: MmCall, result: u64, old_brk: u64) -> Vec<Layou
 }
 
 /// Applies a layout change pushed by the origin (or its snapshot) to this island.
-pub fn apply_layout_op(p: &Process, op: &LayoutOp) -> Result<(), Errno> {
-    let mut space = p.user.layout_mut();
+pub fn apply_layout_op(island: &Island, op: &LayoutOp) -> Result<(), Errno> {
+    let mut space = island.user.layout_mut();
     match op {
         LayoutOp::Map {
             start,
             len,
             prot,
             kind,
-        } => map_locked(p, &mut space, *start, *len, *prot, kind.clone(), |_| Ok(())),
-        LayoutOp::Unmap { start, len } => unmap_locked(p, &mut space, *start, *len),
+        } => map_locked(
+            island,
+            &mut space,
+            *start,
+            *len,
+            *prot,
+            kind.clone(),
+            |_| Ok(()),
+        ),
+        LayoutOp::Unmap { start, len } => unmap_locked(island, &mut space, *start, *len),
         LayoutOp::Protect { start, len, prot } => {
             space.protect(*start, *len, *prot).map_err(vma_err)?;
-            p.user
+            island
+                .user
                 .island_memory()
                 .protect(*start, *len, host_prot(*prot))
                 .map_err(host_err)

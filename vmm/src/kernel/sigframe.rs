@@ -7,14 +7,17 @@
 
 use kvm_bindings::{kvm_fpu, kvm_regs};
 
+use super::errno::Errno;
 use super::signal::SigAction;
 use super::thread::Thread;
-use super::{Errno, Process};
+use super::uaccess::UserMemory;
 
 const SA_ONSTACK: u64 = 0x0800_0000;
 const SA_RESTORER: u64 = 0x0400_0000;
 const SA_NODEFER: u64 = 0x4000_0000;
-const SA_RESETHAND: u64 = 0x8000_0000;
+/// The handler is reset to the default action once delivered (the caller does it: the actions
+/// are the origin's).
+pub const SA_RESETHAND: u64 = 0x8000_0000;
 const UC_SIGCONTEXT_SS: u64 = 2;
 const UC_STRICT_RESTORE_SS: u64 = 4;
 const SS_ONSTACK: u32 = 1;
@@ -110,7 +113,7 @@ fn sigcontext_regs(r: &kvm_regs) -> [u64; 18] {
 /// Builds a signal frame for `sig` on the thread's stack from the interrupted context `regs`, and
 /// points `regs` at the handler. Err: the frame cannot be written (Linux then kills with SIGSEGV).
 pub fn setup(
-    p: &Process,
+    user: &UserMemory,
     t: &mut Thread,
     sig: u64,
     act: &SigAction,
@@ -137,7 +140,7 @@ pub fn setup(
     let frame = (sp.wrapping_sub(FRAME_SIZE) & !15).wrapping_sub(8);
 
     let fpu = t.vcpu.fpu().map_err(|_| Errno::EFAULT)?;
-    p.user.write(fpstate, &fxsave_from_fpu(&fpu))?;
+    user.write(fpstate, &fxsave_from_fpu(&fpu))?;
 
     let mut f = vec![0u8; FRAME_SIZE as usize];
     put(&mut f, 0, act.restorer);
@@ -170,7 +173,7 @@ pub fn setup(
         f[i + 16..i + 20].copy_from_slice(&info.pid.to_le_bytes());
         f[i + 20..i + 24].copy_from_slice(&info.uid.to_le_bytes());
     }
-    p.user.write(frame, &f)?;
+    user.write(frame, &f)?;
 
     // The handler runs with sa_mask (and the signal itself unless SA_NODEFER) blocked.
     let mut mask = t.sigmask | act.mask;
@@ -178,9 +181,6 @@ pub fn setup(
         mask |= 1 << (sig - 1);
     }
     t.sigmask = mask & !super::signal::UNBLOCKABLE;
-    if act.flags & SA_RESETHAND != 0 {
-        let _ = p.signals.action(sig, Some(SigAction::default()));
-    }
     regs.rdi = sig;
     regs.rsi = frame + INFO_OFFSET;
     regs.rdx = frame + UC_OFFSET;
@@ -200,10 +200,10 @@ pub fn setup(
 }
 
 /// rt_sigreturn: the context saved by `setup`, from the frame below the current rsp.
-pub fn sigreturn(p: &Process, t: &mut Thread, regs: &kvm_regs) -> Result<kvm_regs, Errno> {
+pub fn sigreturn(user: &UserMemory, t: &mut Thread, regs: &kvm_regs) -> Result<kvm_regs, Errno> {
     // The handler's `ret` popped pretcode: the frame starts 8 bytes below rsp.
     let frame = regs.rsp.wrapping_sub(8);
-    let f = p.user.read_vec(frame, FRAME_SIZE as usize)?;
+    let f = user.read_vec(frame, FRAME_SIZE as usize)?;
     let mut r = *regs;
     let v: Vec<u64> = (0..18).map(|i| get(&f, MCONTEXT_OFFSET + 8 * i)).collect();
     r.r8 = v[0];
@@ -227,7 +227,7 @@ pub fn sigreturn(p: &Process, t: &mut Thread, regs: &kvm_regs) -> Result<kvm_reg
     let fpstate = get(&f, MCONTEXT_OFFSET + 184);
     if fpstate != 0 {
         let mut fx = [0u8; 512];
-        p.user.read(fpstate, &mut fx)?;
+        user.read(fpstate, &mut fx)?;
         t.vcpu
             .set_fpu(&fpu_from_fxsave(&fx))
             .map_err(|_| Errno::EFAULT)?;

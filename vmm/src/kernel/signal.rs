@@ -7,7 +7,8 @@
 
 use std::sync::Mutex;
 
-use super::Errno;
+use super::errno::Errno;
+use crate::sync::lock;
 
 /// One recorded `struct sigaction` (kernel layout: handler, flags, restorer, mask).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Signals {
         if new.is_some() && (sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64) {
             return Err(Errno::EINVAL);
         }
-        let mut a = self.actions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut a = lock(&self.actions);
         let old = a[i];
         if let Some(n) = new {
             a[i] = n;
@@ -65,16 +66,22 @@ impl Signals {
     /// The action recorded for `sig` (default for an invalid number).
     pub fn get(&self, sig: u64) -> SigAction {
         valid(sig)
-            .map(|i| self.actions.lock().unwrap_or_else(|e| e.into_inner())[i])
+            .map(|i| lock(&self.actions)[i])
             .unwrap_or_default()
     }
 
     pub fn disposition(&self, sig: u64) -> Disposition {
-        let Ok(i) = valid(sig) else {
+        self.get(sig).disposition(sig)
+    }
+}
+
+impl SigAction {
+    /// What `sig` does under this action.
+    pub fn disposition(&self, sig: u64) -> Disposition {
+        if valid(sig).is_err() {
             return Disposition::Ignore;
-        };
-        let h = self.actions.lock().unwrap_or_else(|e| e.into_inner())[i].handler;
-        match h {
+        }
+        match self.handler {
             SIG_DFL if default_ignored(sig as i32) => Disposition::Ignore,
             SIG_DFL => Disposition::Terminate,
             SIG_IGN => Disposition::Ignore,

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend};
 
+use super::errno::Errno;
 use super::vma::{Access, AddressSpace};
-use super::Errno;
 use crate::memory::IslandMemory;
 
 /// The program's memory as seen by its kernel.
@@ -24,8 +24,12 @@ pub struct UserMemory {
 pub const PATH_MAX: usize = 4096;
 
 impl UserMemory {
-    pub fn new(mem: Arc<IslandMemory>, space: Arc<RwLock<AddressSpace>>) -> Self {
-        Self { mem, space }
+    /// The memory of an island, with an empty layout.
+    pub fn new(mem: Arc<IslandMemory>) -> Self {
+        Self {
+            mem,
+            space: Arc::new(RwLock::new(AddressSpace::new())),
+        }
     }
 
     pub fn island_memory(&self) -> &Arc<IslandMemory> {
@@ -173,9 +177,9 @@ mod tests {
     /// 8 KiB at A: the first page read-write, the second read-only; nothing after.
     fn setup() -> UserMemory {
         let mem = Arc::new(IslandMemory::new(1 << 30).expect("reserve"));
-        let space = Arc::new(RwLock::new(AddressSpace::new()));
+        let user = UserMemory::new(Arc::clone(&mem));
         {
-            let mut s = space.write().expect("lock");
+            let mut s = user.layout_mut();
             s.map_fixed(A, 0x1000, Prot::RW, VmaKind::Anon)
                 .expect("map");
             s.map_fixed(A + 0x1000, 0x1000, Prot::R, VmaKind::Anon)
@@ -185,7 +189,7 @@ mod tests {
             .expect("protect");
         mem.protect(A + 0x1000, 0x1000, HostProt::Read)
             .expect("protect");
-        UserMemory::new(mem, space)
+        user
     }
 
     #[test]

@@ -3,31 +3,32 @@
 
 use kvm_bindings::{kvm_fpu, kvm_regs};
 
-use super::cluster::{FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadStart};
+use super::errno::ExitStatus;
+use super::messages::{
+    FileCall, FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadStart, REPLY_TYPE,
+    SERVICE_TYPES,
+};
+use super::signal::SigAction;
 use super::vma::{Prot, VmaKind};
-use super::ExitStatus;
-use crate::fabric::{Class, PageMessage, Wire, WireError, WireReader, WireWriter};
+use super::wait::Abandon;
+use crate::fabric::{Class, PageMessage, Wire, WireError, WireReader, WireWriter, MAX_ISLANDS};
+use coherency::MessageType;
 
 /// Message type names: the coherency protocol's, then the kernel services'.
-pub const TYPE_NAMES: [&str; 17] = [
-    "fetch",
-    "fetch_write",
-    "copy",
-    "copy_void",
-    "invalid",
-    "ack",
-    "nack",
-    "vma_request",
-    "futex_request",
-    "futex_cancel",
-    "layout_push",
-    "layout_sync",
-    "members",
-    "thread_start",
-    "signal",
-    "exit",
-    "reply",
-];
+pub const TYPE_NAMES: [&str; MessageType::NAMES.len() + SERVICE_TYPES.len()] = {
+    let mut names = [""; MessageType::NAMES.len() + SERVICE_TYPES.len()];
+    let mut i = 0;
+    while i < MessageType::NAMES.len() {
+        names[i] = MessageType::NAMES[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < SERVICE_TYPES.len() {
+        names[i + j] = SERVICE_TYPES[j];
+        j += 1;
+    }
+    names
+};
 
 /// The largest encoding: a Copy (a page and its header) is the largest message; layout pushes are
 /// cut to fit (see [`layout_chunks`]).
@@ -44,27 +45,14 @@ fn invalid(what: &'static str, value: u64) -> WireError {
     WireError::Invalid { what, value }
 }
 
-fn request_index(r: &Request) -> usize {
-    match r {
-        Request::Mm(_) => 7,
-        Request::Futex(_) => 8,
-        Request::FutexCancel { .. } => 9,
-        Request::Layout(_) => 10,
-        Request::SyncLayout { .. } => 11,
-        Request::Members { .. } => 12,
-        Request::StartThread(_) => 13,
-        Request::Signal { .. } => 14,
-        Request::Exit(_) => 15,
-    }
-}
-
 impl IslandMessage {
     /// Index in [`TYPE_NAMES`].
     pub fn type_index(&self) -> usize {
+        let services = MessageType::NAMES.len();
         match self {
             IslandMessage::Coherency(m) => m.kind.message_type().index(),
-            IslandMessage::Request { body, .. } => request_index(body),
-            IslandMessage::Reply { .. } => 16,
+            IslandMessage::Request { body, .. } => services + body.type_index(),
+            IslandMessage::Reply { .. } => services + REPLY_TYPE,
         }
     }
 }
@@ -101,7 +89,7 @@ impl Wire for IslandMessage {
                 let mut w = WireWriter::new(buf);
                 w.put_u8(TAG_REQUEST)?;
                 w.put_u64(*id)?;
-                w.put_u8(*from)?;
+                put_island(&mut w, *from)?;
                 put_request(&mut w, body)?;
                 Ok(w.len())
             }
@@ -109,17 +97,7 @@ impl Wire for IslandMessage {
                 let mut w = WireWriter::new(buf);
                 w.put_u8(TAG_REPLY)?;
                 w.put_u64(*id)?;
-                match body {
-                    Reply::Done => w.put_u8(0)?,
-                    Reply::Result(Ok(v)) => {
-                        w.put_u8(1)?;
-                        w.put_u64(*v)?;
-                    }
-                    Reply::Result(Err(e)) => {
-                        w.put_u8(2)?;
-                        w.put_u32(*e as u32)?;
-                    }
-                }
+                put_reply(&mut w, body)?;
                 Ok(w.len())
             }
         }
@@ -138,7 +116,7 @@ impl Wire for IslandMessage {
         let msg = match tag {
             TAG_REQUEST => {
                 let id = r.get_u64()?;
-                let from = r.get_u8()?;
+                let from = get_island(&mut r)?;
                 IslandMessage::Request {
                     id,
                     from,
@@ -147,13 +125,10 @@ impl Wire for IslandMessage {
             }
             TAG_REPLY => {
                 let id = r.get_u64()?;
-                let body = match r.get_u8()? {
-                    0 => Reply::Done,
-                    1 => Reply::Result(Ok(r.get_u64()?)),
-                    2 => Reply::Result(Err(r.get_u32()? as i32)),
-                    v => return Err(invalid("reply", u64::from(v))),
-                };
-                IslandMessage::Reply { id, body }
+                IslandMessage::Reply {
+                    id,
+                    body: get_reply(&mut r)?,
+                }
             }
             v => return Err(invalid("message tag", u64::from(v))),
         };
@@ -162,42 +137,192 @@ impl Wire for IslandMessage {
     }
 }
 
+fn put_island(w: &mut WireWriter<'_>, island: usize) -> Result<(), WireError> {
+    if island >= MAX_ISLANDS {
+        return Err(invalid("island", island as u64));
+    }
+    w.put_u8(island as u8)
+}
+
+fn get_island(r: &mut WireReader<'_>) -> Result<usize, WireError> {
+    let v = usize::from(r.get_u8()?);
+    if v >= MAX_ISLANDS {
+        return Err(invalid("island", v as u64));
+    }
+    Ok(v)
+}
+
+fn put_status(w: &mut WireWriter<'_>, status: &ExitStatus) -> Result<(), WireError> {
+    match status {
+        ExitStatus::Code(c) => {
+            w.put_u8(0)?;
+            w.put_u32(*c as u32)
+        }
+        ExitStatus::Signal(s) => {
+            w.put_u8(1)?;
+            w.put_u32(*s as u32)
+        }
+    }
+}
+
+fn get_status(r: &mut WireReader<'_>) -> Result<ExitStatus, WireError> {
+    let kind = r.get_u8()?;
+    let v = r.get_u32()? as i32;
+    Ok(match kind {
+        0 => ExitStatus::Code(v),
+        1 => ExitStatus::Signal(v),
+        k => return Err(invalid("exit status", u64::from(k))),
+    })
+}
+
+fn put_action(w: &mut WireWriter<'_>, a: &SigAction) -> Result<(), WireError> {
+    [a.handler, a.flags, a.restorer, a.mask]
+        .iter()
+        .try_for_each(|&v| w.put_u64(v))
+}
+
+fn get_action(r: &mut WireReader<'_>) -> Result<SigAction, WireError> {
+    Ok(SigAction {
+        handler: r.get_u64()?,
+        flags: r.get_u64()?,
+        restorer: r.get_u64()?,
+        mask: r.get_u64()?,
+    })
+}
+
+/// An errno on the wire: positive, below 4096 (Linux's range).
+fn put_errno(w: &mut WireWriter<'_>, e: i32) -> Result<(), WireError> {
+    w.put_u16(u16::try_from(e).map_err(|_| invalid("errno", e as u64))?)
+}
+
+fn get_errno(r: &mut WireReader<'_>) -> Result<i32, WireError> {
+    let e = r.get_u16()?;
+    if e == 0 || e >= 4096 {
+        return Err(invalid("errno", u64::from(e)));
+    }
+    Ok(i32::from(e))
+}
+
+fn put_reply(w: &mut WireWriter<'_>, body: &Reply) -> Result<(), WireError> {
+    match body {
+        Reply::Done => w.put_u8(0),
+        Reply::Value(Ok(v)) => {
+            w.put_u8(1)?;
+            w.put_u64(*v)
+        }
+        Reply::Action(Ok(a)) => {
+            w.put_u8(2)?;
+            put_action(w, a)
+        }
+        Reply::Value(Err(e)) => {
+            w.put_u8(5)?;
+            put_errno(w, *e)
+        }
+        Reply::Action(Err(e)) => {
+            w.put_u8(6)?;
+            put_errno(w, *e)
+        }
+    }
+}
+
+fn get_reply(r: &mut WireReader<'_>) -> Result<Reply, WireError> {
+    Ok(match r.get_u8()? {
+        0 => Reply::Done,
+        1 => Reply::Value(Ok(r.get_u64()?)),
+        2 => Reply::Action(Ok(get_action(r)?)),
+        5 => Reply::Value(Err(get_errno(r)?)),
+        6 => Reply::Action(Err(get_errno(r)?)),
+        v => return Err(invalid("reply", u64::from(v))),
+    })
+}
+
 fn put_request(w: &mut WireWriter<'_>, body: &Request) -> Result<(), WireError> {
-    w.put_u8(request_index(body) as u8)?;
+    w.put_u8(body.type_index() as u8)?;
     match body {
         Request::Mm(call) => put_mm(w, call),
         Request::Futex(call) => put_futex(w, call),
-        Request::FutexCancel { wait } => w.put_u64(*wait),
+        Request::File(call) => {
+            w.put_u64(call.nr)?;
+            call.args.iter().try_for_each(|&a| w.put_u64(a))
+        }
+        Request::SigAction { sig, new } => {
+            w.put_u64(*sig)?;
+            match new {
+                None => w.put_u8(0),
+                Some(a) => {
+                    w.put_u8(1)?;
+                    put_action(w, a)
+                }
+            }
+        }
+        Request::SignalThread { tid, sig } | Request::PostSignal { tid, sig } => {
+            w.put_u32(*tid)?;
+            w.put_u32(*sig)
+        }
+        Request::Locate { tid } => w.put_u32(*tid),
+        Request::Clone { tid } => w.put_u32(*tid),
+        Request::StartThread(t) => put_thread(w, t),
+        Request::ThreadExited { tid, code } => {
+            w.put_u32(*tid)?;
+            w.put_u32(*code as u32)
+        }
+        Request::ExitGroup(status) | Request::Exit(status) => put_status(w, status),
+        Request::Cancel { request, why } => {
+            w.put_u64(*request)?;
+            w.put_u8(match why {
+                Abandon::Interrupted => 0,
+                Abandon::TimedOut => 1,
+            })
+        }
         Request::Layout(ops) => {
             w.put_u16(ops.len() as u16)?;
             ops.iter().try_for_each(|op| put_layout_op(w, op))
         }
-        Request::SyncLayout { island } => w.put_u8(*island),
         Request::Members { members } => w.put_u64(*members),
-        Request::StartThread(t) => put_thread(w, t),
-        Request::Signal { tid, sig } => {
-            w.put_u32(*tid)?;
-            w.put_u32(*sig)
-        }
-        Request::Exit(status) => match status {
-            ExitStatus::Code(c) => {
-                w.put_u8(0)?;
-                w.put_u32(*c as u32)
-            }
-            ExitStatus::Signal(s) => {
-                w.put_u8(1)?;
-                w.put_u32(*s as u32)
-            }
-        },
     }
 }
 
 fn get_request(r: &mut WireReader<'_>) -> Result<Request, WireError> {
     let index = r.get_u8()?;
     Ok(match index {
-        7 => Request::Mm(get_mm(r)?),
-        8 => Request::Futex(get_futex(r)?),
-        9 => Request::FutexCancel { wait: r.get_u64()? },
+        0 => Request::Mm(get_mm(r)?),
+        1 => Request::Futex(get_futex(r)?),
+        2 => {
+            let nr = r.get_u64()?;
+            let mut args = [0u64; 6];
+            for a in &mut args {
+                *a = r.get_u64()?;
+            }
+            Request::File(FileCall { nr, args })
+        }
+        3 => {
+            let sig = r.get_u64()?;
+            let new = match r.get_u8()? {
+                0 => None,
+                1 => Some(get_action(r)?),
+                v => return Err(invalid("sigaction", u64::from(v))),
+            };
+            Request::SigAction { sig, new }
+        }
+        4 => Request::SignalThread {
+            tid: r.get_u32()?,
+            sig: r.get_u32()?,
+        },
+        5 => Request::Locate { tid: r.get_u32()? },
+        6 => Request::Clone { tid: r.get_u32()? },
+        7 => Request::ThreadExited {
+            tid: r.get_u32()?,
+            code: r.get_u32()? as i32,
+        },
+        8 => Request::ExitGroup(get_status(r)?),
+        9 => Request::Cancel {
+            request: r.get_u64()?,
+            why: match r.get_u8()? {
+                0 => Abandon::Interrupted,
+                1 => Abandon::TimedOut,
+                v => return Err(invalid("cancel reason", u64::from(v))),
+            },
+        },
         10 => {
             let n = r.get_u16()?;
             let ops = (0..n)
@@ -205,26 +330,15 @@ fn get_request(r: &mut WireReader<'_>) -> Result<Request, WireError> {
                 .collect::<Result<Vec<_>, _>>()?;
             Request::Layout(ops)
         }
-        11 => Request::SyncLayout {
-            island: r.get_u8()?,
-        },
-        12 => Request::Members {
+        11 => Request::Members {
             members: r.get_u64()?,
         },
-        13 => Request::StartThread(Box::new(get_thread(r)?)),
-        14 => Request::Signal {
+        12 => Request::StartThread(Box::new(get_thread(r)?)),
+        13 => Request::PostSignal {
             tid: r.get_u32()?,
             sig: r.get_u32()?,
         },
-        15 => {
-            let kind = r.get_u8()?;
-            let v = r.get_u32()? as i32;
-            Request::Exit(match kind {
-                0 => ExitStatus::Code(v),
-                1 => ExitStatus::Signal(v),
-                k => return Err(invalid("exit status", u64::from(k))),
-            })
-        }
+        14 => Request::Exit(get_status(r)?),
         v => return Err(invalid("request type", u64::from(v))),
     })
 }
@@ -298,18 +412,11 @@ fn get_mm(r: &mut WireReader<'_>) -> Result<MmCall, WireError> {
 
 fn put_futex(w: &mut WireWriter<'_>, call: &FutexCall) -> Result<(), WireError> {
     match *call {
-        FutexCall::Wait {
-            addr,
-            val,
-            bitset,
-            timeout_ns,
-        } => {
+        FutexCall::Wait { addr, val, bitset } => {
             w.put_u8(0)?;
             w.put_u64(addr)?;
             w.put_u32(val)?;
-            w.put_u32(bitset)?;
-            w.put_u8(u8::from(timeout_ns.is_some()))?;
-            w.put_u64(timeout_ns.unwrap_or(0))
+            w.put_u32(bitset)
         }
         FutexCall::Wake { addr, n, bitset } => {
             w.put_u8(1)?;
@@ -359,19 +466,11 @@ fn get_flag(r: &mut WireReader<'_>) -> Result<bool, WireError> {
 
 fn get_futex(r: &mut WireReader<'_>) -> Result<FutexCall, WireError> {
     Ok(match r.get_u8()? {
-        0 => {
-            let addr = r.get_u64()?;
-            let val = r.get_u32()?;
-            let bitset = r.get_u32()?;
-            let has = get_flag(r)?;
-            let ns = r.get_u64()?;
-            FutexCall::Wait {
-                addr,
-                val,
-                bitset,
-                timeout_ns: has.then_some(ns),
-            }
-        }
+        0 => FutexCall::Wait {
+            addr: r.get_u64()?,
+            val: r.get_u32()?,
+            bitset: r.get_u32()?,
+        },
         1 => FutexCall::Wake {
             addr: r.get_u64()?,
             n: r.get_u32()?,
@@ -677,7 +776,6 @@ mod tests {
                     addr: 0x1000,
                     val: 5,
                     bitset: u32::MAX,
-                    timeout_ns: Some(1_000_000),
                 }),
             },
             IslandMessage::Request {
@@ -727,7 +825,51 @@ mod tests {
             IslandMessage::Request {
                 id: 13,
                 from: 1,
-                body: Request::FutexCancel { wait: 8 },
+                body: Request::Cancel {
+                    request: 8,
+                    why: Abandon::TimedOut,
+                },
+            },
+            IslandMessage::Request {
+                id: 15,
+                from: 3,
+                body: Request::File(FileCall {
+                    nr: 1,
+                    args: [1, 0x4000, 12, 0, 0, 0],
+                }),
+            },
+            IslandMessage::Request {
+                id: 16,
+                from: 2,
+                body: Request::SigAction {
+                    sig: 10,
+                    new: Some(SigAction {
+                        handler: 0x401234,
+                        flags: 0x0400_0000,
+                        restorer: 0x401000,
+                        mask: 1 << 9,
+                    }),
+                },
+            },
+            IslandMessage::Request {
+                id: 17,
+                from: 2,
+                body: Request::SignalThread { tid: 77, sig: 10 },
+            },
+            IslandMessage::Request {
+                id: 18,
+                from: 1,
+                body: Request::ThreadExited { tid: 77, code: 3 },
+            },
+            IslandMessage::Request {
+                id: 19,
+                from: 1,
+                body: Request::ExitGroup(ExitStatus::Code(2)),
+            },
+            IslandMessage::Request {
+                id: 20,
+                from: 1,
+                body: Request::Locate { tid: 9 },
             },
             IslandMessage::Request {
                 id: 14,
@@ -741,11 +883,20 @@ mod tests {
             },
             IslandMessage::Reply {
                 id: 7,
-                body: Reply::Result(Err(12)),
+                body: Reply::Value(Err(12)),
             },
             IslandMessage::Reply {
                 id: 8,
-                body: Reply::Result(Ok(0x7fff_0000)),
+                body: Reply::Value(Ok(0x7fff_0000)),
+            },
+            IslandMessage::Request {
+                id: 21,
+                from: 3,
+                body: Request::Clone { tid: 4242 },
+            },
+            IslandMessage::Reply {
+                id: 12,
+                body: Reply::Action(Ok(SigAction::default())),
             },
             IslandMessage::Reply {
                 id: 9,
@@ -786,6 +937,7 @@ mod tests {
             &TYPE_NAMES[..PAGE_MESSAGE_TYPES.len()],
             &PAGE_MESSAGE_TYPES[..]
         );
+        assert_eq!(&TYPE_NAMES[PAGE_MESSAGE_TYPES.len()..], &SERVICE_TYPES[..]);
     }
 
     #[test]
@@ -793,6 +945,12 @@ mod tests {
         assert!(IslandMessage::decode(&[]).is_err());
         assert!(IslandMessage::decode(&[9]).is_err());
         assert!(IslandMessage::decode(&[TAG_REQUEST, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200]).is_err());
+        // An island number out of range, and an errno out of Linux's range.
+        assert!(
+            IslandMessage::decode(&[TAG_REQUEST, 0, 0, 0, 0, 0, 0, 0, 0, 64, 5, 1, 0, 0, 0])
+                .is_err()
+        );
+        assert!(IslandMessage::decode(&[TAG_REPLY, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0]).is_err());
         let mut rng = 12345u64;
         for _ in 0..2000 {
             let len = (rng % 200) as usize;

@@ -5,7 +5,7 @@
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::kernel::vma::{Prot, VmaKind};
-use crate::kernel::{mm, Errno, Process};
+use crate::kernel::{mm, Errno, Island};
 use crate::memory::layout::{page_down, page_up, KERNEL_AREA_END, MMAP_TOP, PAGE_SIZE, PIE_BASE};
 
 /// Why an executable cannot run on an island.
@@ -240,17 +240,22 @@ impl ElfImage {
 
     /// Maps every segment, copies its file bytes (the rest is zero: .bss), applies its protection,
     /// and sets the brk heap just above the highest segment.
-    pub fn load(&self, p: &Process, file: &[u8]) -> Result<(), LoaderError> {
-        self.load_segments(p, file, false)
+    pub fn load(&self, island: &Island, file: &[u8]) -> Result<(), LoaderError> {
+        self.load_segments(island, file, false)
     }
 
     /// Loads only the read-only segments (text, rodata): what an island other than the origin
     /// loads itself; the writable ones reach it through the coherency protocol.
-    pub fn load_local(&self, p: &Process, file: &[u8]) -> Result<(), LoaderError> {
-        self.load_segments(p, file, true)
+    pub fn load_local(&self, island: &Island, file: &[u8]) -> Result<(), LoaderError> {
+        self.load_segments(island, file, true)
     }
 
-    fn load_segments(&self, p: &Process, file: &[u8], local_only: bool) -> Result<(), LoaderError> {
+    fn load_segments(
+        &self,
+        island: &Island,
+        file: &[u8],
+        local_only: bool,
+    ) -> Result<(), LoaderError> {
         for s in &self.segments {
             if local_only && s.prot.writable() {
                 continue;
@@ -280,7 +285,7 @@ impl ElfImage {
             } else {
                 VmaKind::ElfCode
             };
-            mm::map_fixed_with(p, start, end - start, s.prot, kind, |g| {
+            mm::map_fixed_with(island, start, end - start, s.prot, kind, |g| {
                 for (va, b) in &earlier {
                     // Only the part that falls inside this mapping.
                     let lo = (*va).max(start);
@@ -295,7 +300,8 @@ impl ElfImage {
                     .map_err(|_| Errno::EFAULT)
             })?;
         }
-        p.user
+        island
+            .user
             .layout_mut()
             .set_brk_start(page_up(self.end).unwrap_or(self.end));
         Ok(())

@@ -3,7 +3,7 @@
 
 use super::elf::{ElfImage, LoaderError};
 use crate::kernel::vma::{Prot, VmaKind};
-use crate::kernel::{mm, Process};
+use crate::kernel::{mm, Island};
 use crate::memory::layout::{STACK_SIZE, STACK_TOP};
 
 const AT_NULL: u64 = 0;
@@ -28,14 +28,16 @@ const AT_EXECFN: u64 = 31;
 
 /// Maps the main thread's stack and writes the initial process stack; returns the initial rsp.
 pub fn build(
-    p: &Process,
+    island: &Island,
     img: &ElfImage,
     argv: &[String],
     envp: &[String],
     execfn: &str,
 ) -> Result<u64, LoaderError> {
     let bottom = STACK_TOP - STACK_SIZE;
-    mm::map_fixed_with(p, bottom, STACK_SIZE, Prot::RW, VmaKind::Stack, |_| Ok(()))?;
+    mm::map_fixed_with(island, bottom, STACK_SIZE, Prot::RW, VmaKind::Stack, |_| {
+        Ok(())
+    })?;
 
     // Strings, from the top down: execfn, platform, argv, envp.
     let mut top = STACK_TOP - 8;
@@ -49,7 +51,7 @@ pub fn build(
         top -= len;
         let mut v = bytes.to_vec();
         v.push(0);
-        p.user.write(top, &v)?;
+        island.user.write(top, &v)?;
         Ok(top)
     };
     let execfn_addr = put(execfn.as_bytes())?;
@@ -69,7 +71,7 @@ pub fn build(
         return Err(LoaderError::Memory(libc::EIO));
     }
     let random_addr = (top - 16) & !15;
-    p.user.write(random_addr, &random)?;
+    island.user.write(random_addr, &random)?;
 
     // SAFETY: these identity queries take no arguments and cannot fail.
     let (uid, euid, gid, egid) = unsafe {
@@ -120,6 +122,6 @@ pub fn build(
         ));
     }
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    p.user.write(sp, &bytes)?;
+    island.user.write(sp, &bytes)?;
     Ok(sp)
 }

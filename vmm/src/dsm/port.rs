@@ -1,0 +1,162 @@
+//! The one way into an island's coherency layer.
+//!
+//! The island's [`Dsm`] is driven through its [`DsmPort`]: the island's service thread feeds it
+//! faults and messages, the memory calls register and forget ranges, the control socket reads
+//! snapshots. Every method that can make the engine send something sends it before it returns
+//! (in order: links are FIFO), so no caller can forget the flush, and errors come back to the
+//! caller. A program that can never spread over several islands has no coherency layer at all
+//! (no userfaultfd is opened): the port then does nothing, and says so (`coherent() == false`).
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use coherency::{KernelId, KernelSet, PageId, PageView};
+
+use super::{Dsm, DsmError, DsmStats, PageMessage, PageTraffic};
+use crate::fabric::FabricError;
+use crate::sync::lock;
+
+/// Sends one coherency message to another island (never waits).
+pub type SendPage = Box<dyn Fn(KernelId, &PageMessage) -> Result<(), FabricError> + Send + Sync>;
+
+/// How many pages one snapshot step reads while holding the engine (see [`DsmPort::snapshot`]).
+const SNAPSHOT_CHUNK: usize = 256;
+
+/// One page as the control socket shows it: its state here and what it cost here.
+#[derive(Debug, Clone, Copy)]
+pub struct PageSnapshot {
+    pub page: PageId,
+    pub view: PageView,
+    pub traffic: PageTraffic,
+}
+
+/// An island's coherency layer and the only handle on it.
+pub struct DsmPort {
+    dsm: Option<Mutex<Dsm>>,
+    stats: Option<Arc<DsmStats>>,
+    fault_fd: Option<RawFd>,
+    /// Whether the protocol runs (paper §5.2: off while the program runs on one island).
+    coherent: AtomicBool,
+    send: SendPage,
+}
+
+impl std::fmt::Debug for DsmPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DsmPort")
+            .field("enabled", &self.dsm.is_some())
+            .field("coherent", &self.coherent())
+            .finish()
+    }
+}
+
+impl DsmPort {
+    /// The port over `dsm` (None: a program that never spreads), sending through `send`.
+    /// `coherent`: whether the protocol runs from the start.
+    pub fn new(dsm: Option<Dsm>, coherent: bool, send: SendPage) -> Self {
+        let stats = dsm.as_ref().map(Dsm::stats);
+        let fault_fd = dsm.as_ref().map(Dsm::fault_fd);
+        Self {
+            coherent: AtomicBool::new(coherent && dsm.is_some()),
+            dsm: dsm.map(Mutex::new),
+            stats,
+            fault_fd,
+            send,
+        }
+    }
+
+    /// Whether the coherency protocol runs on this island's memory.
+    pub fn coherent(&self) -> bool {
+        self.coherent.load(Ordering::SeqCst)
+    }
+
+    /// Turns the protocol on (the first thread on another island). Returns whether it was off.
+    pub fn start(&self) -> bool {
+        self.dsm.is_some() && !self.coherent.swap(true, Ordering::SeqCst)
+    }
+
+    /// The userfaultfd to watch for faults, if the island has a coherency layer.
+    pub fn fault_fd(&self) -> Option<RawFd> {
+        self.fault_fd
+    }
+
+    /// Fault counters and latencies (None without a coherency layer).
+    pub fn stats(&self) -> Option<Arc<DsmStats>> {
+        self.stats.clone()
+    }
+
+    /// Runs `f` on the engine, then sends what it queued, in order.
+    fn with<R>(&self, f: impl FnOnce(&mut Dsm) -> Result<R, DsmError>) -> Result<R, DsmError> {
+        let Some(dsm) = &self.dsm else {
+            return Err(DsmError::Disabled);
+        };
+        let mut dsm = lock(dsm);
+        let r = f(&mut dsm);
+        for (to, msg) in dsm.take_outbox() {
+            (self.send)(to, &msg).map_err(DsmError::Send)?;
+        }
+        r
+    }
+
+    /// See [`Dsm::register`].
+    pub fn register(&self, start: u64, len: u64) -> Result<(), DsmError> {
+        self.with(|d| d.register(start, len))
+    }
+
+    /// See [`Dsm::forget`].
+    pub fn forget(&self, start: u64, len: u64) -> Result<(), DsmError> {
+        self.with(|d| d.forget(start, len))
+    }
+
+    /// See [`Dsm::set_not_replicated`].
+    pub fn set_not_replicated(&self, start: u64, len: u64) -> Result<(), DsmError> {
+        self.with(|d| {
+            d.set_not_replicated(start, len);
+            Ok(())
+        })
+    }
+
+    /// See [`Dsm::set_members`].
+    pub fn set_members(&self, members: KernelSet) -> Result<(), DsmError> {
+        self.with(|d| {
+            d.set_members(members);
+            Ok(())
+        })
+    }
+
+    /// Serves the pending faults (the service thread, when the userfaultfd is readable).
+    pub fn poll_faults(&self) -> Result<usize, DsmError> {
+        if self.dsm.is_none() {
+            return Ok(0);
+        }
+        self.with(Dsm::poll_faults)
+    }
+
+    /// One message from another island (the service thread).
+    pub fn on_message(&self, msg: PageMessage) -> Result<(), DsmError> {
+        self.with(|d| d.on_message(msg))
+    }
+
+    /// Up to `count` pages from page `first` on, in page order, each with its state and traffic.
+    /// The engine is held for a few hundred pages at a time, never for the whole walk, so that
+    /// fault service on this island goes on meanwhile.
+    pub fn snapshot(&self, first: PageId, count: usize) -> Vec<PageSnapshot> {
+        let Some(dsm) = &self.dsm else {
+            return Vec::new();
+        };
+        let mut ids = lock(dsm).page_ids();
+        ids.retain(|&p| p >= first);
+        ids.sort_unstable();
+        ids.truncate(count);
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(SNAPSHOT_CHUNK) {
+            let dsm = lock(dsm);
+            out.extend(chunk.iter().map(|&page| PageSnapshot {
+                page,
+                view: dsm.view(page),
+                traffic: dsm.traffic(page),
+            }));
+        }
+        out
+    }
+}

@@ -1,0 +1,205 @@
+//! The request/reply layer between island kernels, over the fabric.
+//!
+//! Each island has one [`Link`]: its end of the fabric's links and the table of its outstanding
+//! requests. A caller sends a request and sleeps on a [`Wakeup`] until the island's service loop
+//! takes the reply off the fabric and completes it ([`Link::complete`]); a caller that gives up
+//! (a signal, a timeout) sends a `Cancel` and keeps waiting for the one reply, which the other
+//! side decides. When the program ends, [`Link::shutdown`] ends every wait.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::messages::{IslandId, IslandMessage, Reply, Request};
+use super::wait::{Abandon, Waiting};
+use crate::fabric::{Fabric, FabricError, Sender};
+use crate::sync::{lock, Wakeup};
+
+/// The messaging layer between the islands of one program.
+pub type IslandFabric = Fabric<IslandMessage>;
+
+/// Errors of a request to another island.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("sending to island {to}: {source}")]
+    Send { to: IslandId, source: FabricError },
+    #[error("the program is ending")]
+    Shutdown,
+}
+
+/// One outstanding request: where its reply lands and whom to wake.
+#[derive(Debug)]
+struct Pending {
+    reply: Mutex<Option<Reply>>,
+    wakeup: Arc<Wakeup>,
+}
+
+/// An island's end of the links, and its outstanding requests.
+#[derive(Debug)]
+pub struct Link {
+    island: IslandId,
+    tx: Sender<IslandMessage>,
+    fabric: Arc<IslandFabric>,
+    pending: Mutex<HashMap<u64, Arc<Pending>>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// What ended one wait for a reply.
+enum Outcome {
+    Reply(Reply),
+    Shutdown,
+    GiveUp(Abandon),
+}
+
+impl Link {
+    pub fn new(island: IslandId, fabric: Arc<IslandFabric>) -> Result<Self, FabricError> {
+        let tx = fabric.sender(island)?;
+        Ok(Self {
+            island,
+            tx,
+            fabric,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn island(&self) -> IslandId {
+        self.island
+    }
+
+    /// Every island of the program.
+    pub fn islands(&self) -> usize {
+        self.fabric.islands()
+    }
+
+    pub fn fabric(&self) -> &Arc<IslandFabric> {
+        &self.fabric
+    }
+
+    /// A sender on this island's links (for the coherency layer's outbox).
+    pub fn sender(&self) -> Sender<IslandMessage> {
+        self.tx.clone()
+    }
+
+    /// Sends `body` to island `to` and waits for the reply.
+    pub fn call(&self, to: IslandId, body: Request) -> Result<Reply, LinkError> {
+        let wakeup = Arc::new(Wakeup::new());
+        self.call_waiting(
+            to,
+            body,
+            &Waiting {
+                wakeup: &wakeup,
+                deadline: None,
+                abandon: &|| None,
+            },
+        )
+    }
+
+    /// Sends `body` to island `to` and waits for the reply as `w` says: when the caller gives up
+    /// (its deadline, or `abandon`), a `Cancel` goes to `to` (once) and the wait goes on for the
+    /// reply, which then says whether the request was done or abandoned.
+    pub fn call_waiting(
+        &self,
+        to: IslandId,
+        body: Request,
+        w: &Waiting<'_>,
+    ) -> Result<Reply, LinkError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(LinkError::Shutdown);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Pending {
+            reply: Mutex::new(None),
+            wakeup: Arc::clone(w.wakeup),
+        });
+        lock(&self.pending).insert(id, Arc::clone(&slot));
+        let msg = IslandMessage::Request {
+            id,
+            from: self.island,
+            body,
+        };
+        // A request: this waits while the link has no credit free (backpressure).
+        if let Err(source) = self.tx.send(to, &msg) {
+            lock(&self.pending).remove(&id);
+            return Err(LinkError::Send { to, source });
+        }
+        let mut cancelled = false;
+        loop {
+            let deadline = if cancelled { None } else { w.deadline };
+            let got = w.wakeup.wait_for(deadline, || {
+                if let Some(r) = lock(&slot.reply).take() {
+                    return Some(Outcome::Reply(r));
+                }
+                if self.closed.load(Ordering::SeqCst) {
+                    return Some(Outcome::Shutdown);
+                }
+                if !cancelled {
+                    if let Some(why) = (w.abandon)() {
+                        return Some(Outcome::GiveUp(why));
+                    }
+                }
+                None
+            });
+            let why = match got {
+                Some(Outcome::Reply(r)) => {
+                    lock(&self.pending).remove(&id);
+                    return Ok(r);
+                }
+                Some(Outcome::Shutdown) => {
+                    lock(&self.pending).remove(&id);
+                    return Err(LinkError::Shutdown);
+                }
+                Some(Outcome::GiveUp(why)) => why,
+                // Only a wait with a deadline ends without an outcome.
+                None => Abandon::TimedOut,
+            };
+            self.cancel(to, id, why);
+            cancelled = true;
+        }
+    }
+
+    fn cancel(&self, to: IslandId, request: u64, why: Abandon) {
+        self.notify(to, Request::Cancel { request, why });
+    }
+
+    /// Sends a request without waiting for its reply (which is dropped when it comes: every
+    /// request gets one, as the fabric's credits need). Never waits for a credit.
+    pub fn notify(&self, to: IslandId, body: Request) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = IslandMessage::Request {
+            id,
+            from: self.island,
+            body,
+        };
+        let _ = self.tx.post(to, &msg);
+    }
+
+    /// The service loop hands over a reply that came in.
+    pub fn complete(&self, id: u64, reply: Reply) {
+        if let Some(slot) = lock(&self.pending).get(&id).cloned() {
+            *lock(&slot.reply) = Some(reply);
+            slot.wakeup.notify();
+        }
+    }
+
+    /// Answers request `id` of island `to` (never waits).
+    pub fn reply(&self, to: IslandId, id: u64, body: Reply) {
+        let _ = self.tx.post(to, &IslandMessage::Reply { id, body });
+    }
+
+    /// Posts a coherency message (never waits: the service loop sends these).
+    pub fn post(&self, to: IslandId, msg: &IslandMessage) -> Result<(), FabricError> {
+        self.tx.post(to, msg)
+    }
+
+    /// The program is ending: every wait for a reply ends with [`LinkError::Shutdown`].
+    pub fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let waiting: Vec<Arc<Pending>> = lock(&self.pending).values().cloned().collect();
+        for p in waiting {
+            p.wakeup.notify();
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! What island kernels say to each other: the coherency protocol's page messages, and requests
+//! and replies of the kernel services. These are the only way one island kernel reaches another
+//! (`wire.rs` puts them on the fabric's links).
+//!
+//! Requests to the origin (the program's services, see `services.rs`): memory calls, futexes,
+//! file calls, signal actions and delivery, thread creation and exit, exit_group, and the
+//! cancellation of a request whose caller gave up waiting. Requests from the origin to an island:
+//! layout changes, protocol membership, a thread to start, a signal to post, the end of the
+//! program. Every request gets exactly one reply (the fabric's credits count on it).
+
+use kvm_bindings::{kvm_fpu, kvm_regs};
+
+use super::errno::ExitStatus;
+use super::signal::SigAction;
+use super::vma::{Prot, VmaKind};
+use super::wait::Abandon;
+use crate::dsm::PageMessage;
+pub use crate::fabric::IslandId;
+
+/// The island that runs the program's first thread and owns its process-wide state.
+pub const ORIGIN: IslandId = 0;
+
+/// A change to the layout, as the origin pushes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayoutOp {
+    /// A fresh mapping (replacing whatever was there): zero pages, or pages the origin holds.
+    Map {
+        start: u64,
+        len: u64,
+        prot: Prot,
+        kind: VmaKind,
+    },
+    Unmap {
+        start: u64,
+        len: u64,
+    },
+    Protect {
+        start: u64,
+        len: u64,
+        prot: Prot,
+    },
+}
+
+/// A memory system call, served by the origin (which owns the layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmCall {
+    Brk(u64),
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: u64,
+        off: u64,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+    },
+    Mprotect {
+        addr: u64,
+        len: u64,
+        prot: u64,
+    },
+    Madvise {
+        addr: u64,
+        len: u64,
+        advice: u64,
+    },
+    Mremap {
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    },
+}
+
+/// A futex operation, served by the origin (arguments already checked by the caller). A wait's
+/// timeout stays with the waiting thread: it cancels the wait when the time is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FutexCall {
+    Wait {
+        addr: u64,
+        val: u32,
+        bitset: u32,
+    },
+    Wake {
+        addr: u64,
+        n: u32,
+        bitset: u32,
+    },
+    Requeue {
+        addr: u64,
+        addr2: u64,
+        n_wake: u32,
+        n_requeue: u32,
+        check: Option<u32>,
+    },
+    WakeOp {
+        addr: u64,
+        addr2: u64,
+        n: u32,
+        n2: u32,
+        encoded: u32,
+    },
+}
+
+/// A file system call (its number and raw arguments), served by the origin against the
+/// program's file descriptor table; guest buffers are reached through the origin's view of the
+/// program's memory, that is through the coherency protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileCall {
+    pub nr: u64,
+    pub args: [u64; 6],
+}
+
+/// A new thread's state, for the island that will run it.
+#[derive(Clone)]
+pub struct ThreadStart {
+    pub tid: u32,
+    pub regs: kvm_regs,
+    pub fs_base: u64,
+    pub fpu: kvm_fpu,
+    pub sigmask: u64,
+    pub clear_child_tid: u64,
+}
+
+impl std::fmt::Debug for ThreadStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadStart")
+            .field("tid", &self.tid)
+            .field("rip", &self.regs.rip)
+            .field("rsp", &self.regs.rsp)
+            .finish()
+    }
+}
+
+/// A request from one island kernel to another.
+#[derive(Debug, Clone)]
+pub enum Request {
+    // To the origin.
+    Mm(MmCall),
+    Futex(FutexCall),
+    File(FileCall),
+    /// rt_sigaction: install `new` (if any), answer the previous action.
+    SigAction {
+        sig: u64,
+        new: Option<SigAction>,
+    },
+    /// A signal for thread `tid`, wherever it runs.
+    SignalThread {
+        tid: u32,
+        sig: u32,
+    },
+    /// Which island runs thread `tid` (ESRCH: none).
+    Locate {
+        tid: u32,
+    },
+    /// clone: on which island thread `tid` starts (the origin records it and makes sure that
+    /// island has the layout); the caller then starts it there.
+    Clone {
+        tid: u32,
+    },
+    ThreadExited {
+        tid: u32,
+        code: i32,
+    },
+    ExitGroup(ExitStatus),
+    /// The caller of request `request` gives up waiting for it (a signal, or its timeout).
+    Cancel {
+        request: u64,
+        why: Abandon,
+    },
+    // From the origin to an island.
+    Layout(Vec<LayoutOp>),
+    /// The islands that take part in the coherency protocol from now on.
+    Members {
+        members: u64,
+    },
+    StartThread(Box<ThreadStart>),
+    /// Mark signal `sig` pending for thread `tid` of the island, and kick it.
+    PostSignal {
+        tid: u32,
+        sig: u32,
+    },
+    /// The program has ended: stop every thread.
+    Exit(ExitStatus),
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// A system call's result (a value, or an errno).
+    Value(Result<u64, i32>),
+    /// rt_sigaction's previous action.
+    Action(Result<SigAction, i32>),
+    Done,
+}
+
+/// Everything island kernels say to each other.
+#[derive(Debug, Clone)]
+pub enum IslandMessage {
+    Coherency(PageMessage),
+    Request {
+        id: u64,
+        from: IslandId,
+        body: Request,
+    },
+    Reply {
+        id: u64,
+        body: Reply,
+    },
+}
+
+/// The names of the kernel services' message types, for the counters (`/stats`, `/metrics`), in
+/// the order of [`Request::type_index`], with the reply last. The coherency protocol's names come
+/// before these on the wire (see `wire::TYPE_NAMES`).
+pub const SERVICE_TYPES: [&str; 16] = [
+    "vma_request",
+    "futex_request",
+    "file_request",
+    "sigaction_request",
+    "signal_request",
+    "locate_request",
+    "clone_request",
+    "thread_exit",
+    "exit_group",
+    "cancel",
+    "layout_push",
+    "members",
+    "thread_start",
+    "signal",
+    "exit",
+    "reply",
+];
+
+impl Request {
+    /// Position of this request's type in [`SERVICE_TYPES`].
+    pub fn type_index(&self) -> usize {
+        match self {
+            Request::Mm(_) => 0,
+            Request::Futex(_) => 1,
+            Request::File(_) => 2,
+            Request::SigAction { .. } => 3,
+            Request::SignalThread { .. } => 4,
+            Request::Locate { .. } => 5,
+            Request::Clone { .. } => 6,
+            Request::ThreadExited { .. } => 7,
+            Request::ExitGroup(_) => 8,
+            Request::Cancel { .. } => 9,
+            Request::Layout(_) => 10,
+            Request::Members { .. } => 11,
+            Request::StartThread(_) => 12,
+            Request::PostSignal { .. } => 13,
+            Request::Exit(_) => 14,
+        }
+    }
+}
+
+/// Position of the reply in [`SERVICE_TYPES`].
+pub const REPLY_TYPE: usize = 15;

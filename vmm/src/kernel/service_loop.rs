@@ -1,0 +1,139 @@
+//! An island's service thread: the one loop that takes everything that reaches the island.
+//!
+//! It waits in the fabric's receiver, which also watches the island's userfaultfd and its exit
+//! event, and serves: faults and coherency messages (through the island's `DsmPort`), replies to
+//! the island's requests (to the waiting caller), and requests. It never blocks on guest memory
+//! nor on a kernel lock, so that faults can always be served: requests that may block go to the
+//! island's worker pool. Requests for the island itself are served here: layout changes (on a
+//! worker: they take the layout lock), protocol membership, a thread to start, a signal to post,
+//! the end of the program. Requests for the program's services go to the island's services port
+//! (the origin serves them).
+
+use std::sync::Arc;
+
+use super::errno::ExitStatus;
+use super::island::Island;
+use super::link::IslandFabric;
+use super::messages::{IslandId, IslandMessage, Reply, Request};
+use super::services::{reply_of, Served};
+use super::workers::WorkerPool;
+use super::{mm, vcpu_loop};
+use crate::fabric::{FabricError, Receiver};
+
+/// An island's receive side, for its service thread.
+pub type IslandReceiver = Receiver<IslandMessage>;
+
+/// The most worker threads an island keeps for blocking requests.
+pub const MAX_WORKERS: usize = 64;
+
+/// Starts the service thread of `island`, receiving from `fabric`.
+pub fn start(island: &Arc<Island>, fabric: &IslandFabric) -> Result<(), String> {
+    let mut rx = fabric.receiver(island.id).map_err(|e| e.to_string())?;
+    use std::os::fd::AsRawFd;
+    rx.watch(island.exit_event().as_raw_fd())
+        .map_err(|e| format!("cannot watch the exit event: {e}"))?;
+    if let Some(fd) = island.dsm.fault_fd() {
+        rx.watch(fd)
+            .map_err(|e| format!("cannot watch the island's faults: {e}"))?;
+    }
+    let island = Arc::clone(island);
+    let workers = WorkerPool::new(format!("island{}-worker", island.id), MAX_WORKERS);
+    std::thread::Builder::new()
+        .name(format!("island{}-service", island.id))
+        .spawn(move || {
+            run(&island, &mut rx, &workers);
+            workers.close();
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn run(island: &Arc<Island>, rx: &mut IslandReceiver, workers: &WorkerPool) {
+    loop {
+        if island.exiting() {
+            return;
+        }
+        if let Err(e) = island.dsm.poll_faults() {
+            return failure(island, &e.to_string());
+        }
+        let (from, msg) = match rx.recv(None) {
+            Ok(Some(m)) => m,
+            // A fault to serve, or the end of the program.
+            Ok(None) => continue,
+            Err(FabricError::Shutdown) => return,
+            Err(e) => return failure(island, &e.to_string()),
+        };
+        match msg {
+            IslandMessage::Coherency(m) => {
+                if let Err(e) = island.dsm.on_message(m) {
+                    return failure(island, &e.to_string());
+                }
+            }
+            IslandMessage::Reply { id, body } => island.link.complete(id, body),
+            IslandMessage::Request { id, body, .. } => {
+                request(island, workers, from, id, body);
+            }
+        }
+    }
+}
+
+/// The island cannot go on (its coherency layer failed, or its links): the program ends.
+fn failure(island: &Island, why: &str) {
+    eprintln!("popvmm: island {}: {why}; the program is ended", island.id);
+    island
+        .services
+        .exit_group(ExitStatus::Signal(libc::SIGKILL));
+    island.stop();
+}
+
+/// Serves one request. Every request gets exactly one reply (the fabric's credits count on it).
+fn request(island: &Arc<Island>, workers: &WorkerPool, from: IslandId, id: u64, body: Request) {
+    let reply = |r: Reply| island.link.reply(from, id, r);
+    match body {
+        Request::Layout(ops) => {
+            let island = Arc::clone(island);
+            workers.run(move || {
+                let r = ops
+                    .iter()
+                    .try_for_each(|op| mm::apply_layout_op(&island, op));
+                island.link.reply(
+                    from,
+                    id,
+                    match r {
+                        Ok(()) => Reply::Done,
+                        Err(e) => reply_of(Err(e)),
+                    },
+                );
+            });
+        }
+        Request::Members { members } => reply(
+            match island.dsm.set_members(coherency::KernelSet(members)) {
+                Ok(()) => Reply::Done,
+                Err(e) => {
+                    island.log(1, format_args!("protocol members: {e}"));
+                    reply_of(Err(super::errno::Errno::EIO))
+                }
+            },
+        ),
+        Request::StartThread(start) => reply(reply_of(vcpu_loop::start_thread(island, *start))),
+        Request::PostSignal { tid, sig } => {
+            island.post_signal(tid, sig);
+            reply(Reply::Done);
+        }
+        Request::Exit(_) => {
+            island.stop();
+            reply(Reply::Done);
+        }
+        body => match Arc::clone(&island.services).serve(from, id, body) {
+            Served::Now(r) => reply(r),
+            Served::Work(work) => {
+                let link = Arc::clone(&island.link);
+                workers.run(move || {
+                    if let Some(r) = work() {
+                        link.reply(from, id, r);
+                    }
+                });
+            }
+        },
+    }
+}
