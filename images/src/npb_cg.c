@@ -22,7 +22,8 @@
 
 #define MASK46 ((1ULL << 46) - 1)
 #define CGITMAX 25
-#define PAD 8 /* doubles per reduction slot: one cache line per thread */
+#define PAD 512 /* doubles per reduction slot: one 4 KiB page per thread (under popvmm a page is
+                     the unit of coherency, so slots on one page would bounce between islands) */
 
 static char cls;
 static int na, nonzer, niter;
@@ -188,6 +189,14 @@ static void makea(int n, int nzmax) {
     free(nzloc);
 }
 
+/* Zeroed memory starting on a page boundary and rounded up to whole pages. */
+static void *page_alloc(size_t bytes) {
+    size_t size = (bytes + 4095) / 4096 * 4096;
+    void *mem = aligned_alloc(4096, size);
+    if (mem) memset(mem, 0, size);
+    return mem;
+}
+
 /* Sum over the team of (v0, v1), in thread order; see the header comment. */
 static void reduce2(double v0, double v1, double *s0, double *s1, int *k, int t, int nt) {
     double *b = red + (size_t)((*k)++ & 1) * nt * PAD;
@@ -291,12 +300,13 @@ int main(int argc, char **argv) {
     colidx = malloc(sizeof(int) * (size_t)nz);
     rowstr = malloc(sizeof(int) * (size_t)(na + 1));
     a = malloc(sizeof(double) * (size_t)nz);
-    x = malloc(sizeof(double) * (size_t)(na + 2));
-    z = malloc(sizeof(double) * (size_t)(na + 2));
-    p = malloc(sizeof(double) * (size_t)(na + 2));
-    q = malloc(sizeof(double) * (size_t)(na + 2));
-    r = malloc(sizeof(double) * (size_t)(na + 2));
-    red = calloc((size_t)2 * maxt * PAD, sizeof(double));
+    /* the vectors and the reduction slots on pages of their own */
+    x = page_alloc(sizeof(double) * (size_t)(na + 2));
+    z = page_alloc(sizeof(double) * (size_t)(na + 2));
+    p = page_alloc(sizeof(double) * (size_t)(na + 2));
+    q = page_alloc(sizeof(double) * (size_t)(na + 2));
+    r = page_alloc(sizeof(double) * (size_t)(na + 2));
+    red = page_alloc(sizeof(double) * (size_t)2 * maxt * PAD);
     if (!colidx || !rowstr || !a || !x || !z || !p || !q || !r || !red) {
         fprintf(stderr, "npb_cg: out of memory\n");
         return 1;
