@@ -13,17 +13,18 @@ mkdir -p "$OUT"/glibc "$OUT"/glibc-pie "$OUT"/musl "$OUT"/rust
 CFLAGS=(-O2 -g0 -Wall -Wno-unused-result -fno-strict-aliasing)
 
 # build OUTPUT SOURCE COMPILER ARGS...: skips the build when the output is newer than the source and this script.
+# The source goes right after the compiler, so that libraries in ARGS (-lm) come after it on the link line.
 build() {
-    local out=$1 src=$2
-    shift 2
+    local out=$1 src=$2 cc=$3
+    shift 3
     if [[ -e $out && $out -nt $src && $out -nt build.sh ]]; then return 0; fi
     echo "  build $out"
-    "$@" -o "$out.tmp" "$src"
+    "$cc" "$src" "$@" -o "$out.tmp"
     mv "$out.tmp" "$out"
 }
 
 ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
-     demo lockinc peterson falseshare pagewatch threadstart sigremote)
+     demo lockinc peterson falseshare pagewatch threadstart sigremote fig7 prodcons)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
           demo lockinc peterson falseshare pagewatch threadstart sigremote)
 
@@ -31,7 +32,8 @@ for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm
 done
 build "$OUT/glibc/trivial" src/trivial.c gcc -O2 -static -nostdlib -no-pie
-for p in omp omp4; do
+# OpenMP programs; npb_* are NAS Parallel Benchmarks kernels (usage: npb_XX [S|W]).
+for p in omp omp4 npb_is npb_cg npb_ft npb_ep npb_mg; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -fopenmp -lm
 done
 for p in "${PORTABLE[@]}"; do
