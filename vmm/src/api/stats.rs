@@ -224,6 +224,20 @@ pub fn hot_pages(islands: &[Arc<Island>], n: usize) -> Vec<Value> {
     hottest(all["pages"].as_array().map_or(&[], Vec::as_slice), n)
 }
 
+/// Every page of the program that cost a message, in address order (as `/pages` gives them).
+pub fn pages_with_traffic(islands: &[Arc<Island>]) -> Vec<Value> {
+    let all = pages(islands, 0, usize::MAX);
+    all["pages"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter(|p| p["messages"].as_u64().is_some_and(|n| n > 0))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The exit summary's line about the pages that bounced most (None when no page cost a message).
 pub fn hot_pages_text(hot: &[Value]) -> Option<String> {
     if hot.is_empty() {

@@ -244,6 +244,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         if let Some(path) = &args.stats_json {
             let mut json = summary.json();
             json["hot_pages"] = Value::Array(hot);
+            json["pages"] = Value::Array(crate::api::stats::pages_with_traffic(islands));
             if let Err(e) = std::fs::write(path, json.to_string()) {
                 eprintln!("popvmm: cannot write {}: {e}", path.display());
             }
