@@ -27,11 +27,10 @@ fn runs_receive_loop(core: usize) -> bool {
     RECEIVE_LOOPS.with_borrow(|v| v.contains(&core))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a link lock (only possible inside a Wire implementation's encode)
-    // leaves the link state consistent: every update under the lock is a single step.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// A panic while holding a link lock (only possible inside a Wire implementation's encode) leaves
+// the link state consistent: every update under the lock is a single step. Hence `lock` ignores
+// poisoning.
+use crate::sync::lock;
 
 /// The sending side of one link, behind its lock.
 struct OutState<L> {

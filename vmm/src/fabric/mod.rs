@@ -141,10 +141,10 @@ pub use wire::{Class, Wire, WireError, WireReader, WireWriter};
 pub type IslandId = usize;
 
 /// The most islands a fabric links (the coherency protocol's users bitmap is one 64-bit word).
-pub const MAX_ISLANDS: usize = 64;
+pub const MAX_ISLANDS: usize = coherency::MAX_KERNELS;
 
 /// Size of a guest page, the largest payload the coherency protocol sends.
-pub const PAGE_SIZE: usize = 4096;
+pub const PAGE_SIZE: usize = crate::memory::layout::PAGE_SIZE as usize;
 
 /// Bytes of one ring slot: a page and 128 bytes of headers (66 cache lines).
 pub const SLOT_BYTES: usize = PAGE_SIZE + 128;
