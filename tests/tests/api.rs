@@ -28,41 +28,67 @@ fn launch_wait(sock: &Path) -> Command {
     cmd
 }
 
+/// A running popvmm: the child (its stdin held open, so the program waits) and the reader of its
+/// stdout.
+struct Running {
+    child: Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+}
+
 /// Starts glibc/wait with a control socket.
-fn start(sock: &Path) -> Child {
+fn start(sock: &Path) -> Running {
     start_cmd(&mut launch_wait(sock), sock)
 }
 
-/// Spawns `cmd` (a popvmm launch serving `sock`) and waits until the socket answers.
-fn start_cmd(cmd: &mut Command, sock: &Path) -> Child {
+/// Spawns `cmd` (a popvmm launch of glibc/wait serving `sock`), waits until the program has
+/// printed its first line (the socket is served before the program starts, so a shutdown right
+/// after the socket appears could come before it) and until the socket answers.
+fn start_cmd(cmd: &mut Command, sock: &Path) -> Running {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn popvmm");
+    let mut out = child.stdout.take().expect("stdout");
+    let (first_line, seen) = std::sync::mpsc::channel();
+    let stdout = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = out.read(&mut byte) {
+            all.push(byte[0]);
+            if byte[0] == b'\n' {
+                let _ = first_line.send(());
+            }
+        }
+        all
+    });
+    if seen.recv_timeout(PATIENCE).is_err() {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("output");
+        panic!(
+            "the program never started ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let deadline = Instant::now() + PATIENCE;
     while UnixStream::connect(sock).is_err() {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "popvmm exited ({s}) before serving {}: {}",
-                sock.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
         assert!(Instant::now() < deadline, "control socket never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    Running { child, stdout }
 }
 
 /// Waits (at most PATIENCE) for popvmm to exit and returns its output.
-fn wait_exit(mut child: Child, what: &str) -> std::process::Output {
+fn wait_exit(p: Running, what: &str) -> std::process::Output {
+    let Running { mut child, stdout } = p;
     let deadline = Instant::now() + PATIENCE;
     loop {
         if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
+            let mut out = child.wait_with_output().expect("output");
+            out.stdout = stdout.join().expect("stdout reader");
+            return out;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -73,10 +99,10 @@ fn wait_exit(mut child: Child, what: &str) -> std::process::Output {
 }
 
 /// `ctl shutdown`, then the program must end as SIGTERM would end it and the socket file be gone.
-fn shut_down(child: Child, sock: &Path) {
+fn shut_down(p: Running, sock: &Path) {
     let (code, v) = ctl(sock, "shutdown");
     assert_eq!(code, Some(0), "ctl shutdown: {v}");
-    let out = wait_exit(child, "shutdown");
+    let out = wait_exit(p, "shutdown");
     assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "waiting\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "Terminated\n");
@@ -126,7 +152,7 @@ fn ctl(sock: &Path, what: &str) -> (Option<i32>, serde_json::Value) {
 #[test]
 fn threads_islands_malformed_and_shutdown() {
     let sock = sock_path("main");
-    let child = start(&sock);
+    let p = start(&sock);
 
     // Both threads show up (the second one may take a moment to be created).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -171,7 +197,7 @@ fn threads_islands_malformed_and_shutdown() {
     assert_eq!(v.as_array().map(Vec::len), Some(2));
 
     // Shutdown ends the program as SIGTERM would.
-    shut_down(child, &sock);
+    shut_down(p, &sock);
 }
 
 #[test]
@@ -185,7 +211,7 @@ fn ctl_without_server_fails_cleanly() {
 #[test]
 fn huge_content_length_then_close_keeps_serving() {
     let sock = sock_path("huge");
-    let mut child = start(&sock);
+    let mut p = start(&sock);
     let huge = slow_client(
         &sock,
         b"GET /islands HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
@@ -195,11 +221,14 @@ fn huge_content_length_then_close_keeps_serving() {
 
     let (code, v) = request(&sock, "GET", "/threads", "");
     assert_eq!(code, 200, "{v}");
-    assert!(child.try_wait().expect("try_wait").is_none(), "popvmm died");
+    assert!(
+        p.child.try_wait().expect("try_wait").is_none(),
+        "popvmm died"
+    );
     assert_eq!(huge_status, Some(413));
     let (code, v) = request(&sock, "GET", "/islands", "");
     assert_eq!(code, 200, "{v}");
-    shut_down(child, &sock);
+    shut_down(p, &sock);
 }
 
 /// Regression: one client that declared a body and sent one byte of it held the only API thread,
@@ -207,7 +236,7 @@ fn huge_content_length_then_close_keeps_serving() {
 #[test]
 fn slow_clients_do_not_block_others() {
     let sock = sock_path("slow");
-    let mut child = start(&sock);
+    let mut p = start(&sock);
     let head = |len: usize| {
         format!("PUT /shutdown HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n{{")
     };
@@ -227,11 +256,14 @@ fn slow_clients_do_not_block_others() {
     assert_eq!(status_of(over_limit), Some(413));
     assert_eq!(status_of(in_limit), Some(408));
     assert_eq!(status_of(half_head), Some(408));
-    assert!(child.try_wait().expect("try_wait").is_none(), "popvmm died");
+    assert!(
+        p.child.try_wait().expect("try_wait").is_none(),
+        "popvmm died"
+    );
 
     // And a slow client still connected does not delay shutdown.
     let _slow = slow_client(&sock, head(1000).as_bytes());
-    shut_down(child, &sock);
+    shut_down(p, &sock);
 }
 
 /// Regression: the socket file's mode followed the umask (0777 at umask 000: any local user could
@@ -246,13 +278,13 @@ fn socket_is_private_whatever_the_umask() {
         .arg("sh")
         .arg(launch.get_program())
         .args(launch.get_args());
-    let child = start_cmd(&mut cmd, &sock);
+    let p = start_cmd(&mut cmd, &sock);
     let meta = std::fs::symlink_metadata(&sock).expect("stat the socket");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     let (code, _) = request(&sock, "GET", "/threads", "");
     assert_eq!(code, 200);
-    shut_down(child, &sock);
+    shut_down(p, &sock);
 }
 
 /// Regression: a regular file at the socket path was deleted without a word.
@@ -304,8 +336,8 @@ fn stale_socket_is_replaced() {
     let _ = std::fs::remove_file(&sock);
     drop(UnixListener::bind(&sock).expect("bind"));
     assert!(sock.exists(), "a dropped listener leaves its socket file");
-    let child = start(&sock);
+    let p = start(&sock);
     let (code, _) = request(&sock, "GET", "/threads", "");
     assert_eq!(code, 200);
-    shut_down(child, &sock);
+    shut_down(p, &sock);
 }
