@@ -1,34 +1,132 @@
-//! The control socket during a run: GET /islands, GET /threads, malformed requests, shutdown.
+//! The control socket during a run: GET /islands, GET /threads, malformed requests, shutdown; and
+//! what the server must survive (hostile or slow clients) and refuse (taking over another file).
 
-use std::os::unix::net::UnixStream;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use popvmm_tests::{http_raw, images, popvmm};
+use popvmm_tests::{http_raw, images, output_within, popvmm, HANG};
+
+/// How long a test waits for something that takes milliseconds when the machine is idle: the
+/// machine is shared, so this only catches hangs, it never measures speed.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 fn sock_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("popvmm-test-{name}-{}.sock", std::process::id()))
 }
 
-/// Starts glibc/wait (blocked on stdin, two threads) with a control socket.
-fn start(sock: &Path) -> Child {
-    let child = Command::new(popvmm())
-        .args(["launch", "--api-sock"])
+/// `popvmm launch --api-sock SOCK -- glibc/wait` (blocked on stdin, two threads).
+fn launch_wait(sock: &Path) -> Command {
+    let mut cmd = Command::new(popvmm());
+    cmd.args(["launch", "--api-sock"])
         .arg(sock)
         .arg("--")
-        .arg(images().join("glibc/wait"))
+        .arg(images().join("glibc/wait"));
+    cmd
+}
+
+/// A running popvmm: the child (its stdin held open, so the program waits) and the reader of its
+/// stdout.
+struct Running {
+    child: Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+}
+
+/// Starts glibc/wait with a control socket.
+fn start(sock: &Path) -> Running {
+    start_cmd(&mut launch_wait(sock), sock)
+}
+
+/// Spawns `cmd` (a popvmm launch of glibc/wait serving `sock`), waits until the program has
+/// printed its first line (the socket is served before the program starts, so a shutdown right
+/// after the socket appears could come before it) and until the socket answers.
+fn start_cmd(cmd: &mut Command, sock: &Path) -> Running {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn popvmm");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = child.stdout.take().expect("stdout");
+    let (first_line, seen) = std::sync::mpsc::channel();
+    let stdout = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = out.read(&mut byte) {
+            all.push(byte[0]);
+            if byte[0] == b'\n' {
+                let _ = first_line.send(());
+            }
+        }
+        all
+    });
+    if seen.recv_timeout(PATIENCE).is_err() {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("output");
+        panic!(
+            "the program never started ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = Instant::now() + PATIENCE;
     while UnixStream::connect(sock).is_err() {
         assert!(Instant::now() < deadline, "control socket never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    Running { child, stdout }
+}
+
+/// Waits (at most PATIENCE) for popvmm to exit and returns its output.
+fn wait_exit(p: Running, what: &str) -> std::process::Output {
+    let Running { mut child, stdout } = p;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            let mut out = child.wait_with_output().expect("output");
+            out.stdout = stdout.join().expect("stdout reader");
+            return out;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("popvmm did not exit after {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ctl shutdown`, then the program must end as SIGTERM would end it and the socket file be gone.
+fn shut_down(p: Running, sock: &Path) {
+    let (code, v) = ctl(sock, "shutdown");
+    assert_eq!(code, Some(0), "ctl shutdown: {v}");
+    let out = wait_exit(p, "shutdown");
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "waiting\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "Terminated\n");
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+/// Sends `bytes` on a new connection and leaves it open, sending nothing more: a slow client.
+fn slow_client(sock: &Path, bytes: &[u8]) -> UnixStream {
+    let mut s = UnixStream::connect(sock).expect("connect to the socket");
+    s.write_all(bytes).expect("write");
+    s
+}
+
+/// Everything the server sends on `s` until it closes (or PATIENCE passes), as an HTTP status.
+fn status_of(mut s: UnixStream) -> Option<u16> {
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(&buf) {
+        Ok(httparse::Status::Complete(_)) => resp.code,
+        _ => None,
+    }
 }
 
 fn request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
@@ -54,7 +152,7 @@ fn ctl(sock: &Path, what: &str) -> (Option<i32>, serde_json::Value) {
 #[test]
 fn threads_islands_malformed_and_shutdown() {
     let sock = sock_path("main");
-    let mut child = start(&sock);
+    let p = start(&sock);
 
     // Both threads show up (the second one may take a moment to be created).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -99,29 +197,147 @@ fn threads_islands_malformed_and_shutdown() {
     assert_eq!(v.as_array().map(Vec::len), Some(2));
 
     // Shutdown ends the program as SIGTERM would.
-    let (code, _) = ctl(&sock, "shutdown");
-    assert_eq!(code, Some(0));
-    let out = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(_s) = child.try_wait().expect("try_wait") {
-                break child.wait_with_output().expect("output");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "popvmm did not exit after shutdown"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "waiting\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "Terminated\n");
-    assert!(!sock.exists(), "socket file left behind");
+    shut_down(p, &sock);
 }
 
 #[test]
 fn ctl_without_server_fails_cleanly() {
     let (code, _) = ctl(&sock_path("none"), "threads");
     assert_eq!(code, Some(1));
+}
+
+/// Regression: a request declaring a huge body whose client then leaves made the server allocate
+/// the declared size and abort, killing the program with it.
+#[test]
+fn huge_content_length_then_close_keeps_serving() {
+    let sock = sock_path("huge");
+    let mut p = start(&sock);
+    let huge = slow_client(
+        &sock,
+        b"GET /islands HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+    );
+    let _ = huge.shutdown(std::net::Shutdown::Write);
+    let huge_status = status_of(huge);
+
+    let (code, v) = request(&sock, "GET", "/threads", "");
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        p.child.try_wait().expect("try_wait").is_none(),
+        "popvmm died"
+    );
+    assert_eq!(huge_status, Some(413));
+    let (code, v) = request(&sock, "GET", "/islands", "");
+    assert_eq!(code, 200, "{v}");
+    shut_down(p, &sock);
+}
+
+/// Regression: one client that declared a body and sent one byte of it held the only API thread,
+/// so nobody else (`ctl shutdown` included) was answered until it left.
+#[test]
+fn slow_clients_do_not_block_others() {
+    let sock = sock_path("slow");
+    let mut p = start(&sock);
+    let head = |len: usize| {
+        format!("PUT /shutdown HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n{{")
+    };
+    let over_limit = slow_client(&sock, head(100_000).as_bytes());
+    let in_limit = slow_client(&sock, head(1000).as_bytes());
+    let half_head = slow_client(&sock, b"GET /thre");
+
+    let answer = http_raw(
+        &sock,
+        b"GET /threads HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        PATIENCE,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json().as_array().map(Vec::len), Some(2));
+    // The slow ones get their answers too: too large at once, and a timeout when their time to
+    // send a whole request (seconds) is over; the program never saw their bodies.
+    assert_eq!(status_of(over_limit), Some(413));
+    assert_eq!(status_of(in_limit), Some(408));
+    assert_eq!(status_of(half_head), Some(408));
+    assert!(
+        p.child.try_wait().expect("try_wait").is_none(),
+        "popvmm died"
+    );
+
+    // And a slow client still connected does not delay shutdown.
+    let _slow = slow_client(&sock, head(1000).as_bytes());
+    shut_down(p, &sock);
+}
+
+/// Regression: the socket file's mode followed the umask (0777 at umask 000: any local user could
+/// stop the program).
+#[test]
+fn socket_is_private_whatever_the_umask() {
+    let sock = sock_path("umask");
+    let launch = launch_wait(&sock);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 000 && exec \"$@\"")
+        .arg("sh")
+        .arg(launch.get_program())
+        .args(launch.get_args());
+    let p = start_cmd(&mut cmd, &sock);
+    let meta = std::fs::symlink_metadata(&sock).expect("stat the socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    let (code, _) = request(&sock, "GET", "/threads", "");
+    assert_eq!(code, 200);
+    shut_down(p, &sock);
+}
+
+/// Regression: a regular file at the socket path was deleted without a word.
+#[test]
+fn refuses_a_file_that_is_not_a_socket() {
+    let sock = sock_path("file");
+    std::fs::write(&sock, "precious\n").expect("write the file");
+    let run = output_within(&mut launch_wait(&sock), HANG, "popvmm on a regular file");
+    let err = run.stderr_text();
+    let text = std::fs::read_to_string(&sock);
+    let _ = std::fs::remove_file(&sock);
+    assert_eq!(
+        text.ok().as_deref(),
+        Some("precious\n"),
+        "the file was not kept"
+    );
+    assert_eq!(run.code, Some(1), "{err}");
+    assert!(run.stdout.is_empty(), "the program ran");
+    assert!(
+        err.contains(&sock.display().to_string()) && err.contains("not a socket"),
+        "{err}"
+    );
+}
+
+/// Regression: a second popvmm given the path of a running one took the path over (and removed it
+/// when it exited), leaving the first unreachable.
+#[test]
+fn second_server_on_a_live_socket_refuses() {
+    let sock = sock_path("live");
+    let first = start(&sock);
+    let run = output_within(&mut launch_wait(&sock), HANG, "a second popvmm");
+    let err = run.stderr_text();
+    assert_eq!(run.code, Some(1), "{err}");
+    assert!(run.stdout.is_empty(), "the second program ran");
+    assert!(
+        err.contains(&format!("a running popvmm is serving {}", sock.display())),
+        "{err}"
+    );
+    let (code, v) = request(&sock, "GET", "/threads", "");
+    assert_eq!(code, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(2));
+    shut_down(first, &sock);
+}
+
+/// A socket file left by a popvmm that is gone (nothing accepts on it) is replaced.
+#[test]
+fn stale_socket_is_replaced() {
+    let sock = sock_path("stale");
+    let _ = std::fs::remove_file(&sock);
+    drop(UnixListener::bind(&sock).expect("bind"));
+    assert!(sock.exists(), "a dropped listener leaves its socket file");
+    let p = start(&sock);
+    let (code, _) = request(&sock, "GET", "/threads", "");
+    assert_eq!(code, 200);
+    shut_down(p, &sock);
 }

@@ -1,46 +1,38 @@
-//! The control socket: HTTP/1.1 with JSON bodies over a Unix socket (tiny_http), as Firecracker
-//! and Cloud Hypervisor do. One module per resource family; `route` is the single dispatch point,
-//! so pages, stats and metrics can be added beside islands and threads.
+//! The control socket: HTTP/1.1 with JSON bodies over a Unix socket (our own bounded server,
+//! `http.rs`), as Firecracker and Cloud Hypervisor do. One module per resource family; `route` is
+//! the single dispatch point, so pages, stats and metrics can be added beside islands and threads.
 
 pub mod client;
+pub mod http;
 pub mod stats;
 
 pub use stats::summary;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Response, Server};
 
+use self::http::{HttpRequest, HttpResponse, HttpServer, Method};
 use crate::kernel::{ExitStatus, Island};
 
 /// Errors of starting the control socket.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("cannot listen on {path}: {reason}")]
-    Listen { path: String, reason: String },
+    #[error("control socket: {0}")]
+    Http(#[from] http::HttpError),
 }
 
-/// A running control socket; the socket file is removed when it is dropped.
+/// A running control socket. Dropping it stops accepting connections and removes the socket file
+/// (if it is still the one it created).
+#[derive(Debug)]
 pub struct ApiServer {
-    server: Arc<Server>,
-    path: PathBuf,
+    server: HttpServer,
 }
 
-impl std::fmt::Debug for ApiServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer")
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        let _ = std::fs::remove_file(&self.path);
+impl ApiServer {
+    pub fn path(&self) -> &Path {
+        self.server.path()
     }
 }
 
@@ -69,50 +61,34 @@ fn error(status: u16, msg: impl Into<String>) -> Reply {
 }
 
 /// Starts serving the program whose island kernels are `islands` (origin first) on a Unix socket
-/// at `path` (replacing a stale socket file).
+/// at `path`: mode 0600; a stale socket file there is replaced, anything else refused (see
+/// [`http::serve`]).
 pub fn serve(path: &Path, islands: Vec<Arc<Island>>) -> Result<ApiServer, ApiError> {
-    if path.exists() {
-        let _ = std::fs::remove_file(path);
-    }
-    let server = Server::http_unix(path).map_err(|e| ApiError::Listen {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let server = Arc::new(server);
-    let s2 = Arc::clone(&server);
-    std::thread::Builder::new()
-        .name("api".into())
-        .spawn(move || {
-            loop {
-                let mut req = match s2.recv() {
-                    Ok(r) => r,
-                    // unblock() or a closed listener: stop serving.
-                    Err(_) => break,
-                };
-                let mut body = String::new();
-                let reply = match req.as_reader().take(1 << 16).read_to_string(&mut body) {
-                    Ok(_) => route(&islands, req.method(), req.url(), &body),
-                    Err(_) => error(400, "request body is not UTF-8 text"),
-                };
-                let (text, ctype) = match reply.text {
-                    Some(t) => (t, &b"text/plain; version=0.0.4"[..]),
-                    None => (reply.body.to_string(), &b"application/json"[..]),
-                };
-                let mut resp = Response::from_string(text).with_status_code(reply.status);
-                if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], ctype) {
-                    resp = resp.with_header(h);
-                }
-                // A client that went away is its own problem.
-                let _ = req.respond(resp);
-            }
-        })
-        .map_err(|e| ApiError::Listen {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    let handler = Arc::new(move |req: HttpRequest| -> HttpResponse {
+        let url = if req.query.is_empty() {
+            req.path
+        } else {
+            format!("{}?{}", req.path, req.query)
+        };
+        let reply = match String::from_utf8(req.body) {
+            Ok(body) => route(&islands, &req.method, &url, &body),
+            Err(_) => error(400, "request body is not UTF-8 text"),
+        };
+        match reply.text {
+            Some(t) => HttpResponse {
+                status: reply.status,
+                content_type: "text/plain; version=0.0.4",
+                body: t.into_bytes(),
+            },
+            None => HttpResponse {
+                status: reply.status,
+                content_type: "application/json",
+                body: reply.body.to_string().into_bytes(),
+            },
+        }
+    });
     Ok(ApiServer {
-        server,
-        path: path.to_path_buf(),
+        server: http::serve(path, handler)?,
     })
 }
 
