@@ -24,9 +24,9 @@ build() {
 }
 
 ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
-     demo lockinc peterson falseshare pagewatch threadstart sigremote fig7 prodcons)
+     demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing fig7 prodcons)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
-          demo lockinc peterson falseshare pagewatch threadstart sigremote)
+          demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm

@@ -403,3 +403,24 @@ fn launch_without_a_program_runs_the_demo() {
         "{out}"
     );
 }
+
+/// Island kernels share nothing: threads on islands 1-3 open, read, lseek, dup, fcntl, chdir and
+/// close files, change the umask, install and run signal handlers, and end the program with
+/// exit_group; the output is the native one, and the calls travelled to the origin as messages.
+#[test]
+fn files_signals_and_exit_are_served_by_the_origin_for_other_islands() {
+    for libc in LIBCS {
+        let prog = format!("{libc}/sharenothing");
+        let n = native(&prog, &[], &[]);
+        assert_eq!(n.code, Some(7), "{prog} natively: {}", n.stderr_text());
+        let (run, stats) = islands_run_with_stats(&prog, &[], 4, &["--placement", "round-robin"]);
+        assert_same_on_islands(&format!("{prog} on 4 islands"), &n, &run, 4);
+        let by_type = &stats["messages"]["by_type"];
+        for ty in ["file_request", "sigaction_request", "exit_group", "exit"] {
+            assert!(
+                by_type[ty].as_u64().is_some_and(|c| c > 0),
+                "{prog}: no {ty} message travelled: {by_type}"
+            );
+        }
+    }
+}

@@ -568,13 +568,14 @@ impl Services for Origin {
             }
             *s = Some(status);
         }
-        (self.on_exit)(status);
+        // Every island stops before the controller hears of the end (it then reads the counters).
         if let Ok(island) = self.island() {
             for to in (0..self.islands).filter(|&i| i != ORIGIN) {
                 island.link.notify(to, Request::Exit(status));
             }
             island.stop();
         }
+        (self.on_exit)(status);
     }
 
     fn serve(self: Arc<Self>, from: IslandId, id: u64, request: Request) -> Served {
