@@ -17,6 +17,7 @@ use kvm_bindings::kvm_regs;
 use crate::dsm::{Dsm, DsmPort, SendPage};
 use crate::fabric::{FabricConfig, MAX_ISLANDS};
 use crate::kernel::fs::Files;
+use crate::kernel::island::PopcornAbi;
 use crate::kernel::link::{IslandFabric, Link};
 use crate::kernel::messages::IslandMessage;
 use crate::kernel::thread::Thread;
@@ -51,6 +52,8 @@ pub struct LaunchConfig {
     pub verbose: u8,
     pub allow_port_io: bool,
     pub no_prefault: bool,
+    /// Where Popcorn's migration calls are numbered.
+    pub popcorn_abi: PopcornAbi,
 }
 
 impl LaunchConfig {
@@ -66,6 +69,7 @@ impl LaunchConfig {
             verbose: 0,
             allow_port_io: false,
             no_prefault: false,
+            popcorn_abi: PopcornAbi::default(),
         }
     }
 }
@@ -171,6 +175,7 @@ impl LaunchConfig {
             verbose: self.verbose,
             allow_port_io: self.allow_port_io,
             no_prefault: self.no_prefault,
+            popcorn_abi: self.popcorn_abi,
         };
         let phase = |what: &str| {
             if self.verbose >= 3 {
@@ -273,7 +278,7 @@ impl LaunchConfig {
             rflags: 0x202,
             ..Default::default()
         };
-        vcpu.start_user(&regs, 0, None)
+        vcpu.start_user(&regs, 0, 0, None)
             .map_err(|e| island_err(&e))?;
         phase("vcpu ready");
         let main = Thread::new(o.alloc_tid(), vcpu);

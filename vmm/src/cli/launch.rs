@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::fabric::MAX_ISLANDS;
+use crate::kernel::island::PopcornAbi;
 use crate::kernel::{signal, ExitStatus, Island, Placement, ORIGIN};
 use crate::program::LaunchConfig;
 pub use crate::program::{LaunchError as ProgramError, DEFAULT_ENV};
@@ -50,6 +51,10 @@ pub struct LaunchArgs {
     /// mmap memory (up to 64 MiB a call) resident at once; slower on first touch under KVM.
     #[arg(long)]
     pub no_prefault: bool,
+    /// Where Popcorn's migration calls are numbered: `popvmm` (900-903, the default) or `4.4`
+    /// (Popcorn's 4.4 kernel, 330-333; hides pkey_alloc, pkey_free, statx and io_pgetevents).
+    #[arg(long, value_name = "ABI", default_value = "popvmm", value_parser = parse_abi)]
+    pub popcorn_abi: PopcornAbi,
     /// Print start-up time and memory figures on stderr at exit.
     #[arg(long)]
     pub stats: bool,
@@ -62,6 +67,16 @@ pub struct LaunchArgs {
         value_name = "PROGRAM [ARGS]..."
     )]
     pub program: Vec<String>,
+}
+
+fn parse_abi(s: &str) -> Result<PopcornAbi, String> {
+    match s {
+        "popvmm" | "900" => Ok(PopcornAbi::Popvmm),
+        "4.4" => Ok(PopcornAbi::Linux44),
+        _ => Err(format!(
+            "{s:?}: expected popvmm (calls at 900-903) or 4.4 (Popcorn's 330-333)"
+        )),
+    }
 }
 
 /// Errors that stop a launch before the program runs.
@@ -223,6 +238,7 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         verbose: args.verbose,
         allow_port_io: args.allow_port_io,
         no_prefault: args.no_prefault,
+        popcorn_abi: args.popcorn_abi,
     };
     let mut program = config.build(started)?;
     let _api = match &args.api_sock {

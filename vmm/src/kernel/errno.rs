@@ -10,6 +10,7 @@ macro_rules! errnos {
 errnos!(
     EPERM,
     ENOENT,
+    EBUSY,
     ESRCH,
     EINTR,
     EIO,

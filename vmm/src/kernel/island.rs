@@ -16,7 +16,7 @@ use std::time::Instant;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::link::Link;
-use super::messages::IslandId;
+use super::messages::{IslandId, ThreadOp};
 use super::services::Services;
 use super::thread::{ThreadState, ThreadStatus};
 use super::uaccess::UserMemory;
@@ -37,7 +37,34 @@ pub struct KernelConfig {
     pub allow_port_io: bool,
     /// Do not make new writable anonymous memory resident up front (see `mm::POPULATE_MAX`).
     pub no_prefault: bool,
+    /// Where Popcorn's migration calls are numbered.
+    pub popcorn_abi: PopcornAbi,
 }
+
+/// Where the Popcorn calls are numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PopcornAbi {
+    /// 900-903: every Linux call keeps its number.
+    #[default]
+    Popvmm,
+    /// 330-333, Popcorn's 4.4 kernel (hides pkey_alloc, pkey_free, statx, io_pgetevents).
+    Linux44,
+}
+
+impl PopcornAbi {
+    /// The number the table serves call `nr` of the program at.
+    pub fn translate(self, nr: u64) -> u64 {
+        match (self, nr) {
+            (PopcornAbi::Linux44, 330..=333) => nr - 330 + POPCORN_CALLS,
+            // In the 4.4 ABI, the default numbers are nothing.
+            (PopcornAbi::Linux44, 900..=903) => u64::MAX,
+            _ => nr,
+        }
+    }
+}
+
+/// Where popvmm numbers Popcorn's four calls by default (`syscall/popcorn.rs`).
+pub const POPCORN_CALLS: u64 = 900;
 
 /// What an island is built from (see [`Island::new`]).
 #[derive(Debug)]
@@ -153,6 +180,38 @@ impl Island {
         }
     }
 
+    /// A thread leaves this island (it migrates): out of the table, not ended.
+    pub fn release_thread(&self, tid: u32) -> Option<Arc<ThreadStatus>> {
+        lock(&self.threads).remove(&tid)
+    }
+
+    /// Does `op` to thread `tid` if it runs here (false: it does not).
+    pub fn thread_control(&self, tid: u32, op: ThreadOp) -> bool {
+        let Some(t) = self.thread(tid) else {
+            return false;
+        };
+        match op {
+            ThreadOp::Migrate(to) => {
+                t.request_migration(to);
+                self.kick(tid);
+            }
+            ThreadOp::Propose(to) => t.set_proposed(to),
+            ThreadOp::Affinity(mask) => {
+                t.affinity.store(mask, Ordering::SeqCst);
+                if let Some(to) = outside_of(mask, self.id) {
+                    t.request_migration(to);
+                    self.kick(tid);
+                }
+            }
+        }
+        true
+    }
+
+    /// Every island of the program, as an affinity mask.
+    pub fn all_islands(&self) -> u64 {
+        all_islands(self.link.islands())
+    }
+
     /// A thread of this island has ended.
     pub fn forget_thread(&self, tid: u32) {
         if let Some(t) = lock(&self.threads).remove(&tid) {
@@ -228,6 +287,21 @@ impl Island {
             eprintln!("popvmm: unsupported system call {nr} ({what}): ENOSYS");
         }
     }
+}
+
+/// The mask of `n` islands (island i = CPU i).
+pub fn all_islands(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// Where a thread on island `at` must go to honour affinity `mask`: the first island of the mask,
+/// unless `at` is in it.
+pub fn outside_of(mask: u64, at: IslandId) -> Option<IslandId> {
+    (mask != 0 && mask & (1u64 << at) == 0).then(|| mask.trailing_zeros() as IslandId)
 }
 
 /// Wakes a thread from a wait in the island kernel and kicks its host thread out of KVM_RUN or a

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::errno::{Errno, ExitStatus, SysResult};
 use super::link::{Link, LinkError};
-use super::messages::{FileCall, FutexCall, IslandId, MmCall, Reply, Request, ORIGIN};
+use super::messages::{FileCall, FutexCall, IslandId, MmCall, Reply, Request, ThreadOp, ORIGIN};
 use super::services::{reply_of, value, Served, Services};
 use super::signal::SigAction;
 use super::wait::Waiting;
@@ -82,6 +82,20 @@ impl Services for Member {
     fn thread_exited(&self, tid: u32, code: i32) {
         self.link
             .notify(ORIGIN, Request::ThreadExited { tid, code });
+    }
+
+    fn begin_move(&self, tid: u32, to: IslandId) -> Result<(), Errno> {
+        self.ask(Request::MoveThread { tid, to })
+            .and_then(value)
+            .map(|_| ())
+    }
+
+    fn end_move(&self, tid: u32, at: IslandId) {
+        self.link.notify(ORIGIN, Request::MoveDone { tid, at });
+    }
+
+    fn thread_control(&self, tid: u32, op: ThreadOp) -> SysResult {
+        self.ask(Request::ThreadControl { tid, op }).and_then(value)
     }
 
     fn exit_group(&self, status: ExitStatus) {

@@ -115,25 +115,75 @@ pub struct FileCall {
     pub args: [u64; 6],
 }
 
-/// A new thread's state, for the island that will run it.
+/// Everything of a thread that an island needs to run it: what clone gives a new thread, or what
+/// a migrating thread carries to its destination (a Linux thread's state, all of it: registers,
+/// TLS bases, FPU/SSE, signal mask and pending signals, alternate stack, clear-child-tid, robust
+/// list). Its memory is not here: it follows through the coherency protocol.
 #[derive(Clone)]
-pub struct ThreadStart {
+pub struct ThreadImage {
     pub tid: u32,
     pub regs: kvm_regs,
     pub fs_base: u64,
+    pub gs_base: u64,
+    /// x87, MXCSR, xmm0-15.
     pub fpu: kvm_fpu,
     pub sigmask: u64,
+    /// Signals pending for the thread (bit n-1 for signal n).
+    pub pending: u64,
+    /// sigaltstack: sp, flags, size.
+    pub altstack: (u64, u32, u64),
     pub clear_child_tid: u64,
+    pub robust_list: u64,
+    /// The islands the thread may run on (sched_setaffinity; island i is CPU i).
+    pub affinity: u64,
+    /// The island proposed for its next migration (popcorn_propose_migration), if any.
+    pub proposed: Option<IslandId>,
+    /// Migrations so far.
+    pub migrations: u32,
 }
 
-impl std::fmt::Debug for ThreadStart {
+impl ThreadImage {
+    /// A new thread: registers, TLS, FPU and mask from clone; the rest as Linux starts it.
+    pub fn new(tid: u32, regs: kvm_regs, fs_base: u64, fpu: kvm_fpu) -> Self {
+        Self {
+            tid,
+            regs,
+            fs_base,
+            gs_base: 0,
+            fpu,
+            sigmask: 0,
+            pending: 0,
+            altstack: (0, libc::SS_DISABLE as u32, 0),
+            clear_child_tid: 0,
+            robust_list: 0,
+            affinity: u64::MAX,
+            proposed: None,
+            migrations: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for ThreadImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ThreadStart")
+        f.debug_struct("ThreadImage")
             .field("tid", &self.tid)
             .field("rip", &self.regs.rip)
             .field("rsp", &self.regs.rsp)
+            .field("migrations", &self.migrations)
             .finish()
     }
+}
+
+/// What to do with a thread wherever it runs (see `Request::ThreadControl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadOp {
+    /// Move it to this island now, wherever it is in its code.
+    Migrate(IslandId),
+    /// Propose this island for its next migration (None: withdraw the proposal).
+    Propose(Option<IslandId>),
+    /// Its CPU affinity (bit i: island i); it moves to the first island of the mask unless it
+    /// runs on one of them.
+    Affinity(u64),
 }
 
 /// A request from one island kernel to another.
@@ -162,6 +212,22 @@ pub enum Request {
     Clone {
         tid: u32,
     },
+    /// Thread `tid` is about to migrate to island `to`: the origin makes sure `to` has the layout
+    /// and holds signals for the thread until `MoveDone`.
+    MoveThread {
+        tid: u32,
+        to: IslandId,
+    },
+    /// Thread `tid` now runs on island `at` (its migration ended, there or back where it was).
+    MoveDone {
+        tid: u32,
+        at: IslandId,
+    },
+    /// Do `op` to thread `tid` wherever it runs (the origin forwards it to the thread's island).
+    ThreadControl {
+        tid: u32,
+        op: ThreadOp,
+    },
     ThreadExited {
         tid: u32,
         code: i32,
@@ -178,7 +244,9 @@ pub enum Request {
     Members {
         members: u64,
     },
-    StartThread(Box<ThreadStart>),
+    StartThread(Box<ThreadImage>),
+    /// A migrating thread arrives: run it here.
+    Migrate(Box<ThreadImage>),
     /// Mark signal `sig` pending for thread `tid` of the island, and kick it.
     PostSignal {
         tid: u32,
@@ -216,7 +284,7 @@ pub enum IslandMessage {
 /// The names of the kernel services' message types, for the counters (`/stats`, `/metrics`), in
 /// the order of [`Request::type_index`], with the reply last. The coherency protocol's names come
 /// before these on the wire (see `wire::TYPE_NAMES`).
-pub const SERVICE_TYPES: [&str; 16] = [
+pub const SERVICE_TYPES: [&str; 20] = [
     "vma_request",
     "futex_request",
     "file_request",
@@ -232,6 +300,10 @@ pub const SERVICE_TYPES: [&str; 16] = [
     "thread_start",
     "signal",
     "exit",
+    "move_request",
+    "move_done",
+    "thread_control",
+    "migrate",
     "reply",
 ];
 
@@ -254,9 +326,13 @@ impl Request {
             Request::StartThread(_) => 12,
             Request::PostSignal { .. } => 13,
             Request::Exit(_) => 14,
+            Request::MoveThread { .. } => 15,
+            Request::MoveDone { .. } => 16,
+            Request::ThreadControl { .. } => 17,
+            Request::Migrate(_) => 18,
         }
     }
 }
 
 /// Position of the reply in [`SERVICE_TYPES`].
-pub const REPLY_TYPE: usize = 15;
+pub const REPLY_TYPE: usize = 19;

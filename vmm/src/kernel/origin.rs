@@ -25,7 +25,9 @@ use super::errno::{Errno, ExitStatus, SysResult};
 use super::fs::{FileCx, Files};
 use super::futex::{Abandon, FutexTable, ReadWord, WaiterId};
 use super::island::{kick_signal, Island};
-use super::messages::{FileCall, FutexCall, IslandId, LayoutOp, MmCall, Reply, Request, ORIGIN};
+use super::messages::{
+    FileCall, FutexCall, IslandId, LayoutOp, MmCall, Reply, Request, ThreadOp, ORIGIN,
+};
 use super::services::{reply_of, value, Served, Services};
 use super::signal::{SigAction, Signals};
 use super::syscall::{self, Handler};
@@ -103,6 +105,26 @@ enum InFlight {
     Cancelled(Abandon),
 }
 
+/// Where a live thread runs, as the origin's directory knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whereabouts {
+    At(IslandId),
+    /// Migrating to `to`; `held`: signals sent to it meanwhile (bit n-1 for signal n), posted
+    /// where it lands.
+    Moving {
+        to: IslandId,
+        held: u64,
+    },
+}
+
+impl Whereabouts {
+    fn island(self) -> IslandId {
+        match self {
+            Whereabouts::At(i) | Whereabouts::Moving { to: i, .. } => i,
+        }
+    }
+}
+
 /// Called once when the program's exit status is decided.
 pub type OnExit = Box<dyn Fn(ExitStatus) + Send + Sync>;
 
@@ -116,7 +138,7 @@ pub struct Origin {
     placement: Placement,
     placed: AtomicUsize,
     /// Which island runs each live thread.
-    directory: Mutex<HashMap<u32, IslandId>>,
+    directory: Mutex<HashMap<u32, Whereabouts>>,
     status: Mutex<Option<ExitStatus>>,
     on_exit: OnExit,
     /// Islands that have the layout (they get every change).
@@ -173,7 +195,12 @@ impl Origin {
 
     /// Records a thread started outside `clone` (the program's first thread).
     pub fn thread_started(&self, tid: u32, island: IslandId) {
-        lock(&self.directory).insert(tid, island);
+        lock(&self.directory).insert(tid, Whereabouts::At(island));
+    }
+
+    /// How many islands the program has.
+    pub fn islands(&self) -> usize {
+        self.islands
     }
 
     /// The program's exit status, once decided.
@@ -518,24 +545,34 @@ impl Services for Origin {
 
     fn signal_thread(&self, tid: u32, sig: u32) -> SysResult {
         let island = self.island()?;
-        match self.locate(tid) {
-            None => Err(Errno::ESRCH),
-            Some(ORIGIN) => {
-                if island.post_signal(tid, sig) {
-                    Ok(0)
-                } else {
-                    Err(Errno::ESRCH)
+        let at = {
+            let mut dir = lock(&self.directory);
+            match dir.get_mut(&tid) {
+                None => return Err(Errno::ESRCH),
+                Some(Whereabouts::Moving { held, .. }) => {
+                    // Posted where the thread lands (`end_move`).
+                    if (1..=64).contains(&sig) {
+                        *held |= 1 << (sig - 1);
+                    }
+                    return Ok(0);
                 }
+                Some(Whereabouts::At(i)) => *i,
             }
-            Some(to) => {
-                island.link.notify(to, Request::PostSignal { tid, sig });
+        };
+        if at == ORIGIN {
+            if island.post_signal(tid, sig) {
                 Ok(0)
+            } else {
+                Err(Errno::ESRCH)
             }
+        } else {
+            island.link.notify(at, Request::PostSignal { tid, sig });
+            Ok(0)
         }
     }
 
     fn locate(&self, tid: u32) -> Option<IslandId> {
-        lock(&self.directory).get(&tid).copied()
+        lock(&self.directory).get(&tid).map(|w| w.island())
     }
 
     fn clone_thread(&self, _from: IslandId, tid: u32) -> Result<IslandId, Errno> {
@@ -546,8 +583,75 @@ impl Services for Origin {
             // The island needs the layout before its first thread runs.
             self.sync_layout_to(&island, to)?;
         }
-        lock(&self.directory).insert(tid, to);
+        lock(&self.directory).insert(tid, Whereabouts::At(to));
         Ok(to)
+    }
+
+    fn begin_move(&self, tid: u32, to: IslandId) -> Result<(), Errno> {
+        let island = self.island()?;
+        if to >= self.islands {
+            return Err(Errno::EAGAIN);
+        }
+        if to != ORIGIN {
+            self.sync_layout_to(&island, to)?;
+        }
+        let mut dir = lock(&self.directory);
+        match dir.get_mut(&tid) {
+            Some(w @ Whereabouts::At(_)) => {
+                *w = Whereabouts::Moving { to, held: 0 };
+                Ok(())
+            }
+            Some(Whereabouts::Moving { .. }) => Err(Errno::EBUSY),
+            None => Err(Errno::ESRCH),
+        }
+    }
+
+    fn end_move(&self, tid: u32, at: IslandId) {
+        let held = {
+            let mut dir = lock(&self.directory);
+            match dir.get_mut(&tid) {
+                Some(w) => {
+                    let held = match *w {
+                        Whereabouts::Moving { held, .. } => held,
+                        Whereabouts::At(_) => 0,
+                    };
+                    *w = Whereabouts::At(at);
+                    held
+                }
+                None => 0,
+            }
+        };
+        for sig in (1..=64u32).filter(|s| held & (1 << (s - 1)) != 0) {
+            let _ = self.signal_thread(tid, sig);
+        }
+    }
+
+    fn thread_control(&self, tid: u32, op: ThreadOp) -> SysResult {
+        let island = self.island()?;
+        match op {
+            ThreadOp::Migrate(to) | ThreadOp::Propose(Some(to)) if to >= self.islands => {
+                return Err(Errno::EAGAIN)
+            }
+            ThreadOp::Affinity(mask) if mask & super::island::all_islands(self.islands) == 0 => {
+                return Err(Errno::EINVAL)
+            }
+            _ => {}
+        }
+        match self.locate(tid) {
+            None => Err(Errno::ESRCH),
+            Some(ORIGIN) => {
+                if island.thread_control(tid, op) {
+                    Ok(0)
+                } else {
+                    Err(Errno::ESRCH)
+                }
+            }
+            Some(at) => island
+                .link
+                .call(at, Request::ThreadControl { tid, op })
+                .map_err(|_| Errno::ESRCH)
+                .and_then(value),
+        }
     }
 
     fn thread_exited(&self, tid: u32, code: i32) {
@@ -598,6 +702,16 @@ impl Services for Origin {
             Request::Clone { tid } => Served::Work(Box::new(move || {
                 Some(reply_of(self.clone_thread(from, tid).map(|i| i as u64)))
             })),
+            Request::MoveThread { tid, to } => Served::Work(Box::new(move || {
+                Some(reply_of(self.begin_move(tid, to).map(|()| 0)))
+            })),
+            Request::MoveDone { tid, at } => {
+                self.end_move(tid, at);
+                Served::Now(Reply::Done)
+            }
+            Request::ThreadControl { tid, op } => Served::Work(Box::new(move || {
+                Some(reply_of(self.thread_control(tid, op)))
+            })),
             Request::SigAction { sig, new } => {
                 Served::Now(Reply::Action(self.sigaction(sig, new).map_err(|e| e.0)))
             }
@@ -623,6 +737,7 @@ impl Services for Origin {
             Request::Layout(_)
             | Request::Members { .. }
             | Request::StartThread(_)
+            | Request::Migrate(_)
             | Request::PostSignal { .. }
             | Request::Exit(_) => Served::Now(reply_of(Err(Errno::EINVAL))),
         }

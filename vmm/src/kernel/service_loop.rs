@@ -115,11 +115,23 @@ fn request(island: &Arc<Island>, workers: &WorkerPool, from: IslandId, id: u64, 
                 }
             },
         ),
-        Request::StartThread(start) => reply(reply_of(vcpu_loop::start_thread(island, *start))),
-        Request::PostSignal { tid, sig } => {
-            island.post_signal(tid, sig);
-            reply(Reply::Done);
+        Request::StartThread(image) | Request::Migrate(image) => {
+            reply(reply_of(vcpu_loop::start_thread(island, *image)))
         }
+        Request::PostSignal { tid, sig } => {
+            reply(Reply::Done);
+            if !island.post_signal(tid, sig) {
+                // The thread left (it migrates, or has just migrated): the origin knows where it
+                // is, or holds the signal until it lands.
+                let island = Arc::clone(island);
+                workers.run(move || {
+                    let _ = island.services.signal_thread(tid, sig);
+                });
+            }
+        }
+        // Done here if the thread runs here; otherwise the services find it (the origin's
+        // directory).
+        Request::ThreadControl { tid, op } if island.thread_control(tid, op) => reply(Reply::Done),
         Request::Exit(_) => {
             island.stop();
             reply(Reply::Done);

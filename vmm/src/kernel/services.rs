@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::errno::{Errno, ExitStatus, SysResult};
-use super::messages::{FileCall, FutexCall, IslandId, MmCall, Reply, Request};
+use super::messages::{FileCall, FutexCall, IslandId, MmCall, Reply, Request, ThreadOp};
 use super::signal::SigAction;
 use super::wait::Waiting;
 
@@ -50,6 +50,16 @@ pub trait Services: Send + Sync + fmt::Debug {
 
     /// Thread `tid` has exited with `code`; the last thread's exit ends the program.
     fn thread_exited(&self, tid: u32, code: i32);
+
+    /// Thread `tid` is about to migrate to island `to`: `to` gets the layout and joins the
+    /// protocol; signals for the thread wait at the origin until [`Services::end_move`].
+    fn begin_move(&self, tid: u32, to: IslandId) -> Result<(), Errno>;
+
+    /// Thread `tid` runs on island `at` now (where it went, or where it stayed).
+    fn end_move(&self, tid: u32, at: IslandId);
+
+    /// Does `op` to thread `tid` wherever it runs (ESRCH: no such thread).
+    fn thread_control(&self, tid: u32, op: ThreadOp) -> SysResult;
 
     /// Ends the program with `status` (the first caller decides), on every island.
     fn exit_group(&self, status: ExitStatus);

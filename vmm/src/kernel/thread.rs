@@ -3,7 +3,7 @@
 //! (what it is doing, the signals pending for it, how to wake it). The vCPU loop that runs it is
 //! `vcpu_loop.rs`.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::wait::Abandon;
@@ -47,6 +47,15 @@ pub struct ThreadStatus {
     pub host_thread: AtomicU64,
     /// Wakes the thread wherever it waits in the island kernel (futex, reply, sleep).
     pub wakeup: Arc<Wakeup>,
+    /// The island proposed for its next migration (popcorn_propose_migration), -1: none.
+    proposed: AtomicI32,
+    /// A migration asked from outside the thread (control socket, another thread's affinity
+    /// call): the island to move to at the next clean point, -1: none.
+    migrate_to: AtomicI32,
+    /// Migrations so far.
+    pub migrations: AtomicU32,
+    /// The islands it may run on (sched_setaffinity), bit i for island i.
+    pub affinity: AtomicU64,
 }
 
 impl ThreadStatus {
@@ -60,7 +69,35 @@ impl ThreadStatus {
             pending: AtomicU64::new(0),
             host_thread: AtomicU64::new(0),
             wakeup: Arc::new(Wakeup::new()),
+            proposed: AtomicI32::new(-1),
+            migrate_to: AtomicI32::new(-1),
+            migrations: AtomicU32::new(0),
+            affinity: AtomicU64::new(u64::MAX),
         }
+    }
+
+    pub fn proposed(&self) -> Option<usize> {
+        usize::try_from(self.proposed.load(Ordering::SeqCst)).ok()
+    }
+
+    pub fn set_proposed(&self, island: Option<usize>) {
+        self.proposed
+            .store(island.map_or(-1, |i| i as i32), Ordering::SeqCst);
+    }
+
+    /// Asks the thread to move to `island` at its next clean point.
+    pub fn request_migration(&self, island: usize) {
+        self.migrate_to.store(island as i32, Ordering::SeqCst);
+    }
+
+    /// The island a migration was asked to, if any (and clears the request).
+    pub fn take_migration(&self) -> Option<usize> {
+        usize::try_from(self.migrate_to.swap(-1, Ordering::SeqCst)).ok()
+    }
+
+    /// Whether a migration was asked from outside.
+    pub fn migration_requested(&self) -> bool {
+        self.migrate_to.load(Ordering::SeqCst) >= 0
     }
 
     pub fn set(&self, state: ThreadState) {

@@ -11,10 +11,11 @@ use kvm_bindings::kvm_regs;
 
 use super::errno::{Errno, ExitStatus, SysResult};
 use super::island::{kick_signal, Island};
-use super::messages::ThreadStart;
+use super::messages::{IslandId, Request, ThreadImage};
+use super::services::value;
 use super::sigframe::{self, SigInfo, SA_RESETHAND};
 use super::signal::{signal_for_vector, Disposition, SigAction};
-use super::syscall::{dispatch, futex_wake, ret, Action};
+use super::syscall::{dispatch, futex_wake, restartable, ret, Action};
 use super::thread::{Thread, ThreadState};
 use super::vma::Access;
 use crate::kvm::{Exit, Vcpu};
@@ -22,27 +23,101 @@ use crate::kvm::{Exit, Vcpu};
 /// Host stack of a vCPU thread: it only runs the island kernel, never guest code.
 const VCPU_THREAD_STACK: usize = 256 << 10;
 
-/// Starts a thread on this island with the state clone gave it (on this island or another):
-/// a vCPU from the pool, the thread registered here, its host thread running.
-pub fn start_thread(island: &Arc<Island>, start: ThreadStart) -> SysResult {
+/// Starts a thread on this island from its image: a new thread (clone, on this island or
+/// another), or one that migrates here. A vCPU from the pool, the thread registered here, its
+/// host thread running.
+pub fn start_thread(island: &Arc<Island>, image: ThreadImage) -> SysResult {
     let mut vcpu = island.take_vcpu().map_err(|e| {
-        island.log(1, format_args!("clone: {e}"));
+        island.log(1, format_args!("thread {}: {e}", image.tid));
         Errno::EAGAIN
     })?;
-    if let Err(e) = vcpu.start_user(&start.regs, start.fs_base, Some(&start.fpu)) {
-        island.log(1, format_args!("clone: {e}"));
+    if let Err(e) = vcpu.start_user(&image.regs, image.fs_base, image.gs_base, Some(&image.fpu)) {
+        island.log(1, format_args!("thread {}: {e}", image.tid));
         island.park_vcpu(vcpu);
         return Err(Errno::EAGAIN);
     }
-    let tid = start.tid;
-    let mut child = Thread::new(tid, vcpu);
+    let tid = image.tid;
+    let mut t = Thread::new(tid, vcpu);
     // Where it will start: what /threads shows until it first enters the island kernel.
-    child.status.set_rip(start.regs.rip);
-    child.sigmask = start.sigmask;
-    child.clear_child_tid = start.clear_child_tid;
-    island.register_thread(Arc::clone(&child.status));
-    spawn(island, child).inspect_err(|_| island.forget_thread(tid))?;
+    t.status.set_rip(image.regs.rip);
+    t.status.pending.store(image.pending, Ordering::SeqCst);
+    t.status.set_proposed(image.proposed);
+    t.status
+        .migrations
+        .store(image.migrations, Ordering::Relaxed);
+    t.status.affinity.store(image.affinity, Ordering::Relaxed);
+    t.sigmask = image.sigmask;
+    t.altstack = image.altstack;
+    t.clear_child_tid = image.clear_child_tid;
+    t.robust_list = image.robust_list;
+    island.register_thread(Arc::clone(&t.status));
+    spawn(island, t).inspect_err(|_| island.forget_thread(tid))?;
     Ok(u64::from(tid))
+}
+
+/// The image of thread `t`, to resume with `regs` elsewhere.
+fn capture(t: &mut Thread, regs: &kvm_regs) -> Result<ThreadImage, Errno> {
+    let sregs = t.vcpu.sregs().map_err(|_| Errno::EIO)?;
+    let fpu = t.vcpu.fpu().map_err(|_| Errno::EIO)?;
+    Ok(ThreadImage {
+        tid: t.tid,
+        regs: *regs,
+        fs_base: t.new_fs_base.take().unwrap_or(sregs.fs.base),
+        gs_base: sregs.gs.base,
+        fpu,
+        sigmask: t.sigmask,
+        pending: t.status.pending.load(Ordering::SeqCst),
+        altstack: t.altstack,
+        clear_child_tid: t.clear_child_tid,
+        robust_list: t.robust_list,
+        affinity: t.status.affinity.load(Ordering::Relaxed),
+        // A proposal is for the next migration: this one.
+        proposed: None,
+        migrations: t.status.migrations.load(Ordering::Relaxed) + 1,
+    })
+}
+
+/// Moves thread `t` to island `to`, to resume there with `regs`. Ok: it runs there now (this
+/// host thread ends). Err: it stays here, and the error says why.
+fn migrate(
+    island: &Arc<Island>,
+    t: &mut Thread,
+    regs: &kvm_regs,
+    to: IslandId,
+) -> Result<(), Errno> {
+    if to == island.id {
+        return Err(Errno::EBUSY);
+    }
+    let tid = t.tid;
+    // The destination gets the layout and joins the protocol; signals wait at the origin.
+    island.services.begin_move(tid, to)?;
+    // Out of this island's table before its pending signals are read: a signal posted here from
+    // now on finds no thread and goes back to the origin, which holds it.
+    let status = island.release_thread(tid);
+    let sent = capture(t, regs).and_then(|image| {
+        island
+            .link
+            .call(to, Request::Migrate(Box::new(image)))
+            .map_err(|_| Errno::EAGAIN)
+            .and_then(value)
+    });
+    match sent {
+        Ok(_) => {
+            island.services.end_move(tid, to);
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(s) = status {
+                island.register_thread(s);
+            }
+            island.services.end_move(tid, island.id);
+            island.log(
+                1,
+                format_args!("thread {tid}: migration to island {to}: errno {}", e.0),
+            );
+            Err(e)
+        }
+    }
 }
 
 /// Starts the host thread of `t` (already registered with its island).
@@ -95,19 +170,45 @@ pub fn run(island: Arc<Island>, mut t: Thread) {
     let me = unsafe { libc::pthread_self() };
     t.status.host_thread.store(me as u64, Ordering::SeqCst);
     let end = run_loop(&island, &mut t);
-    t.status.set(ThreadState::Exited);
     IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
     match end {
-        Some(code) => exit_thread(&island, t, code),
-        None => island.forget_thread(t.tid),
+        End::Exit(code) => {
+            t.status.set(ThreadState::Exited);
+            exit_thread(&island, t, code);
+        }
+        End::Stop => {
+            t.status.set(ThreadState::Exited);
+            island.forget_thread(t.tid);
+        }
+        // It runs elsewhere now; its vCPU serves the next thread here.
+        End::Migrated => island.park_vcpu(t.vcpu),
     }
 }
 
-/// Runs the thread until it exits (Some(code)) or the program ends (None).
-fn run_loop(island: &Arc<Island>, t: &mut Thread) -> Option<i32> {
+/// How a thread's time on this island ends.
+enum End {
+    /// exit(2) with this code.
+    Exit(i32),
+    /// The program is ending.
+    Stop,
+    /// It migrated to another island.
+    Migrated,
+}
+
+/// Moves `t` to the island its migration was asked to, if one was, resuming with `regs`: true
+/// when it left.
+fn migrate_if_asked(island: &Arc<Island>, t: &mut Thread, regs: &kvm_regs) -> bool {
+    match t.status.take_migration() {
+        Some(to) if to != island.id => migrate(island, t, regs, to).is_ok(),
+        _ => false,
+    }
+}
+
+/// Runs the thread until it exits, migrates, or the program ends.
+fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
     loop {
         if island.exiting() {
-            return None;
+            return End::Stop;
         }
         t.status.set(ThreadState::Running);
         if island.first_entry_ns.load(Ordering::Relaxed) == 0 {
@@ -138,16 +239,29 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> Option<i32> {
                 let mut back = match dispatch(island, t, &regs) {
                     Action::Return(v) => Vcpu::syscall_return_regs(&regs, v),
                     Action::Restore(r) => r,
-                    Action::ExitThread(code) => return Some(code),
-                    Action::Stop => return None,
+                    Action::ExitThread(code) => return End::Exit(code),
+                    Action::Stop => return End::Stop,
                     Action::StartThread(start) => {
                         Vcpu::syscall_return_regs(&regs, start_child(island, *start))
+                    }
+                    Action::Migrate { to, resume } => {
+                        let resume =
+                            resume.map_or_else(|| Vcpu::syscall_return_regs(&regs, 0), |r| *r);
+                        match migrate(island, t, &resume, to) {
+                            Ok(()) => return End::Migrated,
+                            Err(e) => Vcpu::syscall_return_regs(&regs, (-(e.0 as i64)) as u64),
+                        }
                     }
                 };
                 // A slow call interrupted by a signal whose handler has SA_RESTART is restarted
                 // after the handler, as Linux does: back to the `syscall` instruction.
                 if back.rax == (-libc::EINTR) as u64 && restartable(regs.rax) {
-                    if let Some(sig) = t.next_deliverable() {
+                    if t.status.migration_requested() && !t.signal_deliverable() {
+                        // Interrupted only to migrate: the call starts again on the destination,
+                        // and the program sees nothing (Linux's -ERESTARTSYS).
+                        back.rip = back.rip.wrapping_sub(2);
+                        back.rax = regs.rax;
+                    } else if let Some(sig) = t.next_deliverable() {
                         let restart = island
                             .services
                             .sigaction(sig, None)
@@ -158,10 +272,15 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> Option<i32> {
                         }
                     }
                 }
+                // A migration asked from outside happens here, at a clean point; pending signals
+                // travel with the thread.
+                if migrate_if_asked(island, t, &back) {
+                    return End::Migrated;
+                }
                 // Signals sent to this thread are delivered on its way back to user mode.
                 match deliver_pending(island, t, &mut back) {
                     Ok(()) => {}
-                    Err(None) => return None,
+                    Err(None) => return End::Stop,
                     Err(Some(sig)) => return fatal(island, t, sig),
                 }
                 let fs = t.new_fs_base.take();
@@ -232,16 +351,26 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> Option<i32> {
                 }
             }
             Exit::Interrupted => {
-                // A kick (a signal for this thread) or a host signal: deliver what is pending if
-                // the vCPU stopped in the program's own code.
+                // A kick (a signal for this thread, a migration asked from outside) or a host
+                // signal: deliver what is pending if the vCPU stopped in the program's own code.
                 t.vcpu.clear_immediate_exit();
+                if t.status.migration_requested() {
+                    let in_user = t.vcpu.sregs().is_ok_and(|s| s.cs.dpl == 3);
+                    if let (true, Ok(regs)) = (in_user, t.vcpu.regs()) {
+                        if regs.rip >= crate::memory::layout::KERNEL_AREA_END
+                            && migrate_if_asked(island, t, &regs)
+                        {
+                            return End::Migrated;
+                        }
+                    }
+                }
                 if t.next_deliverable().is_some() {
                     let in_user = t.vcpu.sregs().is_ok_and(|s| s.cs.dpl == 3);
                     if let (true, Ok(mut regs)) = (in_user, t.vcpu.regs()) {
                         if regs.rip >= crate::memory::layout::KERNEL_AREA_END {
                             match deliver_pending(island, t, &mut regs) {
                                 Ok(()) => {}
-                                Err(None) => return None,
+                                Err(None) => return End::Stop,
                                 Err(Some(sig)) => return fatal(island, t, sig),
                             }
                             if t.vcpu.resume_user(&regs, None).is_err() {
@@ -261,23 +390,8 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> Option<i32> {
 
 const SA_RESTART: u64 = 0x1000_0000;
 
-/// System calls Linux restarts after a handler with SA_RESTART (read, write, readv, writev,
-/// pread, pwrite, futex); nanosleep and poll always answer EINTR.
-fn restartable(nr: u64) -> bool {
-    matches!(
-        nr as libc::c_long,
-        libc::SYS_read
-            | libc::SYS_write
-            | libc::SYS_pread64
-            | libc::SYS_pwrite64
-            | libc::SYS_readv
-            | libc::SYS_writev
-            | libc::SYS_futex
-    )
-}
-
 /// clone placed the new thread here: start it; clone returns its tid (or the error).
-fn start_child(island: &Arc<Island>, start: ThreadStart) -> u64 {
+fn start_child(island: &Arc<Island>, start: ThreadImage) -> u64 {
     let tid = start.tid;
     let r = start_thread(island, start);
     if r.is_err() {
@@ -415,10 +529,10 @@ fn user_context_of_exception(island: &Island, t: &Thread, vector: u8) -> Option<
     Some((r, err))
 }
 
-fn fatal(island: &Island, t: &Thread, sig: i32) -> Option<i32> {
+fn fatal(island: &Island, t: &Thread, sig: i32) -> End {
     t.status.set(ThreadState::Exited);
     island.services.exit_group(ExitStatus::Signal(sig));
-    None
+    End::Stop
 }
 
 /// exit(2): CLONE_CHILD_CLEARTID handling, then the vCPU goes back to the pool.

@@ -5,8 +5,8 @@ use kvm_bindings::{kvm_fpu, kvm_regs};
 
 use super::errno::ExitStatus;
 use super::messages::{
-    FileCall, FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadStart, REPLY_TYPE,
-    SERVICE_TYPES,
+    FileCall, FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadImage, ThreadOp,
+    REPLY_TYPE, SERVICE_TYPES,
 };
 use super::signal::SigAction;
 use super::vma::{Prot, VmaKind};
@@ -261,7 +261,33 @@ fn put_request(w: &mut WireWriter<'_>, body: &Request) -> Result<(), WireError> 
         }
         Request::Locate { tid } => w.put_u32(*tid),
         Request::Clone { tid } => w.put_u32(*tid),
-        Request::StartThread(t) => put_thread(w, t),
+        Request::StartThread(t) | Request::Migrate(t) => put_thread(w, t),
+        Request::MoveThread { tid, to } => {
+            w.put_u32(*tid)?;
+            put_island(w, *to)
+        }
+        Request::MoveDone { tid, at } => {
+            w.put_u32(*tid)?;
+            put_island(w, *at)
+        }
+        Request::ThreadControl { tid, op } => {
+            w.put_u32(*tid)?;
+            match op {
+                ThreadOp::Migrate(to) => {
+                    w.put_u8(0)?;
+                    put_island(w, *to)
+                }
+                ThreadOp::Propose(None) => w.put_u8(1),
+                ThreadOp::Propose(Some(to)) => {
+                    w.put_u8(2)?;
+                    put_island(w, *to)
+                }
+                ThreadOp::Affinity(mask) => {
+                    w.put_u8(3)?;
+                    w.put_u64(*mask)
+                }
+            }
+        }
         Request::ThreadExited { tid, code } => {
             w.put_u32(*tid)?;
             w.put_u32(*code as u32)
@@ -339,6 +365,26 @@ fn get_request(r: &mut WireReader<'_>) -> Result<Request, WireError> {
             sig: r.get_u32()?,
         },
         14 => Request::Exit(get_status(r)?),
+        15 => Request::MoveThread {
+            tid: r.get_u32()?,
+            to: get_island(r)?,
+        },
+        16 => Request::MoveDone {
+            tid: r.get_u32()?,
+            at: get_island(r)?,
+        },
+        17 => {
+            let tid = r.get_u32()?;
+            let op = match r.get_u8()? {
+                0 => ThreadOp::Migrate(get_island(r)?),
+                1 => ThreadOp::Propose(None),
+                2 => ThreadOp::Propose(Some(get_island(r)?)),
+                3 => ThreadOp::Affinity(r.get_u64()?),
+                v => return Err(invalid("thread operation", u64::from(v))),
+            };
+            Request::ThreadControl { tid, op }
+        }
+        18 => Request::Migrate(Box::new(get_thread(r)?)),
         v => return Err(invalid("request type", u64::from(v))),
     })
 }
@@ -690,28 +736,54 @@ fn get_fpu(r: &mut WireReader<'_>) -> Result<kvm_fpu, WireError> {
     Ok(f)
 }
 
-fn put_thread(w: &mut WireWriter<'_>, t: &ThreadStart) -> Result<(), WireError> {
+fn put_thread(w: &mut WireWriter<'_>, t: &ThreadImage) -> Result<(), WireError> {
     w.put_u32(t.tid)?;
     regs_array(&t.regs).iter().try_for_each(|&v| w.put_u64(v))?;
     w.put_u64(t.fs_base)?;
+    w.put_u64(t.gs_base)?;
     put_fpu(w, &t.fpu)?;
     w.put_u64(t.sigmask)?;
-    w.put_u64(t.clear_child_tid)
+    w.put_u64(t.pending)?;
+    w.put_u64(t.altstack.0)?;
+    w.put_u32(t.altstack.1)?;
+    w.put_u64(t.altstack.2)?;
+    w.put_u64(t.clear_child_tid)?;
+    w.put_u64(t.robust_list)?;
+    w.put_u64(t.affinity)?;
+    match t.proposed {
+        None => w.put_u8(0)?,
+        Some(i) => {
+            w.put_u8(1)?;
+            put_island(w, i)?;
+        }
+    }
+    w.put_u32(t.migrations)
 }
 
-fn get_thread(r: &mut WireReader<'_>) -> Result<ThreadStart, WireError> {
+fn get_thread(r: &mut WireReader<'_>) -> Result<ThreadImage, WireError> {
     let tid = r.get_u32()?;
     let mut a = [0u64; REG_COUNT];
     for x in &mut a {
         *x = r.get_u64()?;
     }
-    Ok(ThreadStart {
+    Ok(ThreadImage {
         tid,
         regs: regs_from(a),
         fs_base: r.get_u64()?,
+        gs_base: r.get_u64()?,
         fpu: get_fpu(r)?,
         sigmask: r.get_u64()?,
+        pending: r.get_u64()?,
+        altstack: (r.get_u64()?, r.get_u32()?, r.get_u64()?),
         clear_child_tid: r.get_u64()?,
+        robust_list: r.get_u64()?,
+        affinity: r.get_u64()?,
+        proposed: match r.get_u8()? {
+            0 => None,
+            1 => Some(get_island(r)?),
+            v => return Err(invalid("proposed island", u64::from(v))),
+        },
+        migrations: r.get_u32()?,
     })
 }
 
@@ -813,13 +885,10 @@ mod tests {
             IslandMessage::Request {
                 id: 11,
                 from: 1,
-                body: Request::StartThread(Box::new(ThreadStart {
-                    tid: 1234,
-                    regs,
-                    fs_base: 0x4ad380,
-                    fpu,
+                body: Request::StartThread(Box::new(ThreadImage {
                     sigmask: 1 << 9,
                     clear_child_tid: 0x4ad650,
+                    ..ThreadImage::new(1234, regs, 0x4ad380, fpu)
                 })),
             },
             IslandMessage::Request {
@@ -894,6 +963,54 @@ mod tests {
                 from: 3,
                 body: Request::Clone { tid: 4242 },
             },
+            IslandMessage::Request {
+                id: 22,
+                from: 2,
+                body: Request::Migrate(Box::new(ThreadImage {
+                    gs_base: 0x77,
+                    pending: 1 << 11,
+                    altstack: (0x7000_0000, 0, 8192),
+                    robust_list: 0x4ad6e0,
+                    affinity: 0b1010,
+                    proposed: Some(3),
+                    migrations: 5,
+                    ..ThreadImage::new(77, regs, 0x4ad380, fpu)
+                })),
+            },
+            IslandMessage::Request {
+                id: 23,
+                from: 2,
+                body: Request::MoveThread { tid: 77, to: 3 },
+            },
+            IslandMessage::Request {
+                id: 24,
+                from: 3,
+                body: Request::MoveDone { tid: 77, at: 3 },
+            },
+            IslandMessage::Request {
+                id: 25,
+                from: 0,
+                body: Request::ThreadControl {
+                    tid: 77,
+                    op: ThreadOp::Migrate(1),
+                },
+            },
+            IslandMessage::Request {
+                id: 26,
+                from: 0,
+                body: Request::ThreadControl {
+                    tid: 77,
+                    op: ThreadOp::Propose(None),
+                },
+            },
+            IslandMessage::Request {
+                id: 27,
+                from: 1,
+                body: Request::ThreadControl {
+                    tid: 77,
+                    op: ThreadOp::Affinity(0b1100),
+                },
+            },
             IslandMessage::Reply {
                 id: 12,
                 body: Reply::Action(Ok(SigAction::default())),
@@ -929,6 +1046,38 @@ mod tests {
         assert_eq!(t.fpu.fcw, 0x37f);
         assert_eq!(t.fpu.xmm[3], [7; 16]);
         assert_eq!(t.fpu.mxcsr, 0x1f80);
+        let migrating = samples()
+            .into_iter()
+            .map(round_trip)
+            .find_map(|m| match m {
+                IslandMessage::Request {
+                    body: Request::Migrate(t),
+                    ..
+                } => Some(t),
+                _ => None,
+            })
+            .expect("a migration sample");
+        assert_eq!(
+            (
+                migrating.gs_base,
+                migrating.pending,
+                migrating.altstack,
+                migrating.robust_list,
+                migrating.affinity,
+                migrating.proposed,
+                migrating.migrations
+            ),
+            (
+                0x77,
+                1 << 11,
+                (0x7000_0000, 0, 8192),
+                0x4ad6e0,
+                0b1010,
+                Some(3),
+                5
+            )
+        );
+        assert_eq!(migrating.fpu.xmm[3], [7; 16]);
     }
 
     #[test]

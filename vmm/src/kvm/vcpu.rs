@@ -83,11 +83,13 @@ impl Vcpu {
         &mut self,
         regs: &kvm_regs,
         fs_base: u64,
+        gs_base: u64,
         fpu: Option<&kvm_fpu>,
     ) -> Result<(), VcpuError> {
         let sregs = ioctl("KVM_GET_SREGS", self.fd.get_sregs())?;
         let mut sregs = boot::user_sregs(sregs);
         sregs.fs.base = fs_base;
+        sregs.gs.base = gs_base;
         // Explicit ioctls here: the sync area is only valid after a first exit.
         self.fd.clear_sync_dirty_reg(SyncReg::Register);
         self.fd.clear_sync_dirty_reg(SyncReg::SystemRegister);

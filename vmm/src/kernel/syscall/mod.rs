@@ -12,6 +12,7 @@
 mod fs;
 mod futex;
 mod mm;
+pub mod popcorn;
 mod process;
 mod signal;
 mod thread;
@@ -28,7 +29,7 @@ pub use self::signal::deliver_to_self;
 use super::errno::{Errno, SysResult};
 use super::fs::FileCx;
 use super::island::Island;
-use super::messages::{FileCall, ThreadStart};
+use super::messages::{FileCall, IslandId, ThreadImage};
 use super::thread::{Thread, ThreadState};
 use super::wait::Abandon;
 use super::wait::Waiting;
@@ -46,7 +47,13 @@ pub enum Action {
     /// The program is ending: stop this vCPU.
     Stop,
     /// clone placed the new thread on this island: start it, and return its tid.
-    StartThread(Box<ThreadStart>),
+    StartThread(Box<ThreadImage>),
+    /// Move this thread to island `to` and resume it there with `resume` (None: returning 0
+    /// from this call). If it cannot move, the call returns the error.
+    Migrate {
+        to: IslandId,
+        resume: Option<Box<kvm_regs>>,
+    },
 }
 
 /// One system call being served: the calling thread, its island, its registers and arguments.
@@ -64,6 +71,10 @@ impl Call<'_> {
     /// program.
     pub fn abandon(&self) -> Option<Abandon> {
         if self.island.exiting() {
+            return Some(Abandon::Interrupted);
+        }
+        // A migration asked from outside interrupts a call that starts again on the destination.
+        if self.t.status.migration_requested() && restartable(self.nr) {
             return Some(Abandon::Interrupted);
         }
         self.t.abandon()
@@ -136,7 +147,7 @@ pub const fn blocking(nr: libc::c_long, name: &'static str, handler: Handler) ->
 }
 
 /// The families, in the order the table lists them.
-const FAMILIES: [&[Syscall]; 7] = [
+const FAMILIES: [&[Syscall]; 8] = [
     fs::CALLS,
     mm::CALLS,
     futex::CALLS,
@@ -144,10 +155,12 @@ const FAMILIES: [&[Syscall]; 7] = [
     time::CALLS,
     thread::CALLS,
     process::CALLS,
+    popcorn::CALLS,
 ];
 
-/// The largest system call number the table can hold (x86-64 numbers stop below 512).
-const MAX_NR: usize = 512;
+/// The numbers the table can hold (x86-64 Linux numbers stop below 512; Popcorn's calls are at
+/// 900-903).
+const MAX_NR: usize = 1024;
 
 static INDEX: LazyLock<Vec<Option<&'static Syscall>>> = LazyLock::new(|| {
     let mut index = vec![None; MAX_NR];
@@ -189,7 +202,7 @@ pub fn dispatch(island: &Arc<Island>, t: &mut Thread, regs: &kvm_regs) -> Action
     if island.exiting() {
         return Action::Stop;
     }
-    let nr = regs.rax;
+    let nr = island.config.popcorn_abi.translate(regs.rax);
     let a = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
     t.status.syscalls.fetch_add(1, Ordering::Relaxed);
     let mut call = Call {
@@ -202,8 +215,8 @@ pub fn dispatch(island: &Arc<Island>, t: &mut Thread, regs: &kvm_regs) -> Action
     let action = match lookup(nr) {
         Some(entry) => serve(&mut call, entry),
         None => {
-            *lock(&UNKNOWN).entry(nr).or_default() += 1;
-            island.log_unknown_once(nr, "?");
+            *lock(&UNKNOWN).entry(regs.rax).or_default() += 1;
+            island.log_unknown_once(regs.rax, "?");
             ret(Err(Errno::ENOSYS))
         }
     };
@@ -255,6 +268,22 @@ fn serve(call: &mut Call<'_>, entry: &Syscall) -> Action {
     ret(r)
 }
 
+/// System calls Linux restarts after a handler with SA_RESTART (read, write, readv, writev,
+/// pread, pwrite, futex), and that a migration may interrupt and restart on the destination;
+/// nanosleep and poll always answer EINTR.
+pub fn restartable(nr: u64) -> bool {
+    matches!(
+        nr as libc::c_long,
+        libc::SYS_read
+            | libc::SYS_write
+            | libc::SYS_pread64
+            | libc::SYS_pwrite64
+            | libc::SYS_readv
+            | libc::SYS_writev
+            | libc::SYS_futex
+    )
+}
+
 /// A system call result as the vCPU loop returns it (`-errno` in rax).
 pub fn ret(r: SysResult) -> Action {
     Action::Return(match r {
@@ -273,6 +302,12 @@ mod tests {
         for e in table() {
             assert!(seen.insert(e.nr), "{} ({}) listed twice", e.name, e.nr);
             assert!((e.nr as usize) < MAX_NR, "{} out of range", e.name);
+            assert!(
+                e.nr < 512 || (900..=903).contains(&e.nr),
+                "{}: {}",
+                e.name,
+                e.nr
+            );
             assert!(!e.name.is_empty() && e.name != "?");
             assert_eq!(lookup(e.nr).map(|x| x.name), Some(e.name));
         }
@@ -291,5 +326,6 @@ mod tests {
         assert_eq!(name(libc::SYS_readv as u64), "readv");
         assert_eq!(name(999), "?");
         assert!(lookup(u64::MAX).is_none());
+        assert_eq!(name(900), "popcorn_migrate");
     }
 }

@@ -3,7 +3,10 @@
 
 use super::{ret, sys, Action, Call, Handler::Action as Act, Handler::Sys, Syscall};
 use crate::kernel::errno::{Errno, ExitStatus, SysResult};
-use crate::kernel::messages::{Request, ThreadStart};
+use std::sync::atomic::Ordering;
+
+use crate::kernel::island::outside_of;
+use crate::kernel::messages::{Request, ThreadImage, ThreadOp};
 use crate::kernel::services::value;
 
 pub const CALLS: &[Syscall] = &[
@@ -48,14 +51,7 @@ pub const CALLS: &[Syscall] = &[
     sys(
         libc::SYS_sched_setaffinity,
         "sched_setaffinity",
-        Sys(|c| {
-            let tid = c.a[0] as u32;
-            if tid == 0 || has_thread(c, tid) {
-                Ok(0)
-            } else {
-                Err(Errno::ESRCH)
-            }
-        }),
+        Act(sched_setaffinity),
     ),
     sys(
         libc::SYS_sched_getaffinity,
@@ -162,28 +158,77 @@ fn arch_prctl(c: &mut Call<'_>) -> SysResult {
     }
 }
 
+/// Bytes of the program machine's CPU mask: one word (at most 64 islands; island i is CPU i).
+const CPU_MASK_BYTES: u64 = 8;
+
+/// sched_getaffinity: the islands the thread may run on. Like Linux, the buffer must hold the
+/// whole mask (a multiple of the word size), and the answer is the mask's size.
 fn sched_getaffinity(c: &mut Call<'_>) -> SysResult {
     let (pid, len, mask) = (c.a[0], c.a[1], c.a[2]);
-    if pid != 0 && !has_thread(c, pid as u32) {
+    if len < CPU_MASK_BYTES || len % CPU_MASK_BYTES != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let tid = pid as u32;
+    let affinity = if pid == 0 || tid == c.t.tid {
+        c.t.status.affinity.load(Ordering::Relaxed)
+    } else if let Some(t) = c.island.thread(tid) {
+        t.affinity.load(Ordering::Relaxed)
+    } else if c.island.services.locate(tid).is_some() {
+        // A thread of another island: its mask stays there; every island is what it may use
+        // unless it was told otherwise.
+        u64::MAX
+    } else {
         return Err(Errno::ESRCH);
-    }
-    let len = len.min(4096) as usize;
-    let mut buf = vec![0u8; len];
-    // The island's vCPUs run on popvmm's CPUs: report popvmm's own affinity.
-    // SAFETY: the raw syscall writes at most `len` bytes into `buf`.
-    let n = unsafe { libc::syscall(libc::SYS_sched_getaffinity, 0, len, buf.as_mut_ptr()) };
-    if n < 0 {
-        return Err(Errno::last());
-    }
-    c.island.user.write(mask, &buf[..n as usize])?;
-    Ok(n as u64)
+    };
+    let visible = affinity & c.island.all_islands();
+    c.island.user.write(mask, &visible.to_le_bytes())?;
+    Ok(CPU_MASK_BYTES)
 }
 
+/// sched_setaffinity: a thread whose island is not in the new mask migrates to the first island
+/// of the mask (pthread_setaffinity_np moves a thread; OMP_PLACES places OpenMP's threads).
+fn sched_setaffinity(c: &mut Call<'_>) -> Action {
+    let (pid, len, ptr) = (c.a[0], c.a[1], c.a[2]);
+    let mask = match read_cpu_mask(c, len, ptr) {
+        Ok(m) => m & c.island.all_islands(),
+        Err(e) => return ret(Err(e)),
+    };
+    if mask == 0 {
+        return ret(Err(Errno::EINVAL));
+    }
+    let tid = pid as u32;
+    if pid != 0 && tid != c.t.tid {
+        if !has_thread(c, tid) {
+            return ret(Err(Errno::ESRCH));
+        }
+        let op = ThreadOp::Affinity(mask);
+        if c.island.thread_control(tid, op) {
+            return ret(Ok(0));
+        }
+        return ret(c.island.services.thread_control(tid, op).map(|_| 0));
+    }
+    c.t.status.affinity.store(mask, Ordering::Relaxed);
+    match outside_of(mask, c.island.id) {
+        Some(to) => Action::Migrate { to, resume: None },
+        None => ret(Ok(0)),
+    }
+}
+
+/// A CPU mask from the program: the first word of it (islands beyond 64 do not exist).
+fn read_cpu_mask(c: &Call<'_>, len: u64, ptr: u64) -> Result<u64, Errno> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let n = len.min(CPU_MASK_BYTES) as usize;
+    let mut b = [0u8; 8];
+    c.island.user.read(ptr, &mut b[..n])?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// getcpu: the island is the CPU; one NUMA node.
 fn getcpu(c: &mut Call<'_>) -> SysResult {
     let (cpu, node) = (c.a[0], c.a[1]);
-    // SAFETY: sched_getcpu has no arguments.
-    let host = unsafe { libc::sched_getcpu() }.max(0) as u32;
-    c.island.user.write_opt(cpu, host)?;
+    c.island.user.write_opt(cpu, c.island.id as u32)?;
     c.island.user.write_opt(node, 0u32)?;
     Ok(0)
 }
@@ -240,7 +285,7 @@ fn clone(c: &mut Call<'_>, a: CloneArgs) -> Action {
 }
 
 /// The new thread's state, from clone's arguments and the parent's registers.
-fn thread_start(c: &mut Call<'_>, a: CloneArgs) -> Result<ThreadStart, Errno> {
+fn thread_start(c: &mut Call<'_>, a: CloneArgs) -> Result<ThreadImage, Errno> {
     let (p, parent, regs) = (c.island, &*c.t, c.regs);
     if a.flags & THREAD_FLAGS != THREAD_FLAGS || a.flags & libc::CLONE_VFORK as u64 != 0 {
         p.log(
@@ -282,19 +327,22 @@ fn thread_start(c: &mut Call<'_>, a: CloneArgs) -> Result<ThreadStart, Errno> {
     if a.stack != 0 {
         child_regs.rsp = a.stack;
     }
-    let start = ThreadStart {
-        tid,
-        regs: child_regs,
-        fs_base,
-        fpu,
+    let gs_base = parent.vcpu.sregs().map_err(|_| Errno::EAGAIN)?.gs.base;
+    Ok(ThreadImage {
+        gs_base,
         sigmask: parent.sigmask,
         clear_child_tid: if a.flags & libc::CLONE_CHILD_CLEARTID as u64 != 0 {
             a.child_tid
         } else {
             0
         },
-    };
-    Ok(start)
+        // A new thread inherits its creator's CPU affinity (island i is CPU i).
+        affinity: parent
+            .status
+            .affinity
+            .load(std::sync::atomic::Ordering::Relaxed),
+        ..ThreadImage::new(tid, child_regs, fs_base, fpu)
+    })
 }
 
 /// clone3: decodes `struct clone_args`.
