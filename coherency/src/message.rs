@@ -133,17 +133,18 @@ impl<D> MessageKind<D> {
     }
 }
 
+/// The type's name (the one [`MessageType::name`] gives, its only spelling), its payload, the page and
+/// the users bitmap: `copy(7, v2) page 0 users {0,1}`.
 impl<D: fmt::Debug> fmt::Display for Message<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.message_type().name())?;
         match &self.kind {
-            MessageKind::Fetch => write!(f, "Fetch"),
-            MessageKind::FetchWrite => write!(f, "FetchWrite"),
-            MessageKind::Copy { data, version } => write!(f, "Copy({data:?}, v{version})"),
-            MessageKind::CopyVoid { fetching: false } => write!(f, "CopyVoid"),
-            MessageKind::CopyVoid { fetching: true } => write!(f, "CopyVoid(fetching)"),
-            MessageKind::Invalid { ts, version } => write!(f, "Invalid(ts={ts}, v{version})"),
-            MessageKind::Ack { voter } => write!(f, "Ack{}", voter.suffix()),
-            MessageKind::Nack { voter } => write!(f, "Nack{}", voter.suffix()),
+            MessageKind::Fetch | MessageKind::FetchWrite => Ok(()),
+            MessageKind::Copy { data, version } => write!(f, "({data:?}, v{version})"),
+            MessageKind::CopyVoid { fetching: false } => Ok(()),
+            MessageKind::CopyVoid { fetching: true } => write!(f, "(fetching)"),
+            MessageKind::Invalid { ts, version } => write!(f, "(ts={ts}, v{version})"),
+            MessageKind::Ack { voter } | MessageKind::Nack { voter } => f.write_str(voter.suffix()),
         }?;
         write!(f, " page {} users {}", self.page, self.users)
     }
