@@ -77,21 +77,26 @@ impl MessageType {
         MessageType::Nack,
     ];
 
+    /// The name of each type, in [`MessageType::ALL`] order: the one spelling of each (counters,
+    /// tables, messages' `Display`, errors). A constant, so that a table of counter names can be
+    /// one too.
+    pub const NAMES: [&'static str; 7] = [
+        "fetch",
+        "fetch_write",
+        "copy",
+        "copy_void",
+        "invalid",
+        "ack",
+        "nack",
+    ];
+
     /// Position in [`MessageType::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            MessageType::Fetch => "fetch",
-            MessageType::FetchWrite => "fetch_write",
-            MessageType::Copy => "copy",
-            MessageType::CopyVoid => "copy_void",
-            MessageType::Invalid => "invalid",
-            MessageType::Ack => "ack",
-            MessageType::Nack => "nack",
-        }
+        MessageType::NAMES[self.index()]
     }
 }
 
@@ -147,5 +152,19 @@ impl<D: fmt::Debug> fmt::Display for Message<D> {
             MessageKind::Ack { voter } | MessageKind::Nack { voter } => f.write_str(voter.suffix()),
         }?;
         write!(f, " page {} users {}", self.page, self.users)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order_and_names_are_distinct() {
+        for (i, t) in MessageType::ALL.into_iter().enumerate() {
+            assert_eq!(t.index(), i);
+        }
+        let names: std::collections::BTreeSet<_> = MessageType::ALL.map(MessageType::name).into();
+        assert_eq!(names.len(), MessageType::ALL.len());
     }
 }
