@@ -2,13 +2,45 @@
 //! so that the engine costs under 1% of a ~33 µs page fault). A lean harness drives a few engines
 //! in one thread: a FIFO queue per link, round-robin delivery, accesses from a seeded trace. Page
 //! content is a u64 here: this measures the protocol, not the 4 KiB copy a Copy costs in the VMM.
+//!
+//! The bench lives with the engine, not in `coherency-lab`, so that it measures the engine as
+//! production builds it: `cargo bench -p coherency` compiles it without the `mutants` feature
+//! (the lab's tests turn that feature on, and it would reach a bench built beside them).
 
 use std::collections::VecDeque;
 use std::hint::black_box;
 
-use coherency::sim::Rng;
 use coherency::{Access, Config, Engine, Host, KernelId, MapChange, Message, PageId};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// The access trace's generator (splitmix64, the same sequence as the simulator's `Rng` in
+/// `coherency-lab`, so the trace is the one the bench always measured). Kept here rather than
+/// imported so that the bench does not depend on the lab.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
 
 struct Bench {
     engines: Vec<Engine<u64>>,

@@ -4,15 +4,33 @@
 //! wants done goes through the [`Host`] it is handed on each call, synchronously and in order:
 //! sending messages, changing the local mapping of a page, reading the local copy's content,
 //! completing a waiting access. The same code runs in the VMM (where the host is the island's
-//! userfaultfd handler and its links), in the model checker and in the simulator.
+//! userfaultfd handler and its links), in the model checker and in the simulator (`coherency-lab`).
 
+use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::FxHashMap;
 
-use crate::message::{Message, MessageKind, Voter};
+use crate::message::{Message, MessageKind, MessageType, Voter};
 use crate::state::{FetchingSub, Mapping, State};
 use crate::types::{Access, AccessToken, KernelId, KernelSet, PageId, MAX_KERNELS};
+
+/// `mutant!(self, NoRounds)`: whether that deliberate bug (`crate::Mutant`) is on in this
+/// engine's configuration. Without the `mutants` feature there are no mutants: the macro is the
+/// constant `false` and the compiler drops every branch that tests it.
+#[cfg(feature = "mutants")]
+macro_rules! mutant {
+    ($engine:expr, $m:ident) => {
+        $engine.config.mutant == Some(crate::mutant::Mutant::$m)
+    };
+}
+
+#[cfg(not(feature = "mutants"))]
+macro_rules! mutant {
+    ($engine:expr, $m:ident) => {
+        false
+    };
+}
 
 /// What the engine asks of the kernel that runs it.
 pub trait Host<D> {
@@ -47,41 +65,6 @@ pub enum MapChange<D> {
     Drop,
 }
 
-/// Deliberate bugs, to prove that the model checker can fail (each one must be caught).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Mutant {
-    /// Answer a Fetch at once (with Copy Void) in a Writing state instead of after the write (§4.6).
-    FetchInWriting,
-    /// Drop the round synchronization of §4.7 (the winner's wait and the losers' two steps).
-    NoRounds,
-    /// On equal timestamps, Ack whatever the kernel indices (§4.3).
-    TieAck,
-    /// Skip the Invalid Read 2 re-fetch: install a copy that an Invalid overtook (§4.5).
-    NoReread,
-}
-
-impl Mutant {
-    pub const ALL: [Mutant; 4] = [
-        Mutant::FetchInWriting,
-        Mutant::NoRounds,
-        Mutant::TieAck,
-        Mutant::NoReread,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mutant::FetchInWriting => "fetch-in-writing",
-            Mutant::NoRounds => "no-rounds",
-            Mutant::TieAck => "tie-ack",
-            Mutant::NoReread => "no-reread",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Mutant> {
-        Mutant::ALL.into_iter().find(|m| m.name() == name)
-    }
-}
-
 /// Protocol settings, the same on every kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
@@ -91,8 +74,9 @@ pub struct Config {
     pub multicast: bool,
     /// §5.2 owner: a read fetches from the last writer first.
     pub owner_hint: bool,
-    /// A deliberate bug, for checking the checker.
-    pub mutant: Option<Mutant>,
+    /// A deliberate bug, for checking the checker (only with the `mutants` feature).
+    #[cfg(feature = "mutants")]
+    pub mutant: Option<crate::mutant::Mutant>,
 }
 
 impl Config {
@@ -102,6 +86,7 @@ impl Config {
             kernels,
             multicast: true,
             owner_hint: true,
+            #[cfg(feature = "mutants")]
             mutant: None,
         }
     }
@@ -112,12 +97,31 @@ impl Config {
             kernels,
             multicast: false,
             owner_hint: false,
+            #[cfg(feature = "mutants")]
             mutant: None,
         }
     }
+}
 
-    fn mutant(&self, m: Mutant) -> bool {
-        self.mutant == Some(m)
+/// "3 kernels, optimizations on", and the mutant if there is one: for reports.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} kernels, ", self.kernels)?;
+        match (self.multicast, self.owner_hint) {
+            (true, true) => write!(f, "optimizations on")?,
+            (false, false) => write!(f, "optimizations off")?,
+            (multicast, owner_hint) => write!(
+                f,
+                "multicast groups {}, owner hint {}",
+                if multicast { "on" } else { "off" },
+                if owner_hint { "on" } else { "off" }
+            )?,
+        }
+        #[cfg(feature = "mutants")]
+        if let Some(m) = self.mutant {
+            write!(f, ", mutant {}", m.name())?;
+        }
+        Ok(())
     }
 }
 
@@ -567,7 +571,7 @@ impl<D: Clone> Engine<D> {
         fetch_write: bool,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
-        let mutant = self.config.mutant;
+        let fetch_in_writing = mutant!(self, FetchInWriting);
         let copy = self.copy(page);
         copy.users.insert(from);
         match copy.state {
@@ -608,7 +612,7 @@ impl<D: Clone> Engine<D> {
                 if fetch_write && copy.nacked_by.contains(from) {
                     // A writer that beat us: it will not wait for our write, so neither do we.
                     self.answer_from_writing(page, from, host);
-                } else if !fetch_write && mutant == Some(Mutant::FetchInWriting) {
+                } else if !fetch_write && fetch_in_writing {
                     self.send_void(page, from, false, host);
                 } else {
                     // Answered once the write is over (§4.6).
@@ -622,7 +626,7 @@ impl<D: Clone> Engine<D> {
                     copy.fetch_writes.insert(from);
                     self.answer_from_writing(page, from, host);
                     self.try_finish_writing_read(page, host)?;
-                } else if mutant == Some(Mutant::FetchInWriting) {
+                } else if fetch_in_writing {
                     self.send_void(page, from, false, host);
                 } else {
                     copy.deferred.push(Deferred { from, fetch_write });
@@ -641,7 +645,7 @@ impl<D: Clone> Engine<D> {
         host: &mut H,
     ) -> Result<(), ProtocolError> {
         let me = self.me;
-        let tie_ack = self.config.mutant(Mutant::TieAck);
+        let tie_ack = mutant!(self, TieAck);
         let copy = self.copy(page);
         copy.users.insert(from);
         // Whoever acknowledges this write must not install content older than it (decision 15).
@@ -652,7 +656,7 @@ impl<D: Clone> Engine<D> {
                 self.send_vote(page, from, false, host)
             }
             State::NotReplicated => {
-                return Err(self.unexpected(page, from, "Invalid"));
+                return Err(self.unexpected(page, from, MessageType::Invalid.name()));
             }
             State::Fetching(_) => {
                 copy.state = State::Fetching(FetchingSub::Invalid);
@@ -741,8 +745,12 @@ impl<D: Clone> Engine<D> {
             State::Fetching(_) | State::InvalidRead1 | State::InvalidRead2 | State::WritingRead
         );
         if !expecting || !copy.pending.contains(from) {
-            let what = if data.is_some() { "Copy" } else { "CopyVoid" };
-            return Err(self.unexpected(page, from, what));
+            let what = if data.is_some() {
+                MessageType::Copy
+            } else {
+                MessageType::CopyVoid
+            };
+            return Err(self.unexpected(page, from, what.name()));
         }
         copy.pending.remove(from);
         if fetching {
@@ -780,8 +788,12 @@ impl<D: Clone> Engine<D> {
         let copy = self.copy(page);
         let expecting = matches!(copy.state, State::WritingPend1 | State::WritingPend2);
         if !expecting || !copy.pending.contains(from) {
-            let what = if nack { "Nack" } else { "Ack" };
-            return Err(self.unexpected(page, from, what));
+            let what = if nack {
+                MessageType::Nack
+            } else {
+                MessageType::Ack
+            };
+            return Err(self.unexpected(page, from, what.name()));
         }
         copy.pending.remove(from);
         // Only Fetch Writes sent after the vote count for the rounds (FIFO puts them after it).
@@ -849,7 +861,7 @@ impl<D: Clone> Engine<D> {
         page: PageId,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
-        let no_reread = self.config.mutant(Mutant::NoReread);
+        let no_reread = mutant!(self, NoReread);
         let copy = self.copy(page);
         match copy.state {
             State::Fetching(sub) => {
@@ -950,7 +962,7 @@ impl<D: Clone> Engine<D> {
         page: PageId,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
-        let no_rounds = self.config.mutant(Mutant::NoRounds);
+        let no_rounds = mutant!(self, NoRounds);
         let copy = self.copy(page);
         if copy.state != State::WritingPend2 || !copy.pending.is_empty() {
             return Ok(());
@@ -988,7 +1000,7 @@ impl<D: Clone> Engine<D> {
         page: PageId,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
-        let no_rounds = self.config.mutant(Mutant::NoRounds);
+        let no_rounds = mutant!(self, NoRounds);
         let copy = self.copy(page);
         // The data: a Copy, or our own copy if no other writer's Invalid took it (we lost to a
         // writer that still has to fetch, so our copy is still the newest).
@@ -1047,7 +1059,7 @@ impl<D: Clone> Engine<D> {
         page: PageId,
         host: &mut H,
     ) -> Result<(), ProtocolError> {
-        let no_rounds = self.config.mutant(Mutant::NoRounds);
+        let no_rounds = mutant!(self, NoRounds);
         let me = self.me;
         let copy = self.copy(page);
         if copy.mapping == Mapping::None {

@@ -7,7 +7,13 @@
 //! send a message, install data read-only or writable, upgrade, downgrade, drop a page, read the
 //! local copy to answer a fetch, complete a waiting access. Page content is opaque (`D`): 4 KiB of
 //! bytes in the VMM, a small value in the model. The same engine runs in the VMM, in the exhaustive
-//! model ([`model`], stateright) and in the randomized simulator ([`sim`]); there is no test copy.
+//! model and in the randomized simulator (both in the `coherency-lab` crate); there is no test copy.
+//!
+//! This crate is the protocol alone: the engine, its messages, states and types, with no
+//! dependency beyond `thiserror` and `rustc-hash`. The tools that check it live in `coherency-lab`.
+//! The deliberate bugs that prove the checker can fail (`Mutant`, `Config::mutant`) exist only
+//! with the `mutants` cargo feature, which the lab's tests turn on; without it the engine has no
+//! mutant branch.
 //!
 //! # The protocol
 //! States ([`State`]): Unmapped, Not Replicated, Fetching (substates Not Replicated, Valid,
@@ -107,23 +113,23 @@
 //!     A copy older than the floor counts as a Copy Void from a user: the data lives elsewhere.
 //!
 //! # Verification
-//! [`model`]: exhaustive (stateright), FIFO or unordered, properties: no protocol error or stale
-//! read, single writer / multiple readers, every valid copy holds the latest write, a
-//! linearizability tester per page, no wait state once the network is empty, a bound on messages,
-//! every access completes. Mutants ([`Mutant`]) prove the checker can fail. [`sim`]: seeded
-//! discrete-event simulation up to 64 kernels, invariants after every event, the IVY baseline
-//! ([`ivy`]) on the same traces, and the paper's figure 7 ([`figure7`]).
+//! In `coherency-lab`. `model`: exhaustive (stateright), FIFO or unordered, properties: no
+//! protocol error or stale read, single writer / multiple readers, every valid copy holds the
+//! latest write, a linearizability tester per page, no wait state once the network is empty, a
+//! bound on messages, every access completes. Mutants (`Mutant`, feature `mutants`) prove the
+//! checker can fail. `sim`: seeded discrete-event simulation up to 64 kernels, invariants after
+//! every event, the IVY baseline (`ivy`) on the same traces, and the paper's figure 7 (`figure7`).
 
 pub mod engine;
-pub mod figure7;
-pub mod ivy;
 pub mod message;
-pub mod model;
-pub mod sim;
+#[cfg(feature = "mutants")]
+pub mod mutant;
 pub mod state;
 pub mod types;
 
-pub use engine::{Config, Engine, Host, MapChange, Mutant, PageView, ProtocolError};
+pub use engine::{Config, Engine, Host, MapChange, PageView, ProtocolError};
 pub use message::{Message, MessageKind, MessageType, Voter};
+#[cfg(feature = "mutants")]
+pub use mutant::Mutant;
 pub use state::{FetchingSub, Mapping, State};
 pub use types::{Access, AccessToken, KernelId, KernelSet, PageId, MAX_KERNELS};

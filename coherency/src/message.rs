@@ -77,8 +77,9 @@ impl MessageType {
         MessageType::Nack,
     ];
 
-    /// The types' names, in the order of [`MessageType::ALL`]: the one place they are written
-    /// (counters, `/stats`, `/pages` and the wire's type tables all use these).
+    /// The name of each type, in [`MessageType::ALL`] order: the one spelling of each (counters,
+    /// tables, messages' `Display`, errors). A constant, so that a table of counter names can be
+    /// one too.
     pub const NAMES: [&'static str; 7] = [
         "fetch",
         "fetch_write",
@@ -95,7 +96,7 @@ impl MessageType {
     }
 
     pub fn name(self) -> &'static str {
-        Self::NAMES[self.index()]
+        MessageType::NAMES[self.index()]
     }
 }
 
@@ -137,18 +138,33 @@ impl<D> MessageKind<D> {
     }
 }
 
+/// The type's name (the one [`MessageType::name`] gives, its only spelling), its payload, the page and
+/// the users bitmap: `copy(7, v2) page 0 users {0,1}`.
 impl<D: fmt::Debug> fmt::Display for Message<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.message_type().name())?;
         match &self.kind {
-            MessageKind::Fetch => write!(f, "Fetch"),
-            MessageKind::FetchWrite => write!(f, "FetchWrite"),
-            MessageKind::Copy { data, version } => write!(f, "Copy({data:?}, v{version})"),
-            MessageKind::CopyVoid { fetching: false } => write!(f, "CopyVoid"),
-            MessageKind::CopyVoid { fetching: true } => write!(f, "CopyVoid(fetching)"),
-            MessageKind::Invalid { ts, version } => write!(f, "Invalid(ts={ts}, v{version})"),
-            MessageKind::Ack { voter } => write!(f, "Ack{}", voter.suffix()),
-            MessageKind::Nack { voter } => write!(f, "Nack{}", voter.suffix()),
+            MessageKind::Fetch | MessageKind::FetchWrite => Ok(()),
+            MessageKind::Copy { data, version } => write!(f, "({data:?}, v{version})"),
+            MessageKind::CopyVoid { fetching: false } => Ok(()),
+            MessageKind::CopyVoid { fetching: true } => write!(f, "(fetching)"),
+            MessageKind::Invalid { ts, version } => write!(f, "(ts={ts}, v{version})"),
+            MessageKind::Ack { voter } | MessageKind::Nack { voter } => f.write_str(voter.suffix()),
         }?;
         write!(f, " page {} users {}", self.page, self.users)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order_and_names_are_distinct() {
+        for (i, t) in MessageType::ALL.into_iter().enumerate() {
+            assert_eq!(t.index(), i);
+        }
+        let names: std::collections::BTreeSet<_> = MessageType::ALL.map(MessageType::name).into();
+        assert_eq!(names.len(), MessageType::ALL.len());
     }
 }

@@ -1,119 +1,14 @@
-//! Hand-driven scenarios of the engine: what the host sees, step by step.
+//! Hand-driven scenarios of the engine: what the host sees, step by step. (The scenarios of the
+//! deliberate bugs are in `coherency-lab/tests/mutants.rs`: mutants exist only with the `mutants`
+//! feature, which this crate's tests leave off so that they test the engine as production builds
+//! it.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
-use coherency::{
-    Access, Config, Engine, Host, KernelId, MapChange, Mapping, Message, MessageKind, Mutant,
-    PageId, ProtocolError, State,
-};
+mod net;
 
-/// Kernels wired by FIFO links, with each host's memory and completions recorded.
-struct Net {
-    engines: Vec<Engine<u32>>,
-    links: VecDeque<(KernelId, Message<u32>)>,
-    memory: Vec<Option<u32>>,
-    completed: Vec<(KernelId, u64)>,
-    /// Writes whose token says what they store, stored when they complete (tests that set
-    /// `memory` by hand leave this empty).
-    write_values: HashMap<u64, u32>,
-}
-
-struct NetHost<'a> {
-    me: KernelId,
-    links: &'a mut VecDeque<(KernelId, Message<u32>)>,
-    memory: &'a mut Vec<Option<u32>>,
-    completed: &'a mut Vec<(KernelId, u64)>,
-    write_values: &'a HashMap<u64, u32>,
-}
-
-impl Host<u32> for NetHost<'_> {
-    fn send(&mut self, to: KernelId, msg: Message<u32>) {
-        self.links.push_back((to, msg));
-    }
-    fn read_page(&mut self, _page: PageId) -> u32 {
-        self.memory[self.me as usize].expect("read of a mapped copy")
-    }
-    fn map(&mut self, _page: PageId, change: MapChange<u32>) {
-        let slot = &mut self.memory[self.me as usize];
-        match change {
-            MapChange::Install { data, .. } => *slot = Some(data),
-            MapChange::InstallInitial { .. } => *slot = Some(0),
-            MapChange::Drop => *slot = None,
-            MapChange::Upgrade | MapChange::Downgrade => assert!(slot.is_some()),
-        }
-    }
-    fn complete(&mut self, _page: PageId, token: u64, access: Access) {
-        self.completed.push((self.me, token));
-        if access == Access::Write {
-            if let Some(&v) = self.write_values.get(&token) {
-                self.memory[self.me as usize] = Some(v);
-            }
-        }
-    }
-}
-
-impl Net {
-    fn new(config: Config) -> Self {
-        Net {
-            engines: (0..config.kernels)
-                .map(|k| Engine::new(k as KernelId, config))
-                .collect(),
-            links: VecDeque::new(),
-            memory: vec![None; config.kernels],
-            completed: Vec::new(),
-            write_values: HashMap::new(),
-        }
-    }
-
-    fn access(&mut self, k: KernelId, access: Access, token: u64, now: u64) -> bool {
-        let mut host = NetHost {
-            me: k,
-            links: &mut self.links,
-            memory: &mut self.memory,
-            completed: &mut self.completed,
-            write_values: &self.write_values,
-        };
-        self.engines[k as usize]
-            .access(0, access, token, now, &mut host)
-            .expect("no protocol error")
-    }
-
-    fn deliver_all(&mut self) -> usize {
-        let mut n = 0;
-        while let Some((to, msg)) = self.links.front() {
-            let (from, to) = (msg.from, *to);
-            self.deliver(from, to);
-            n += 1;
-        }
-        n
-    }
-
-    /// Delivers the oldest message on the link `from` -> `to` (links are FIFO; there is no order
-    /// across links) and returns it.
-    fn deliver(&mut self, from: KernelId, to: KernelId) -> Message<u32> {
-        let at = self
-            .links
-            .iter()
-            .position(|(t, m)| *t == to && m.from == from)
-            .unwrap_or_else(|| panic!("nothing on the link {from} -> {to}"));
-        let (_, msg) = self.links.remove(at).expect("position is in range");
-        let mut host = NetHost {
-            me: to,
-            links: &mut self.links,
-            memory: &mut self.memory,
-            completed: &mut self.completed,
-            write_values: &self.write_values,
-        };
-        self.engines[to as usize]
-            .handle(msg.clone(), &mut host)
-            .expect("no protocol error");
-        msg
-    }
-
-    fn state(&self, k: usize) -> State {
-        self.engines[k].view(0).state
-    }
-}
+use coherency::{Access, Config, KernelId, Mapping, Message, MessageKind, ProtocolError, State};
+use net::{Net, NetHost};
 
 #[test]
 fn one_kernel_owns_a_fresh_page_at_once() {
@@ -195,35 +90,6 @@ fn equal_timestamps_elect_the_smaller_index() {
 }
 
 #[test]
-fn tie_ack_mutant_elects_two_writers() {
-    let mut config = Config::new(2);
-    config.mutant = Some(Mutant::TieAck);
-    let mut net = Net::new(config);
-    net.engines[0].set_not_replicated(0);
-    net.memory[0] = Some(1);
-    net.access(1, Access::Read, 1, 0);
-    net.deliver_all();
-    net.access(0, Access::Write, 10, 3);
-    net.access(1, Access::Write, 11, 3);
-    // Both acknowledge each other: both believe they won, without a valid copy.
-    let mut errors = 0;
-    while let Some((to, msg)) = net.links.pop_front() {
-        let mut host = NetHost {
-            me: to,
-            links: &mut net.links,
-            memory: &mut net.memory,
-            completed: &mut net.completed,
-            write_values: &net.write_values,
-        };
-        if let Err(ProtocolError::LostCopy { .. }) = net.engines[to as usize].handle(msg, &mut host)
-        {
-            errors += 1;
-        }
-    }
-    assert_eq!(errors, 2);
-}
-
-#[test]
 fn messages_from_nowhere_are_errors() {
     let mut net = Net::new(Config::new(2));
     let mut host = NetHost {
@@ -255,14 +121,6 @@ fn messages_from_nowhere_are_errors() {
         net.engines[0].handle(bogus(1, ack), &mut host),
         Err(ProtocolError::Unexpected { .. })
     ));
-}
-
-#[test]
-fn mutant_names_round_trip() {
-    for m in Mutant::ALL {
-        assert_eq!(Mutant::from_name(m.name()), Some(m));
-    }
-    assert_eq!(Mutant::from_name("nope"), None);
 }
 
 #[test]

@@ -1,11 +1,18 @@
 //! `popvmm protocol ...`: the coherency protocol without KVM (model checking, simulation, figure 7).
+//!
+//! The tools are `coherency-lab`'s, behind popvmm's `lab` feature (on by default); none of them is
+//! on the island's path. The engine's deliberate bugs (`--mutant`) exist only in a popvmm built
+//! with the `mutants` feature: a plain build's engine has no mutant branch.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use coherency::model::{CoherencyModel, Delivery, ModelConfig};
-use coherency::sim::{Protocol, RandomWorkload, SimConfig};
-use coherency::{Config, Mutant};
+#[cfg(feature = "lab")]
+use coherency::Config;
+#[cfg(feature = "lab")]
+use coherency_lab::model::{CoherencyModel, Delivery, ModelConfig};
+#[cfg(feature = "lab")]
+use coherency_lab::sim::{Protocol, RandomWorkload, SimConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum ProtocolCommand {
@@ -82,26 +89,32 @@ pub enum DeliveryArg {
     Unordered,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum MutantArg {
-    /// Answer a Fetch at once in a Writing state.
-    FetchInWriting,
-    /// Drop the round synchronization.
-    NoRounds,
-    /// Ack on equal timestamps whatever the kernel indices.
-    TieAck,
-    /// Skip the Invalid Read 2 re-fetch.
-    NoReread,
+/// What `--mutant` names: one of the engine's deliberate bugs, whose names are the engine's own
+/// ([`coherency::Mutant::name`]).
+#[cfg(feature = "mutants")]
+pub type MutantChoice = coherency::Mutant;
+
+#[cfg(feature = "mutants")]
+fn mutant_parser() -> impl clap::builder::TypedValueParser<Value = MutantChoice> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(coherency::Mutant::ALL.map(coherency::Mutant::name))
+        .try_map(|name| coherency::Mutant::from_name(&name).ok_or("no such mutant"))
 }
 
-impl From<MutantArg> for Mutant {
-    fn from(m: MutantArg) -> Mutant {
-        match m {
-            MutantArg::FetchInWriting => Mutant::FetchInWriting,
-            MutantArg::NoRounds => Mutant::NoRounds,
-            MutantArg::TieAck => Mutant::TieAck,
-            MutantArg::NoReread => Mutant::NoReread,
-        }
+/// Without the `mutants` feature the engine has no mutant, so `--mutant` names nothing.
+#[cfg(not(feature = "mutants"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MutantChoice {}
+
+#[cfg(not(feature = "mutants"))]
+fn mutant_parser() -> fn(&str) -> Result<MutantChoice, String> {
+    |_| {
+        Err(
+            "this popvmm was built without the engine's mutants; build it with \
+             `--features mutants` (cargo run --release -p popvmm --features mutants -- \
+             protocol check ... --mutant NAME)"
+                .to_string(),
+        )
     }
 }
 
@@ -122,14 +135,16 @@ pub struct CheckArgs {
     /// Message delivery order.
     #[arg(long, value_enum, default_value_t = DeliveryArg::Fifo)]
     pub delivery: DeliveryArg,
-    /// Run a deliberately broken protocol (the check must then fail).
-    #[arg(long, value_enum)]
-    pub mutant: Option<MutantArg>,
+    /// Run a deliberately broken protocol (the check must then fail). Only in a popvmm built with
+    /// `--features mutants`.
+    #[arg(long, value_name = "NAME", value_parser = mutant_parser())]
+    pub mutant: Option<MutantChoice>,
     /// Checker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
 }
 
+#[cfg(feature = "lab")]
 pub fn run(cmd: ProtocolCommand) -> ExitCode {
     match cmd {
         ProtocolCommand::Check(args) => check(&args),
@@ -138,6 +153,17 @@ pub fn run(cmd: ProtocolCommand) -> ExitCode {
     }
 }
 
+#[cfg(not(feature = "lab"))]
+pub fn run(cmd: ProtocolCommand) -> ExitCode {
+    let _ = cmd;
+    eprintln!(
+        "popvmm protocol: this popvmm was built without the protocol tools (the `lab` feature, \
+         on by default; it was left out with --no-default-features)"
+    );
+    ExitCode::from(2)
+}
+
+#[cfg(feature = "lab")]
 fn figure7(args: &Figure7Args) -> ExitCode {
     println!(
         "Figure 7 in simulation: 2 kernels, one thread on each, message latency ~{} element \
@@ -149,9 +175,9 @@ fn figure7(args: &Figure7Args) -> ExitCode {
          (IVY: invalidate)"
     );
     let engine = engine_config(2, args.optimizations);
-    match coherency::figure7::figure7(engine, args.latency, args.seed) {
+    match coherency_lab::figure7::figure7(engine, args.latency, args.seed) {
         Ok(rows) => {
-            print!("{}", coherency::figure7::Figure7Table(&rows));
+            print!("{}", coherency_lab::figure7::Figure7Table(&rows));
             let broken = rows
                 .iter()
                 .filter_map(|r| r.popcorn.violation.as_ref().or(r.ivy.violation.as_ref()))
@@ -171,6 +197,7 @@ fn figure7(args: &Figure7Args) -> ExitCode {
     }
 }
 
+#[cfg(feature = "lab")]
 fn engine_config(kernels: usize, optimizations: OnOff) -> Config {
     match optimizations {
         OnOff::On => Config::new(kernels),
@@ -178,6 +205,7 @@ fn engine_config(kernels: usize, optimizations: OnOff) -> Config {
     }
 }
 
+#[cfg(feature = "lab")]
 fn simulate(args: &SimulateArgs) -> ExitCode {
     if !(0.0..=1.0).contains(&args.write_ratio) {
         eprintln!(
@@ -214,7 +242,7 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
         }
     );
     let started = std::time::Instant::now();
-    match coherency::sim::simulate(&config, &mut workload) {
+    match coherency_lab::sim::simulate(&config, &mut workload) {
         Ok(report) => {
             print!("{report}");
             println!("simulated in {:.1} s", started.elapsed().as_secs_f64());
@@ -231,12 +259,18 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
     }
 }
 
+#[cfg(feature = "lab")]
 fn check(args: &CheckArgs) -> ExitCode {
-    let mut engine = match args.optimizations {
-        OnOff::On => Config::new(args.kernels as usize),
-        OnOff::Off => Config::unoptimized(args.kernels as usize),
-    };
-    engine.mutant = args.mutant.map(Mutant::from);
+    #[cfg_attr(not(feature = "mutants"), allow(unused_mut))]
+    let mut engine = engine_config(args.kernels as usize, args.optimizations);
+    #[cfg(feature = "mutants")]
+    {
+        engine.mutant = args.mutant;
+    }
+    #[cfg(not(feature = "mutants"))]
+    if let Some(never) = args.mutant {
+        match never {}
+    }
     let delivery = match args.delivery {
         DeliveryArg::Fifo => Delivery::Fifo,
         DeliveryArg::Unordered => Delivery::Unordered,

@@ -1,8 +1,8 @@
 //! The exhaustive checks of the issue: every configuration passes, with the optimizations on and
 //! off; every mutant is caught with a counterexample; the dependence on per-link FIFO is shown.
 
-use coherency::model::{CheckReport, CoherencyModel, Delivery, ModelConfig};
 use coherency::{Config, Mutant};
+use coherency_lab::model::{CheckReport, CoherencyModel, Delivery, ModelConfig};
 
 fn check(
     kernels: usize,

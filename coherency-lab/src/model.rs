@@ -14,10 +14,10 @@ use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use stateright::{Checker, Model, Property};
 
-use crate::engine::{Config, Engine, Host, MapChange, ProtocolError};
-use crate::message::Message;
-use crate::state::{Mapping, State};
-use crate::types::{Access, AccessToken, KernelId, PageId};
+use coherency::{
+    Access, AccessToken, Config, Engine, Host, KernelId, MapChange, Mapping, Message, PageId,
+    ProtocolError, State,
+};
 
 /// How the network delivers messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -669,22 +669,15 @@ impl CheckReport {
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
+        // The engine's settings (and its mutant, when the engine was built with them) describe
+        // themselves.
         writeln!(
             f,
-            "{} kernels x {} pages x {} accesses each, optimizations {}, delivery {}{}",
-            c.engine.kernels,
+            "{}; {} pages x {} accesses each, delivery {}",
+            c.engine,
             c.pages,
             c.ops,
-            if c.engine.multicast || c.engine.owner_hint {
-                "on"
-            } else {
-                "off"
-            },
-            c.delivery.name(),
-            c.engine
-                .mutant
-                .map(|m| format!(", mutant {}", m.name()))
-                .unwrap_or_default()
+            c.delivery.name()
         )?;
         writeln!(
             f,

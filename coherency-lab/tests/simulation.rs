@@ -1,8 +1,9 @@
 //! The randomized simulator on large systems, both protocols, and the paper's figure 7.
 
-use coherency::figure7::{figure7, ArraySize, Pattern, ITERATIONS};
-use coherency::sim::{simulate, Protocol, RandomWorkload, SimConfig, SimError};
-use coherency::Config;
+use coherency::{Config, MessageType};
+use coherency_lab::figure7::{figure7, ArraySize, Pattern, ITERATIONS};
+use coherency_lab::ivy::IvyType;
+use coherency_lab::sim::{simulate, Protocol, RandomWorkload, SimConfig, SimError};
 
 fn run(
     kernels: usize,
@@ -11,7 +12,7 @@ fn run(
     write_ratio: f64,
     seed: u64,
     protocol: Protocol,
-) -> coherency::sim::SimReport {
+) -> coherency_lab::sim::SimReport {
     let config = SimConfig::new(kernels, pages, seed, protocol);
     let mut workload = RandomWorkload::new(kernels, pages, accesses, write_ratio);
     let report = simulate(&config, &mut workload).expect("valid configuration");
@@ -34,7 +35,7 @@ fn sixty_four_kernels_thousands_of_pages() {
         1,
         Protocol::Popcorn(Config::new(64)),
     );
-    assert!(r.count("invalid") > 0 && r.count("fetch") > 0);
+    assert!(r.count(MessageType::Invalid.name()) > 0 && r.count(MessageType::Fetch.name()) > 0);
 }
 
 #[test]
@@ -48,7 +49,10 @@ fn heavy_contention_on_few_pages() {
             };
             let r = run(16, 4, 100_000, 0.6, seed, Protocol::Popcorn(engine));
             // Contention makes concurrent writers lose elections.
-            assert!(r.count("nack") > 0 && r.count("fetch_write") > 0);
+            assert!(
+                r.count(MessageType::Nack.name()) > 0
+                    && r.count(MessageType::FetchWrite.name()) > 0
+            );
         }
     }
 }
@@ -57,7 +61,7 @@ fn heavy_contention_on_few_pages() {
 fn ivy_on_the_same_trace() {
     let ivy = run(8, 64, 200_000, 0.3, 3, Protocol::Ivy);
     let popcorn = run(8, 64, 200_000, 0.3, 3, Protocol::Popcorn(Config::new(8)));
-    assert!(ivy.count("read_request") + ivy.count("write_request") > 0);
+    assert!(ivy.count(IvyType::ReadRequest.name()) + ivy.count(IvyType::WriteRequest.name()) > 0);
     assert!(popcorn.total_messages > 0 && ivy.total_messages > 0);
 }
 
@@ -91,7 +95,7 @@ fn multicast_sends_fewer_invalids_than_broadcast() {
         Protocol::Popcorn(Config::unoptimized(16)),
     );
     assert!(
-        on.count("invalid") < off.count("invalid"),
+        on.count(MessageType::Invalid.name()) < off.count(MessageType::Invalid.name()),
         "on {on} off {off}"
     );
 }

@@ -9,11 +9,12 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
 
-use crate::engine::{Config, Engine, Host, MapChange};
+use coherency::{
+    Access, AccessToken, Config, Engine, Host, KernelId, MapChange, Mapping, Message, PageId,
+    MAX_KERNELS,
+};
+
 use crate::ivy::{IvyHost, IvyMessage, IvyNode};
-use crate::message::{Message, MessageType};
-use crate::state::Mapping;
-use crate::types::{Access, AccessToken, KernelId, PageId, MAX_KERNELS};
 
 /// A small deterministic PRNG (SplitMix64): the same seed gives the same run on every machine.
 #[derive(Clone, Debug)]
@@ -742,9 +743,4 @@ fn run_locally<M>(
         world.schedule(at, Event::Access { kernel });
         return;
     }
-}
-
-/// The message type names of the Popcorn protocol, in table order.
-pub fn popcorn_type_names() -> impl Iterator<Item = &'static str> {
-    MessageType::ALL.iter().map(|t| t.name())
 }

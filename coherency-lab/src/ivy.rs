@@ -11,8 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::state::Mapping;
-use crate::types::{Access, AccessToken, KernelId, KernelSet, PageId};
+use coherency::{Access, AccessToken, KernelId, KernelSet, Mapping, PageId};
 
 /// The manager of every page.
 pub const MANAGER: KernelId = 0;
@@ -55,36 +54,59 @@ impl<D> IvyMessage<D> {
         }
     }
 
-    /// The message's type name, for counters.
-    pub fn type_name(&self) -> &'static str {
+    /// The message's type, without its payload: for counters.
+    pub fn message_type(&self) -> IvyType {
         match self {
-            IvyMessage::ReadRequest { .. } => "read_request",
-            IvyMessage::WriteRequest { .. } => "write_request",
-            IvyMessage::ReadForward { .. } => "read_forward",
-            IvyMessage::WriteForward { .. } => "write_forward",
-            IvyMessage::ReadReply { .. } => "read_reply",
-            IvyMessage::WriteReply { .. } => "write_reply",
-            IvyMessage::Invalidate { .. } => "invalidate",
-            IvyMessage::InvalidateAck { .. } => "invalidate_ack",
-            IvyMessage::Confirm { .. } => "confirm",
+            IvyMessage::ReadRequest { .. } => IvyType::ReadRequest,
+            IvyMessage::WriteRequest { .. } => IvyType::WriteRequest,
+            IvyMessage::ReadForward { .. } => IvyType::ReadForward,
+            IvyMessage::WriteForward { .. } => IvyType::WriteForward,
+            IvyMessage::ReadReply { .. } => IvyType::ReadReply,
+            IvyMessage::WriteReply { .. } => IvyType::WriteReply,
+            IvyMessage::Invalidate { .. } => IvyType::Invalidate,
+            IvyMessage::InvalidateAck { .. } => IvyType::InvalidateAck,
+            IvyMessage::Confirm { .. } => IvyType::Confirm,
         }
     }
 
-    /// Every type name, in table order.
-    pub const TYPE_NAMES: [&'static str; 9] = [
-        "read_request",
-        "write_request",
-        "read_forward",
-        "write_forward",
-        "read_reply",
-        "write_reply",
-        "invalidate",
-        "invalidate_ack",
-        "confirm",
-    ];
+    /// The message's type name, for counters.
+    pub fn type_name(&self) -> &'static str {
+        self.message_type().name()
+    }
 }
 
-/// What an IVY node asks of its kernel (the same duties as [`crate::Host`]).
+/// IVY's message types, without their payload (as [`coherency::MessageType`] for Popcorn's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IvyType {
+    ReadRequest,
+    WriteRequest,
+    ReadForward,
+    WriteForward,
+    ReadReply,
+    WriteReply,
+    Invalidate,
+    InvalidateAck,
+    Confirm,
+}
+
+impl IvyType {
+    /// The counter name.
+    pub fn name(self) -> &'static str {
+        match self {
+            IvyType::ReadRequest => "read_request",
+            IvyType::WriteRequest => "write_request",
+            IvyType::ReadForward => "read_forward",
+            IvyType::WriteForward => "write_forward",
+            IvyType::ReadReply => "read_reply",
+            IvyType::WriteReply => "write_reply",
+            IvyType::Invalidate => "invalidate",
+            IvyType::InvalidateAck => "invalidate_ack",
+            IvyType::Confirm => "confirm",
+        }
+    }
+}
+
+/// What an IVY node asks of its kernel (the same duties as [`coherency::Host`]).
 pub trait IvyHost<D> {
     fn send(&mut self, to: KernelId, msg: IvyMessage<D>);
     fn read_page(&mut self, page: PageId) -> D;

@@ -6,9 +6,10 @@
 
 use std::fmt;
 
-use crate::engine::Config;
+use coherency::{Access, Config, KernelId, MessageType};
+
+use crate::ivy::IvyType;
 use crate::sim::{simulate, Protocol, Rng, SimConfig, SimError, SimReport, Step, Workload};
-use crate::types::{Access, KernelId};
 
 /// 4-byte integers per 4 KiB page.
 pub const ELEMENTS_PER_PAGE: u64 = 1024;
@@ -126,19 +127,20 @@ pub struct Figure7Row {
 impl Figure7Row {
     /// Fetch + Fetch Write.
     pub fn popcorn_requests(&self) -> u64 {
-        self.popcorn.count("fetch") + self.popcorn.count("fetch_write")
+        self.popcorn.count(MessageType::Fetch.name())
+            + self.popcorn.count(MessageType::FetchWrite.name())
     }
 
     pub fn popcorn_invalids(&self) -> u64 {
-        self.popcorn.count("invalid")
+        self.popcorn.count(MessageType::Invalid.name())
     }
 
     pub fn ivy_requests(&self) -> u64 {
-        self.ivy.count("read_request") + self.ivy.count("write_request")
+        self.ivy.count(IvyType::ReadRequest.name()) + self.ivy.count(IvyType::WriteRequest.name())
     }
 
     pub fn ivy_invalids(&self) -> u64 {
-        self.ivy.count("invalidate")
+        self.ivy.count(IvyType::Invalidate.name())
     }
 }
 
