@@ -12,15 +12,14 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::kvm_regs;
+use kvm_bindings::{kvm_fpu, kvm_regs};
 
 use crate::dsm::{Dsm, DsmPort, SendPage};
 use crate::fabric::{FabricConfig, MAX_ISLANDS};
 use crate::kernel::fs::Files;
 use crate::kernel::island::PopcornAbi;
 use crate::kernel::link::{IslandFabric, Link};
-use crate::kernel::messages::IslandMessage;
-use crate::kernel::thread::Thread;
+use crate::kernel::messages::{IslandMessage, ThreadImage};
 use crate::kernel::{
     service_loop, vcpu_loop, ExitStatus, Island, IslandParts, KernelConfig, Member, Origin,
     Placement, ThreadState, ORIGIN,
@@ -119,7 +118,7 @@ pub struct Program {
     islands: Vec<Arc<Island>>,
     origin: Arc<Origin>,
     fabric: Arc<IslandFabric>,
-    main: Option<Thread>,
+    main: Option<ThreadImage>,
     events: mpsc::Receiver<Event>,
     events_tx: mpsc::Sender<Event>,
 }
@@ -271,18 +270,23 @@ impl LaunchConfig {
         phase("loaded");
         let o = &islands[ORIGIN];
         let rsp = stack::build(o, &image, &self.argv, &env, &path).map_err(load_err)?;
-        let mut vcpu = o.take_vcpu().map_err(|e| island_err(&e))?;
         let regs = kvm_regs {
             rip: image.entry,
             rsp,
             rflags: 0x202,
             ..Default::default()
         };
-        vcpu.start_user(&regs, 0, 0, None)
-            .map_err(|e| island_err(&e))?;
-        phase("vcpu ready");
-        let main = Thread::new(o.alloc_tid(), vcpu);
-        main.status.set_rip(image.entry);
+        let fpu = kvm_fpu {
+            fcw: 0x37f,
+            mxcsr: 0x1f80,
+            ..Default::default()
+        };
+        let main = ThreadImage::new(o.alloc_tid(), regs, 0, fpu);
+        // A parked vCPU thread on every island, made while the program starts: the first thread
+        // to arrive on an island (the main one on the origin) finds one.
+        for island in &islands {
+            vcpu_loop::keep_spare(island);
+        }
         Ok(Program {
             islands,
             origin,
@@ -315,11 +319,13 @@ impl Program {
         forward_exit_signals(self.events_tx.clone()).map_err(|e| island_err(&e))?;
         let o = Arc::clone(&self.islands[ORIGIN]);
         if let Some(main) = self.main.take() {
-            let tid = main.tid;
-            self.origin.thread_started(tid, ORIGIN);
-            o.register_thread(Arc::clone(&main.status));
-            vcpu_loop::spawn(&o, main)
-                .map_err(|e| island_err(&format!("cannot start the vCPU thread: errno {}", e.0)))?;
+            self.origin.thread_started(main.tid, ORIGIN);
+            vcpu_loop::start_thread(&o, main).map_err(|e| {
+                island_err(&format!(
+                    "cannot start the program's first thread: errno {}",
+                    e.0
+                ))
+            })?;
         }
         let status = loop {
             match self.events.recv() {

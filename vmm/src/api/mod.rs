@@ -174,7 +174,7 @@ fn threads(islands: &[Arc<Island>]) -> Reply {
                     json!({
                         "tid": t.tid,
                         "island": p.id,
-                        "vcpu": t.vcpu,
+                        "vcpu": t.vcpu.load(std::sync::atomic::Ordering::Relaxed),
                         "state": t.state().name(),
                         "rip": t.rip(),
                         "syscalls": t.syscalls.load(std::sync::atomic::Ordering::Relaxed),

@@ -10,13 +10,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use vmm_sys_util::eventfd::EventFd;
 
 use super::link::Link;
-use super::messages::{IslandId, ThreadOp};
+use super::messages::{IslandId, ThreadImage, ThreadOp};
 use super::services::Services;
 use super::thread::{ThreadState, ThreadStatus};
 use super::uaccess::UserMemory;
@@ -66,6 +66,21 @@ impl PopcornAbi {
 /// Where popvmm numbers Popcorn's four calls by default (`syscall/popcorn.rs`).
 pub const POPCORN_CALLS: u64 = 900;
 
+/// A thread arriving on an island (new, or migrating): its image, and its status (already
+/// registered on the island).
+#[derive(Debug)]
+pub struct Arrival {
+    pub image: Box<ThreadImage>,
+    pub status: Arc<ThreadStatus>,
+}
+
+/// Where a parked vCPU thread waits: Some(Some(arrival)) to run it, Some(None) to end.
+#[derive(Debug, Default)]
+pub struct Parked {
+    slot: Mutex<Option<Option<Arrival>>>,
+    cv: Condvar,
+}
+
 /// What an island is built from (see [`Island::new`]).
 #[derive(Debug)]
 pub struct IslandParts {
@@ -89,8 +104,10 @@ pub struct Island {
     pub link: Arc<Link>,
     pub services: Arc<dyn Services>,
     threads: Mutex<BTreeMap<u32, Arc<ThreadStatus>>>,
-    /// vCPUs of exited threads, reused by new ones (KVM cannot destroy a vCPU before its VM).
-    idle_vcpus: Mutex<Vec<Vcpu>>,
+    /// vCPU threads with no program thread, waiting for the next one (see [`Island::park`]).
+    parked: Mutex<Vec<Arc<Parked>>>,
+    /// A spare parked vCPU thread is being made (see `vcpu_loop::keep_spare`).
+    pub spare_coming: AtomicBool,
     next_vcpu: AtomicU64,
     next_tid: AtomicU32,
     tid_stride: u32,
@@ -134,7 +151,8 @@ impl Island {
             services: services(me),
             link,
             threads: Mutex::new(BTreeMap::new()),
-            idle_vcpus: Mutex::new(Vec::new()),
+            parked: Mutex::new(Vec::new()),
+            spare_coming: AtomicBool::new(false),
             next_vcpu: AtomicU64::new(0),
             next_tid: AtomicU32::new(pid + id as u32),
             tid_stride: stride,
@@ -152,17 +170,47 @@ impl Island {
         self.link.islands() > 1
     }
 
-    /// A vCPU for a new thread: an idle one, or a new one.
-    pub fn take_vcpu(&self) -> Result<Vcpu, KvmError> {
-        if let Some(v) = lock(&self.idle_vcpus).pop() {
-            return Ok(v);
-        }
+    /// A new vCPU (KVM cannot destroy one before its VM: vCPU threads keep theirs and park).
+    pub fn new_vcpu(&self) -> Result<Vcpu, KvmError> {
         let id = self.next_vcpu.fetch_add(1, Ordering::Relaxed);
         self.vm.create_vcpu(id)
     }
 
-    pub fn park_vcpu(&self, vcpu: Vcpu) {
-        lock(&self.idle_vcpus).push(vcpu);
+    /// A vCPU thread whose program thread is gone waits here for the next thread to run on this
+    /// island (a migration or a clone then pays no vCPU creation, no host thread start). None:
+    /// the program has ended.
+    pub fn park(&self) -> Option<Arrival> {
+        let me = Arc::new(Parked::default());
+        {
+            let mut parked = lock(&self.parked);
+            if self.exiting() {
+                return None;
+            }
+            parked.push(Arc::clone(&me));
+        }
+        let mut slot = lock(&me.slot);
+        loop {
+            match slot.take() {
+                Some(Some(a)) => return Some(a),
+                Some(None) => return None,
+                None => slot = me.cv.wait(slot).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+
+    /// Hands a thread to a parked vCPU thread; gives it back if none is parked.
+    pub fn hand_to_parked(&self, arrival: Arrival) -> Result<(), Arrival> {
+        let Some(p) = lock(&self.parked).pop() else {
+            return Err(arrival);
+        };
+        *lock(&p.slot) = Some(Some(arrival));
+        p.cv.notify_one();
+        Ok(())
+    }
+
+    /// vCPU threads parked here.
+    pub fn parked(&self) -> usize {
+        lock(&self.parked).len()
     }
 
     /// A thread id unique in the program without asking anyone: island `i` of `n` hands out
@@ -263,6 +311,10 @@ impl Island {
         let _ = self.exit_event.write(1);
         self.link.shutdown();
         self.kick_all();
+        for p in lock(&self.parked).drain(..) {
+            *lock(&p.slot) = Some(None);
+            p.cv.notify_one();
+        }
     }
 
     pub fn exiting(&self) -> bool {

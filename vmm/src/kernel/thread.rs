@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
+use super::messages::ThreadImage;
 use super::wait::Abandon;
 use crate::kvm::Vcpu;
 use crate::sync::Wakeup;
@@ -36,7 +37,8 @@ impl ThreadState {
 #[derive(Debug)]
 pub struct ThreadStatus {
     pub tid: u32,
-    pub vcpu: u64,
+    /// The vCPU running it on its island.
+    pub vcpu: AtomicU64,
     state: AtomicU8,
     /// rip at the last exit to the island kernel.
     rip: AtomicU64,
@@ -59,10 +61,11 @@ pub struct ThreadStatus {
 }
 
 impl ThreadStatus {
-    pub fn new(tid: u32, vcpu: u64) -> Self {
-        Self {
-            tid,
-            vcpu,
+    /// The status of the thread of `image`, as it starts on an island.
+    pub fn from_image(image: &ThreadImage) -> Self {
+        let s = Self {
+            tid: image.tid,
+            vcpu: AtomicU64::new(0),
             state: AtomicU8::new(ThreadState::Running as u8),
             rip: AtomicU64::new(0),
             syscalls: AtomicU64::new(0),
@@ -71,9 +74,14 @@ impl ThreadStatus {
             wakeup: Arc::new(Wakeup::new()),
             proposed: AtomicI32::new(-1),
             migrate_to: AtomicI32::new(-1),
-            migrations: AtomicU32::new(0),
-            affinity: AtomicU64::new(u64::MAX),
-        }
+            migrations: AtomicU32::new(image.migrations),
+            affinity: AtomicU64::new(image.affinity),
+        };
+        // Where it will start: what /threads shows until it first enters the island kernel.
+        s.set_rip(image.regs.rip);
+        s.pending.store(image.pending, Ordering::SeqCst);
+        s.set_proposed(image.proposed);
+        s
     }
 
     pub fn proposed(&self) -> Option<usize> {
@@ -138,16 +146,17 @@ pub struct Thread {
 }
 
 impl Thread {
-    pub fn new(tid: u32, vcpu: Vcpu) -> Self {
-        let status = Arc::new(ThreadStatus::new(tid, vcpu.id()));
+    /// The thread of `image` on `vcpu`, with its `status` (already registered on the island).
+    pub fn from_image(vcpu: Vcpu, status: Arc<ThreadStatus>, image: &ThreadImage) -> Self {
+        status.vcpu.store(vcpu.id(), Ordering::Relaxed);
         Self {
-            tid,
+            tid: image.tid,
             vcpu,
             status,
-            clear_child_tid: 0,
-            robust_list: 0,
-            sigmask: 0,
-            altstack: (0, libc::SS_DISABLE as u32, 0),
+            clear_child_tid: image.clear_child_tid,
+            robust_list: image.robust_list,
+            sigmask: image.sigmask,
+            altstack: image.altstack,
             new_fs_base: None,
         }
     }

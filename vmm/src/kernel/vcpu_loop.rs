@@ -10,13 +10,13 @@ use std::sync::Arc;
 use kvm_bindings::kvm_regs;
 
 use super::errno::{Errno, ExitStatus, SysResult};
-use super::island::{kick_signal, Island};
+use super::island::{kick_signal, Arrival, Island};
 use super::messages::{IslandId, Request, ThreadImage};
 use super::services::value;
 use super::sigframe::{self, SigInfo, SA_RESETHAND};
 use super::signal::{signal_for_vector, Disposition, SigAction};
 use super::syscall::{dispatch, futex_wake, restartable, ret, Action};
-use super::thread::{Thread, ThreadState};
+use super::thread::{Thread, ThreadState, ThreadStatus};
 use super::vma::Access;
 use crate::kvm::{Exit, Vcpu};
 
@@ -24,35 +24,108 @@ use crate::kvm::{Exit, Vcpu};
 const VCPU_THREAD_STACK: usize = 256 << 10;
 
 /// Starts a thread on this island from its image: a new thread (clone, on this island or
-/// another), or one that migrates here. A vCPU from the pool, the thread registered here, its
-/// host thread running.
+/// another), or one that migrates here. It is registered here before this returns; a parked vCPU
+/// thread runs it (or a new one, when none is parked).
 pub fn start_thread(island: &Arc<Island>, image: ThreadImage) -> SysResult {
-    let mut vcpu = island.take_vcpu().map_err(|e| {
-        island.log(1, format_args!("thread {}: {e}", image.tid));
-        Errno::EAGAIN
-    })?;
-    if let Err(e) = vcpu.start_user(&image.regs, image.fs_base, image.gs_base, Some(&image.fpu)) {
-        island.log(1, format_args!("thread {}: {e}", image.tid));
-        island.park_vcpu(vcpu);
-        return Err(Errno::EAGAIN);
-    }
     let tid = image.tid;
-    let mut t = Thread::new(tid, vcpu);
-    // Where it will start: what /threads shows until it first enters the island kernel.
-    t.status.set_rip(image.regs.rip);
-    t.status.pending.store(image.pending, Ordering::SeqCst);
-    t.status.set_proposed(image.proposed);
-    t.status
-        .migrations
-        .store(image.migrations, Ordering::Relaxed);
-    t.status.affinity.store(image.affinity, Ordering::Relaxed);
-    t.sigmask = image.sigmask;
-    t.altstack = image.altstack;
-    t.clear_child_tid = image.clear_child_tid;
-    t.robust_list = image.robust_list;
-    island.register_thread(Arc::clone(&t.status));
-    spawn(island, t).inspect_err(|_| island.forget_thread(tid))?;
+    let status = Arc::new(ThreadStatus::from_image(&image));
+    island.register_thread(Arc::clone(&status));
+    let arrival = Arrival {
+        image: Box::new(image),
+        status,
+    };
+    if let Err(arrival) = island.hand_to_parked(arrival) {
+        let vcpu = island.new_vcpu().map_err(|e| {
+            island.log(1, format_args!("thread {tid}: {e}"));
+            island.forget_thread(tid);
+            Errno::EAGAIN
+        })?;
+        spawn_runner(island, vcpu, Some(arrival)).inspect_err(|_| island.forget_thread(tid))?;
+    }
+    keep_spare(island);
     Ok(u64::from(tid))
+}
+
+/// Keeps one vCPU thread parked on `island` for the next arrival, made off the arrival's path.
+pub fn keep_spare(island: &Arc<Island>) {
+    if island.parked() > 0 || island.exiting() || island.spare_coming.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let island2 = Arc::clone(island);
+    let made = std::thread::Builder::new()
+        .name(format!("island{}-spare", island.id))
+        .stack_size(64 << 10)
+        .spawn(move || {
+            if let Ok(vcpu) = island2.new_vcpu() {
+                let _ = spawn_runner(&island2, vcpu, None);
+            }
+            island2.spare_coming.store(false, Ordering::SeqCst);
+        });
+    if made.is_err() {
+        island.spare_coming.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Starts a vCPU thread on `island`: it runs `first` (if any), then each thread handed to it
+/// while it is parked, until the program ends.
+fn spawn_runner(island: &Arc<Island>, vcpu: Vcpu, first: Option<Arrival>) -> Result<(), Errno> {
+    let island = Arc::clone(island);
+    std::thread::Builder::new()
+        .name(format!("island{}-vcpu{}", island.id, vcpu.id()))
+        .stack_size(VCPU_THREAD_STACK)
+        .spawn(move || {
+            let mut vcpu = vcpu;
+            let mut next = first;
+            loop {
+                let arrival = match next.take() {
+                    Some(a) => a,
+                    None => match island.park() {
+                        Some(a) => a,
+                        None => return,
+                    },
+                };
+                // A bug in the island kernel must not leave the program half alive: end it.
+                let tid = arrival.image.tid;
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_arrival(&island, vcpu, arrival)
+                }));
+                match ran {
+                    Ok(v) => vcpu = v,
+                    Err(_) => {
+                        eprintln!(
+                            "popvmm: internal error serving thread {tid}; the program is ended"
+                        );
+                        island
+                            .services
+                            .exit_group(ExitStatus::Signal(libc::SIGKILL));
+                        return;
+                    }
+                }
+                if island.exiting() {
+                    return;
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|_| Errno::EAGAIN)
+}
+
+/// Runs an arriving thread on `vcpu` until it leaves this island; gives the vCPU back.
+fn run_arrival(island: &Arc<Island>, mut vcpu: Vcpu, a: Arrival) -> Vcpu {
+    let image = a.image;
+    if let Err(e) = vcpu.start_user(&image.regs, image.fs_base, image.gs_base, Some(&image.fpu)) {
+        // The thread was promised (clone returned its tid, or its old island let it go).
+        eprintln!(
+            "popvmm: thread {}: cannot start its vCPU: {e}; the program is ended",
+            image.tid
+        );
+        island.forget_thread(image.tid);
+        island
+            .services
+            .exit_group(ExitStatus::Signal(libc::SIGKILL));
+        return vcpu;
+    }
+    run(island, Thread::from_image(vcpu, a.status, &image))
 }
 
 /// The image of thread `t`, to resume with `regs` elsewhere.
@@ -120,25 +193,6 @@ fn migrate(
     }
 }
 
-/// Starts the host thread of `t` (already registered with its island).
-pub fn spawn(island: &Arc<Island>, t: Thread) -> Result<(), Errno> {
-    let island = Arc::clone(island);
-    std::thread::Builder::new()
-        .name(format!("vcpu-{}", t.tid))
-        .stack_size(VCPU_THREAD_STACK)
-        .spawn(move || {
-            // A bug in the island kernel must not leave the program half alive: end it.
-            let tid = t.tid;
-            let services = Arc::clone(&island.services);
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(island, t))).is_err() {
-                eprintln!("popvmm: internal error serving thread {tid}; the program is ended");
-                services.exit_group(ExitStatus::Signal(libc::SIGKILL));
-            }
-        })
-        .map(|_| ())
-        .map_err(|_| Errno::EAGAIN)
-}
-
 thread_local! {
     /// This host thread's vCPU `immediate_exit` flag, for `on_kick`.
     static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
@@ -163,25 +217,27 @@ pub fn install_kick_handler() -> Result<(), Errno> {
         .map_err(|e| Errno(e.errno()))
 }
 
-/// The vCPU loop of one thread.
-pub fn run(island: Arc<Island>, mut t: Thread) {
+/// The vCPU loop of one thread, until it leaves this island; gives its vCPU back.
+fn run(island: &Arc<Island>, mut t: Thread) -> Vcpu {
     IMMEDIATE_EXIT.with(|c| c.set(t.vcpu.immediate_exit_ptr()));
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     t.status.host_thread.store(me as u64, Ordering::SeqCst);
-    let end = run_loop(&island, &mut t);
+    let end = run_loop(island, &mut t);
     IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
+    t.status.host_thread.store(0, Ordering::SeqCst);
     match end {
         End::Exit(code) => {
             t.status.set(ThreadState::Exited);
-            exit_thread(&island, t, code);
+            exit_thread(island, t, code)
         }
         End::Stop => {
             t.status.set(ThreadState::Exited);
             island.forget_thread(t.tid);
+            t.vcpu
         }
         // It runs elsewhere now; its vCPU serves the next thread here.
-        End::Migrated => island.park_vcpu(t.vcpu),
+        End::Migrated => t.vcpu,
     }
 }
 
@@ -535,8 +591,8 @@ fn fatal(island: &Island, t: &Thread, sig: i32) -> End {
     End::Stop
 }
 
-/// exit(2): CLONE_CHILD_CLEARTID handling, then the vCPU goes back to the pool.
-fn exit_thread(island: &Arc<Island>, t: Thread, code: i32) {
+/// exit(2): CLONE_CHILD_CLEARTID handling and robust futexes; gives the vCPU back.
+fn exit_thread(island: &Arc<Island>, t: Thread, code: i32) -> Vcpu {
     exit_robust_list(island, &t);
     if t.clear_child_tid != 0 {
         // Linux ignores a fault here; so do we.
@@ -546,8 +602,8 @@ fn exit_thread(island: &Arc<Island>, t: Thread, code: i32) {
     }
     let tid = t.tid;
     island.forget_thread(tid);
-    island.park_vcpu(t.vcpu);
     island.services.thread_exited(tid, code);
+    t.vcpu
 }
 
 const FUTEX_WAITERS: u32 = 0x8000_0000;
