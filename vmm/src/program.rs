@@ -25,7 +25,7 @@ use crate::kernel::{
     Placement, ThreadState, ORIGIN,
 };
 use crate::kvm::IslandVm;
-use crate::loader::{stack, ElfImage, LoaderError};
+use crate::loader::{read_executable, stack, ElfImage, LoaderError};
 use crate::memory::layout::ISLAND_MEMORY_SIZE;
 use crate::memory::IslandMemory;
 
@@ -84,6 +84,8 @@ pub enum LaunchError {
     Load(String, LoaderError),
     #[error("--env {0}: expected K=V")]
     Env(String),
+    #[error("--rootfs {0}: not a directory")]
+    Rootfs(String),
     #[error("cannot create the island: {0}")]
     Island(String),
 }
@@ -145,12 +147,7 @@ impl LaunchConfig {
         }
         let path = self.argv.first().ok_or(LaunchError::NoProgram)?.clone();
         let load_err = |e| LaunchError::Load(path.clone(), e);
-        let file = std::fs::read(&path).map_err(|source| {
-            load_err(LoaderError::Read {
-                path: path.clone(),
-                source,
-            })
-        })?;
+        let file = read_executable(&path).map_err(load_err)?;
         let image = ElfImage::parse(&file).map_err(load_err)?;
         let exe = std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(&path));
         let rootfs = match &self.rootfs {
@@ -160,6 +157,9 @@ impl LaunchConfig {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from("/")),
         };
+        if !rootfs.is_dir() {
+            return Err(LaunchError::Rootfs(rootfs.display().to_string()));
+        }
         let mut env: Vec<String> = DEFAULT_ENV.iter().map(|s| s.to_string()).collect();
         for kv in &self.env {
             let Some((k, _)) = kv.split_once('=') else {

@@ -34,6 +34,82 @@ pub enum LoaderError {
     OutOfRange { vaddr: u64, memsz: u64 },
     #[error("cannot load the program into island memory: errno {0}")]
     Memory(i32),
+    #[error("{path} is {kind}, not a regular file")]
+    NotRegular { path: String, kind: &'static str },
+    #[error("{0}: Permission denied (not executable)")]
+    NotPermitted(String),
+    #[error(
+        "{path} is {size} bytes: larger than the {MAX_EXECUTABLE}-byte limit for an executable"
+    )]
+    TooLarge { path: String, size: u64 },
+}
+
+/// The largest executable popvmm reads (it is read whole into host memory before loading).
+pub const MAX_EXECUTABLE: u64 = 1 << 30;
+
+/// What a file that is not a regular one is, for the error message.
+fn file_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads the executable at `path`, as execve would accept it: a regular file the user may
+/// execute, of a bounded size. Checked on the opened file (no race with a swap of the path), and
+/// opened without blocking (a FIFO named as the program does not hang popvmm).
+pub fn read_executable(path: &str) -> Result<Vec<u8>, LoaderError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| LoaderError::Read {
+        path: path.to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.file_type().is_file() {
+        return Err(LoaderError::NotRegular {
+            path: path.to_string(),
+            kind: file_kind(meta.file_type()),
+        });
+    }
+    let c_path = std::ffi::CString::new(path)
+        .map_err(|_| read_err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // SAFETY: access reads the NUL-terminated path; no memory is written.
+    if unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } != 0 {
+        return Err(LoaderError::NotPermitted(path.to_string()));
+    }
+    if meta.len() > MAX_EXECUTABLE {
+        return Err(LoaderError::TooLarge {
+            path: path.to_string(),
+            size: meta.len(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_EXECUTABLE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_EXECUTABLE {
+        return Err(LoaderError::TooLarge {
+            path: path.to_string(),
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
 }
 
 impl From<Errno> for LoaderError {

@@ -4,4 +4,4 @@
 pub mod elf;
 pub mod stack;
 
-pub use elf::{ElfImage, LoaderError};
+pub use elf::{read_executable, ElfImage, LoaderError};
