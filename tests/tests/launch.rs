@@ -153,3 +153,23 @@ fn write_to_a_closed_pipe_is_sigpipe() {
         String::from_utf8_lossy(&island.stderr)
     );
 }
+
+#[test]
+fn launch_without_a_program_and_without_the_demo_says_how_to_build_it() {
+    let empty = std::env::temp_dir().join(format!("popvmm-no-images-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let o = Command::new(popvmm())
+        .args(["launch", "--islands", "2"])
+        .env("POPVMM_IMAGES", &empty)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run popvmm");
+    let _ = std::fs::remove_dir_all(&empty);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("glibc/demo is missing: run scripts/setup"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}
