@@ -99,7 +99,8 @@ impl LaunchConfig {
     }
 }
 
-/// Errors that stop a launch before the program runs.
+/// Errors that stop a launch before the program runs (and the few of running it: a second `run`,
+/// a captured output that cannot be read back).
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("--islands {0}: must be between 1 and {MAX_ISLANDS}")]
@@ -114,6 +115,8 @@ pub enum LaunchError {
     Island(String),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("the program has already run")]
+    AlreadyRun,
     #[error("cannot capture the program's {what}: {source}")]
     Capture {
         what: &'static str,
@@ -451,10 +454,7 @@ impl Program {
     /// Starts the program's first thread and is its controller until it ends: answers control
     /// requests, ends the program on SIGTERM/SIGINT. Returns how the program ended.
     pub fn run(&mut self) -> Result<ExitStatus, LaunchError> {
-        let events = self
-            .events
-            .take()
-            .ok_or_else(|| island_err(&"the program has already run"))?;
+        let events = self.events.take().ok_or(LaunchError::AlreadyRun)?;
         forward_exit_signals(self.events_tx.clone()).map_err(|e| island_err(&e))?;
         let o = Arc::clone(&self.islands[ORIGIN]);
         if let Some(main) = self.main.take() {
