@@ -227,8 +227,30 @@ mod tests {
             held.try_recv(),
             Ok(Event::Control(ControlAction::Stats, _))
         ));
-        // Requests the controller drops unanswered end at once.
+        // Once the controller is gone, requests end at once.
         drop(held);
         assert_eq!(get(&path, "GET", "/islands", "").status, 503);
+    }
+
+    #[test]
+    fn a_request_dropped_unanswered_is_the_end_of_the_program() {
+        // What `Program::run` does at the end: its queue, requests included, is dropped. The
+        // connection must not wait out its answer time (an hour here) for it.
+        let path = sock("dropped");
+        let (events, queue) = mpsc::channel::<Event>();
+        let options = ServeOptions {
+            answer_time: Duration::from_secs(3600),
+            ..ServeOptions::default()
+        };
+        let _server = serve_with(&path, events, options).expect("serve");
+        let p = path.clone();
+        let client = std::thread::spawn(move || get(&p, "GET", "/threads", ""));
+        let queued = queue.recv().expect("the request reaches the controller");
+        assert!(matches!(queued, Event::Control(ControlAction::Threads, _)));
+        drop(queued);
+        let r = client.join().expect("client");
+        assert_eq!(r.status, 503);
+        let e: ErrorBody = serde_json::from_str(&r.body).expect("error body");
+        assert_eq!(e.error, "the program has ended");
     }
 }
