@@ -57,4 +57,5 @@ rm -rf "$OUT/data"
 cp -r rootfs/data "$OUT/data"
 # A file that is not an ELF, for the loader's error path.
 printf 'not an elf\n' > "$OUT/not-elf"
+chmod +x "$OUT/not-elf" # executable, so that the loader's format check is what refuses it
 echo "images: built into $(pwd)/$OUT"

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use popvmm_tests::{images, island_with, popvmm};
+use popvmm_tests::{images, island_with, popvmm, scratch};
 
 fn launch(args: &[&str]) -> std::process::Output {
     Command::new(popvmm())
@@ -21,6 +21,49 @@ fn not_an_elf_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(126));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not an ELF file"), "{err}");
+}
+
+#[test]
+fn a_program_that_is_not_a_runnable_regular_file_is_refused_at_once() {
+    let dir = scratch("not-runnable");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    // Not executable: Permission denied, as execve says.
+    let plain = dir.join("hello-no-x");
+    std::fs::copy(images().join("glibc/hello"), &plain).expect("copy");
+    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("path");
+    // SAFETY: mkfifo reads the NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o755) }, 0, "mkfifo");
+    for (prog, why) in [
+        (plain.to_str().expect("utf-8"), "Permission denied"),
+        // A FIFO nobody writes to must not hang popvmm; a device must not be read forever.
+        (fifo.to_str().expect("utf-8"), "a FIFO"),
+        ("/dev/zero", "a character device"),
+        (dir.to_str().expect("utf-8"), "a directory"),
+    ] {
+        let o = launch(&["--", prog]);
+        assert_eq!(o.status.code(), Some(126), "{prog}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(why), "{prog}: {err}");
+    }
+    // A root that is not a directory.
+    let hello = images().join("glibc/hello");
+    let o = launch(&[
+        "--rootfs",
+        plain.to_str().expect("utf-8"),
+        "--",
+        hello.to_str().expect("utf-8"),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a directory"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -152,4 +195,24 @@ fn write_to_a_closed_pipe_is_sigpipe() {
         "{}",
         String::from_utf8_lossy(&island.stderr)
     );
+}
+
+#[test]
+fn launch_without_a_program_and_without_the_demo_says_how_to_build_it() {
+    let empty = std::env::temp_dir().join(format!("popvmm-no-images-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let o = Command::new(popvmm())
+        .args(["launch", "--islands", "2"])
+        .env("POPVMM_IMAGES", &empty)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run popvmm");
+    let _ = std::fs::remove_dir_all(&empty);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("glibc/demo is missing: run scripts/setup"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
 }

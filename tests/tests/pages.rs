@@ -418,6 +418,28 @@ fn ctl_pages_stats_and_metrics() {
     assert!(row[7].parse::<u64>().is_ok_and(|m| m > 0), "{out}");
     assert_eq!(row[8..], ["1", "producer-consumer"], "{out}");
 
+    // ctl reads the server's JSON into the API's types and prints them back: nothing is lost,
+    // renamed or added on the way (the hot and the shared page no longer change: the writer's
+    // writes hit its Modified copy, the readers' their Shared ones).
+    for page in [hot, shared] {
+        let raw = http(&sock, "GET", &format!("/pages?from={page:#x}&count=1"));
+        assert_eq!(raw.status, 200, "{}", raw.body);
+        let (code, out, err) = ctl(
+            &sock,
+            &[
+                "pages",
+                "--json",
+                "--from",
+                &format!("{page:#x}"),
+                "--count",
+                "1",
+            ],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        let typed: Value = serde_json::from_str(&out).expect("ctl pages --json is JSON");
+        assert_eq!(typed, raw.json(), "{page:#x}");
+    }
+
     // --hot: the pages that cost the most messages, most first.
     let (code, hot_out, err) = ctl(&sock, &["pages", "--hot", "3"]);
     assert_eq!(code, Some(0), "{err}");

@@ -1,12 +1,20 @@
 //! A program on its islands, as a library.
 //!
-//! [`LaunchConfig`] says what to run and how; [`LaunchConfig::build`] creates the islands (one VM,
-//! memory, coherency layer and island kernel each, linked by the fabric, with their service
-//! threads) and loads the program on them; [`Program::run`] starts its first thread and waits for
-//! its end, serving the control socket's actions meanwhile (the controller owns the program: the
-//! socket's thread only forwards requests to it). `popvmm launch` and the demo are thin layers
-//! over this (`cli/launch.rs`).
+//! [`LaunchConfig`] says what to run and how (islands, placement, root, environment, the program's
+//! stdio, a control socket); [`LaunchConfig::build`] creates the islands (one VM, memory,
+//! coherency layer and island kernel each, linked by the fabric, with their service threads),
+//! loads the program on them and starts serving the control socket; [`Program::run`] starts its
+//! first thread and is the program's controller until it ends: it answers the control socket's
+//! actions ([`Event::Control`], see [`Program::answer`]), turns SIGTERM/SIGINT into the program's
+//! end, and returns how the program ended. [`Program::summary`] then says what the run cost.
+//! [`LaunchConfig::run_captured`] does all of it with the program's output captured, which is
+//! what the demo ([`demo`]) runs. `popvmm launch` is a thin layer over this (`cli/launch.rs`).
 
+pub mod demo;
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -14,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_fpu, kvm_regs};
 
+use crate::api::types::{ShutdownAnswer, Summary};
+use crate::api::{stats, ApiError, ApiServer, ControlAction, ControlAnswer, ControlResult};
 use crate::dsm::{Dsm, DsmPort, SendPage};
 use crate::fabric::{FabricConfig, MAX_ISLANDS};
 use crate::kernel::fs::Files;
@@ -22,7 +32,7 @@ use crate::kernel::link::{IslandFabric, Link};
 use crate::kernel::messages::{IslandMessage, ThreadImage};
 use crate::kernel::{
     service_loop, vcpu_loop, ExitStatus, Island, IslandParts, KernelConfig, Member, Origin,
-    Placement, ThreadState, ORIGIN,
+    Placement, Services, ThreadState, ORIGIN,
 };
 use crate::kvm::IslandVm;
 use crate::loader::{read_executable, stack, ElfImage, LoaderError};
@@ -32,8 +42,11 @@ use crate::memory::IslandMemory;
 /// The environment a program gets unless the configuration adds to it.
 pub const DEFAULT_ENV: [&str; 2] = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/"];
 
+/// How many pages the exit summary names (the ones that cost the most messages).
+pub const HOT_PAGES_AT_EXIT: usize = 3;
+
 /// What to run, and how.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LaunchConfig {
     /// Islands (KVM VMs that share no memory), 1 to [`MAX_ISLANDS`].
     pub islands: usize,
@@ -53,6 +66,20 @@ pub struct LaunchConfig {
     pub no_prefault: bool,
     /// Where Popcorn's migration calls are numbered.
     pub popcorn_abi: PopcornAbi,
+    /// Serve the control socket on this Unix socket path while the program runs.
+    pub api_sock: Option<PathBuf>,
+    /// The program's descriptors 0, 1 and 2 (default: popvmm's own).
+    pub stdio: ProgramStdio,
+}
+
+/// Files the program gets as its descriptors 0, 1 and 2 instead of popvmm's own stdin, stdout
+/// and stderr. The program owns them from then on, as files it opened: closing its descriptor
+/// closes it.
+#[derive(Debug, Default)]
+pub struct ProgramStdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
 }
 
 impl LaunchConfig {
@@ -69,11 +96,14 @@ impl LaunchConfig {
             allow_port_io: false,
             no_prefault: false,
             popcorn_abi: PopcornAbi::default(),
+            api_sock: None,
+            stdio: ProgramStdio::default(),
         }
     }
 }
 
-/// Errors that stop a launch before the program runs.
+/// Errors that stop a launch before the program runs (and the few of running it: a second `run`,
+/// a captured output that cannot be read back).
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("--islands {0}: must be between 1 and {MAX_ISLANDS}")]
@@ -88,6 +118,15 @@ pub enum LaunchError {
     Rootfs(String),
     #[error("cannot create the island: {0}")]
     Island(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the program has already run")]
+    AlreadyRun,
+    #[error("cannot capture the program's {what}: {source}")]
+    Capture {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl LaunchError {
@@ -112,6 +151,10 @@ pub enum Event {
     Exited(ExitStatus),
     /// popvmm received SIGTERM or SIGINT: the program ends as if it had received it.
     Signal(i32),
+    /// A control socket request: the controller answers it on the sender (whose connection waits
+    /// a bounded time, see `api::ask`). Requests still queued when the program ends are dropped
+    /// unanswered, which their connections report as "the program has ended".
+    Control(ControlAction, mpsc::Sender<ControlResult>),
 }
 
 /// A program loaded on its islands, ready to run.
@@ -121,8 +164,22 @@ pub struct Program {
     origin: Arc<Origin>,
     fabric: Arc<IslandFabric>,
     main: Option<ThreadImage>,
-    events: mpsc::Receiver<Event>,
+    /// The controller's events; taken by [`Program::run`] and dropped when the program ends, so
+    /// that control requests made after the end fail at once.
+    events: Option<mpsc::Receiver<Event>>,
     events_tx: mpsc::Sender<Event>,
+    api: Option<ApiServer>,
+}
+
+/// When the program reached its first instruction, and what memory popvmm holds (`--stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartupFigures {
+    /// From popvmm's start to the first entry into the guest (0: never entered).
+    pub first_entry_us: u64,
+    /// popvmm's whole resident set, and the program's resident pages on the origin (None when
+    /// /proc cannot say).
+    pub rss_bytes: Option<u64>,
+    pub program_bytes: Option<u64>,
 }
 
 fn island_err(e: &dyn std::fmt::Display) -> LaunchError {
@@ -138,9 +195,9 @@ fn guest_exe_path(exe: &Path, root: &Path) -> String {
 }
 
 impl LaunchConfig {
-    /// Creates the islands and loads the program; `started` is when popvmm started (for the
-    /// start-up figure).
-    pub fn build(&self, started: Instant) -> Result<Program, LaunchError> {
+    /// Creates the islands, loads the program and serves the control socket (if asked);
+    /// `started` is when popvmm started (for the start-up figure).
+    pub fn build(self, started: Instant) -> Result<Program, LaunchError> {
         let n = self.islands;
         if !(1..=MAX_ISLANDS).contains(&n) {
             return Err(LaunchError::Islands(n));
@@ -195,6 +252,12 @@ impl LaunchConfig {
         })?;
         let files = Files::new(&rootfs, std::process::id(), config.exe_path.clone())
             .map_err(|e| island_err(&e))?;
+        let ProgramStdio {
+            stdin,
+            stdout,
+            stderr,
+        } = self.stdio;
+        files.table().set_stdio([stdin, stdout, stderr]);
         let (events_tx, events) = mpsc::channel();
         let fabric: Arc<IslandFabric> =
             Arc::new(IslandFabric::new(n, FabricConfig::default()).map_err(|e| island_err(&e))?);
@@ -287,14 +350,91 @@ impl LaunchConfig {
         for island in &islands {
             vcpu_loop::keep_spare(island);
         }
-        Ok(Program {
+        let mut program = Program {
             islands,
             origin,
             fabric,
             main: Some(main),
-            events,
+            events: Some(events),
             events_tx,
+            api: None,
+        };
+        // Served before the program starts, so that a client sees its first instructions; the
+        // requests wait in the controller's queue until `run`. A failure drops the program.
+        if let Some(path) = &self.api_sock {
+            program.api = Some(crate::api::serve(path, program.events())?);
+        }
+        Ok(program)
+    }
+
+    /// Builds and runs the program with its stdin empty (/dev/null) and its stdout and stderr
+    /// captured; returns what it printed, how it ended and what the run cost. Any stdio in the
+    /// configuration is replaced.
+    pub fn run_captured(mut self, started: Instant) -> Result<Captured, LaunchError> {
+        let capture = |what| move |source| LaunchError::Capture { what, source };
+        let stdin = File::open("/dev/null").map_err(capture("stdin"))?;
+        let stdout = CaptureFile::new(c"popvmm-stdout").map_err(capture("stdout"))?;
+        let stderr = CaptureFile::new(c"popvmm-stderr").map_err(capture("stderr"))?;
+        self.stdio = ProgramStdio {
+            stdin: Some(stdin.into()),
+            stdout: Some(stdout.writer().map_err(capture("stdout"))?),
+            stderr: Some(stderr.writer().map_err(capture("stderr"))?),
+        };
+        let mut program = self.build(started)?;
+        let status = program.run()?;
+        let summary = program.summary();
+        drop(program);
+        Ok(Captured {
+            stdout: stdout.contents().map_err(capture("stdout"))?,
+            stderr: stderr.contents().map_err(capture("stderr"))?,
+            status,
+            summary,
         })
+    }
+}
+
+/// A run whose output was captured ([`LaunchConfig::run_captured`]).
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: ExitStatus,
+    pub summary: Summary,
+}
+
+/// An anonymous in-memory file (memfd) that collects what a program writes: the program gets a
+/// duplicate of its descriptor, which shares its offset, and the whole content is read from the
+/// start once the program is done. Unlike a pipe it needs no reader while the program runs and no
+/// end of file, so copies of the descriptor that outlive the program cannot make the read hang.
+#[derive(Debug)]
+pub(crate) struct CaptureFile {
+    file: File,
+}
+
+impl CaptureFile {
+    pub(crate) fn new(name: &std::ffi::CStr) -> std::io::Result<CaptureFile> {
+        // SAFETY: `name` is a NUL-terminated string that memfd_create only reads.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor returned by memfd_create, owned by nobody else.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        Ok(CaptureFile { file })
+    }
+
+    /// A descriptor for the writer (close-on-exec, as every descriptor popvmm holds).
+    pub(crate) fn writer(&self) -> std::io::Result<OwnedFd> {
+        Ok(self.file.try_clone()?.into())
+    }
+
+    /// Everything written so far.
+    pub(crate) fn contents(&self) -> std::io::Result<Vec<u8>> {
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(0))?;
+        let mut out = Vec::new();
+        f.read_to_end(&mut out)?;
+        Ok(out)
     }
 }
 
@@ -309,13 +449,21 @@ impl Program {
         &self.origin
     }
 
-    /// A sender of events to this program's controller (SIGTERM/SIGINT forwarding).
+    /// A sender of events to this program's controller (SIGTERM/SIGINT forwarding, the control
+    /// socket).
     pub fn events(&self) -> mpsc::Sender<Event> {
         self.events_tx.clone()
     }
 
-    /// Starts the program's first thread and waits for the program's end; returns how it ended.
+    /// The control socket, if the configuration asked for one.
+    pub fn api(&self) -> Option<&ApiServer> {
+        self.api.as_ref()
+    }
+
+    /// Starts the program's first thread and is its controller until it ends: answers control
+    /// requests, ends the program on SIGTERM/SIGINT. Returns how the program ended.
     pub fn run(&mut self) -> Result<ExitStatus, LaunchError> {
+        let events = self.events.take().ok_or(LaunchError::AlreadyRun)?;
         forward_exit_signals(self.events_tx.clone()).map_err(|e| island_err(&e))?;
         let o = Arc::clone(&self.islands[ORIGIN]);
         if let Some(main) = self.main.take() {
@@ -328,16 +476,22 @@ impl Program {
             })?;
         }
         let status = loop {
-            match self.events.recv() {
+            match events.recv() {
                 Ok(Event::Exited(status)) => break status,
                 Ok(Event::Signal(sig)) => {
-                    use crate::kernel::Services;
                     self.origin.exit_group(ExitStatus::Signal(sig));
+                }
+                Ok(Event::Control(action, reply)) => {
+                    // A connection that gave up waiting has dropped its receiver: nothing to do.
+                    let _ = reply.send(self.answer(action));
                 }
                 // Every sender gone: cannot happen while `self` holds one.
                 Err(_) => break self.origin.exit_status().unwrap_or(ExitStatus::Code(0)),
             }
         };
+        // No controller from here on: requests still queued, and any made later, fail at once
+        // with "the program has ended" instead of waiting for an answer that will not come.
+        drop(events);
         // Let a system call already under way on another thread (a write, typically) finish
         // before popvmm exits and adds its own last line: Linux would not cut it in half either.
         let deadline = Instant::now() + Duration::from_millis(200);
@@ -352,6 +506,58 @@ impl Program {
         }
         Ok(status)
     }
+
+    /// The controller's answer to a control socket action.
+    pub fn answer(&self, action: ControlAction) -> ControlResult {
+        let islands = &self.islands;
+        Ok(match action {
+            ControlAction::Islands => ControlAnswer::Islands(stats::island_list(islands)),
+            ControlAction::Threads => ControlAnswer::Threads(stats::thread_list(islands)),
+            ControlAction::Pages { from, count } => {
+                ControlAnswer::Pages(stats::pages(islands, from, count))
+            }
+            ControlAction::Stats => ControlAnswer::Stats(stats::counters(islands).stats()),
+            ControlAction::Metrics => ControlAnswer::Metrics(stats::counters(islands).prometheus()),
+            ControlAction::Shutdown(_) => {
+                // The program ends as if killed by SIGTERM (status 143 for the shell).
+                self.origin.exit_group(ExitStatus::Signal(libc::SIGTERM));
+                ControlAnswer::Shutdown(ShutdownAnswer::shutting_down())
+            }
+        })
+    }
+
+    /// What the run cost so far: the counters and, on several islands, the pages that cost the
+    /// most messages ([`HOT_PAGES_AT_EXIT`]) and every page that cost one.
+    pub fn summary(&self) -> Summary {
+        stats::summary(&self.islands, HOT_PAGES_AT_EXIT)
+    }
+
+    /// Start-up time and memory figures.
+    pub fn startup_figures(&self) -> StartupFigures {
+        let origin = &self.islands[ORIGIN];
+        StartupFigures {
+            first_entry_us: origin
+                .first_entry_ns
+                .load(std::sync::atomic::Ordering::Relaxed)
+                / 1000,
+            rss_bytes: vm_rss_bytes(),
+            program_bytes: origin.vm.memory().resident_bytes(),
+        }
+    }
+}
+
+/// popvmm's resident set (VmRSS of /proc/self/status).
+fn vm_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// SIGTERM and SIGINT, the signals that end a program from outside.
@@ -402,6 +608,8 @@ fn forward_exit_signals(tx: mpsc::Sender<Event>) -> Result<(), String> {
 
 impl Drop for Program {
     fn drop(&mut self) {
+        // The socket first: no request should find the islands half stopped.
+        drop(self.api.take());
         for island in &self.islands {
             island.stop();
         }

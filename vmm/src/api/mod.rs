@@ -1,20 +1,39 @@
 //! The control socket: HTTP/1.1 with JSON bodies over a Unix socket (our own bounded server,
-//! `http.rs`), as Firecracker and Cloud Hypervisor do. One module per resource family; `route` is
-//! the single dispatch point, so pages, stats and metrics can be added beside islands and threads.
+//! `http.rs`), as Firecracker and Cloud Hypervisor do.
+//!
+//! One owner: the program's controller (the loop of `Program::run`) answers every request. A
+//! connection's thread only turns its request into a typed [`ControlAction`] (`action.rs`; a bad
+//! request is a 4xx there), hands it to the controller as an [`Event::Control`] with a reply
+//! channel, waits a bounded time for the [`ControlAnswer`] and writes it out. It never reads
+//! island state itself. Once the program has ended, or if its controller does not answer in time
+//! (it is ending), the answer is a 503 rather than a hang.
+//!
+//! | module | what |
+//! |---|---|
+//! | `types.rs` | the JSON of every answer and request body, as serde types (the API's one definition, read by `ctl` too) |
+//! | `action.rs` | the actions, their routes, the answers and errors, and their HTTP form |
+//! | `stats.rs` | what the owner reads from the islands to answer (and to sum up a run at exit) |
+//! | `http.rs`, `client.rs` | the bounded server, and `ctl`'s client |
 
+pub mod action;
 pub mod client;
 pub mod http;
 pub mod stats;
+pub mod types;
 
-pub use stats::summary;
+pub use action::{ControlAction, ControlAnswer, ControlError, ControlResult};
 
 use std::path::Path;
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use self::http::{HttpRequest, HttpResponse, HttpServer, Limits};
+use crate::program::Event;
 
-use self::http::{HttpRequest, HttpResponse, HttpServer, Method};
-use crate::kernel::{ExitStatus, Island};
+/// How long a connection waits for the controller's answer by default: it answers at once unless
+/// the program is ending (or the machine is very busy).
+pub const ANSWER_TIME: Duration = Duration::from_secs(5);
 
 /// Errors of starting the control socket.
 #[derive(Debug, thiserror::Error)]
@@ -36,166 +55,202 @@ impl ApiServer {
     }
 }
 
-/// A response: status code and JSON body (or plain text, for `/metrics`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-    pub text: Option<String>,
+/// How the control socket serves: the HTTP server's limits, and how long a request waits for the
+/// program's controller.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    pub limits: Limits,
+    pub answer_time: Duration,
 }
 
-fn ok(body: Value) -> Reply {
-    Reply {
-        status: 200,
-        body,
-        text: None,
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            limits: Limits::default(),
+            answer_time: ANSWER_TIME,
+        }
     }
 }
 
-fn error(status: u16, msg: impl Into<String>) -> Reply {
-    Reply {
-        status,
-        body: json!({ "error": msg.into() }),
-        text: None,
-    }
-}
-
-/// Starts serving the program whose island kernels are `islands` (origin first) on a Unix socket
-/// at `path`: mode 0600; a stale socket file there is replaced, anything else refused (see
+/// Serves the program whose controller hears `events` (`Program::events`) on a Unix socket at
+/// `path`: mode 0600; a stale socket file there is replaced, anything else refused (see
 /// [`http::serve`]).
-pub fn serve(path: &Path, islands: Vec<Arc<Island>>) -> Result<ApiServer, ApiError> {
+pub fn serve(path: &Path, events: mpsc::Sender<Event>) -> Result<ApiServer, ApiError> {
+    serve_with(path, events, ServeOptions::default())
+}
+
+/// [`serve`] with other options (the tests use a short answer time).
+pub fn serve_with(
+    path: &Path,
+    events: mpsc::Sender<Event>,
+    options: ServeOptions,
+) -> Result<ApiServer, ApiError> {
     let handler = Arc::new(move |req: HttpRequest| -> HttpResponse {
-        let url = if req.query.is_empty() {
-            req.path
-        } else {
-            format!("{}?{}", req.path, req.query)
-        };
-        let reply = match String::from_utf8(req.body) {
-            Ok(body) => route(&islands, &req.method, &url, &body),
-            Err(_) => error(400, "request body is not UTF-8 text"),
-        };
-        match reply.text {
-            Some(t) => HttpResponse {
-                status: reply.status,
-                content_type: "text/plain; version=0.0.4",
-                body: t.into_bytes(),
-            },
-            None => HttpResponse {
-                status: reply.status,
-                content_type: "application/json",
-                body: reply.body.to_string().into_bytes(),
-            },
+        let result = ControlAction::from_http(&req.method, &req.path, &req.query, &req.body)
+            .and_then(|action| ask(&events, action, options.answer_time));
+        match result {
+            Ok(answer) => answer.into_http(),
+            Err(e) => e.into_http(),
         }
     });
     Ok(ApiServer {
-        server: http::serve(path, handler)?,
+        server: http::serve_with(path, handler, options.limits)?,
     })
 }
 
-/// Serves one request.
-pub fn route(islands: &[Arc<Island>], method: &Method, url: &str, body: &str) -> Reply {
-    let Some(origin) = islands.first() else {
-        return error(503, "no program");
-    };
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    match (method, path) {
-        (Method::Get, "/islands") => island_list(islands),
-        (Method::Get, "/threads") => threads(islands),
-        (Method::Get, "/pages") => pages(islands, query),
-        (Method::Get, "/stats") => ok(summary(islands).json()),
-        (Method::Get, "/metrics") => Reply {
-            status: 200,
-            body: Value::Null,
-            text: Some(summary(islands).prometheus()),
-        },
-        (Method::Put, "/shutdown") => shutdown(origin, body),
-        (_, "/islands" | "/threads" | "/pages" | "/stats" | "/metrics" | "/shutdown") => {
-            error(405, format!("method {method} not allowed on {path}"))
-        }
-        _ => error(404, format!("no such resource: {path}")),
+/// Hands `action` to the program's controller and waits at most `answer_time` for its answer. A
+/// controller that is gone (the program has ended) or does not answer in time (it is ending) is
+/// an error, never a hang.
+pub fn ask(
+    events: &mpsc::Sender<Event>,
+    action: ControlAction,
+    answer_time: Duration,
+) -> ControlResult {
+    let (reply, answer) = mpsc::channel();
+    events
+        .send(Event::Control(action, reply))
+        .map_err(|_| ControlError::Ended)?;
+    match answer.recv_timeout(answer_time) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(ControlError::NoAnswer(answer_time)),
+        // The controller dropped the request unanswered: it stopped listening (the program ended).
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(ControlError::Ended),
     }
 }
 
-/// Parses `from=ADDR&count=N` (ADDR decimal or 0x-hex; N from 1 to 4096, default 256).
-fn pages(islands: &[Arc<Island>], query: &str) -> Reply {
-    let mut from = 0u64;
-    let mut count = 256usize;
-    for pair in query.split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "from" => {
-                let parsed = match v.strip_prefix("0x") {
-                    Some(h) => u64::from_str_radix(h, 16).ok(),
-                    None => v.parse().ok(),
+#[cfg(test)]
+mod tests {
+    use super::types::{ErrorBody, ShutdownAnswer, ThreadInfo};
+    use super::*;
+
+    fn sock(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("popvmm-unit-{name}-{}.sock", std::process::id()))
+    }
+
+    fn get(path: &Path, method: &str, target: &str, body: &str) -> client::HttpResponse {
+        client::request(path, method, target, body).expect("request")
+    }
+
+    /// A controller that answers every action the way `Program::answer` would shape it, until
+    /// `stop` requests have been answered; then it drops its receiver (the program has ended).
+    fn controller(
+        stop: usize,
+    ) -> (
+        mpsc::Sender<Event>,
+        std::thread::JoinHandle<Vec<ControlAction>>,
+    ) {
+        let (tx, rx) = mpsc::channel::<Event>();
+        let owner = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while seen.len() < stop {
+                let Ok(Event::Control(action, reply)) = rx.recv() else {
+                    break;
                 };
-                match parsed {
-                    Some(a) => from = a,
-                    None => return error(400, format!("from={v}: not an address")),
-                }
+                let answer = match &action {
+                    ControlAction::Threads => ControlAnswer::Threads(vec![ThreadInfo {
+                        tid: 7,
+                        island: 1,
+                        vcpu: 0,
+                        state: "running".into(),
+                        rip: 0x401000,
+                        syscalls: 3,
+                    }]),
+                    ControlAction::Shutdown(_) => {
+                        ControlAnswer::Shutdown(ShutdownAnswer::shutting_down())
+                    }
+                    _ => ControlAnswer::Metrics("popvmm_up 1\n".into()),
+                };
+                seen.push(action);
+                let _ = reply.send(Ok(answer));
             }
-            "count" => match v.parse::<usize>() {
-                Ok(n) if (1..=4096).contains(&n) => count = n,
-                _ => return error(400, format!("count={v}: expected 1 to 4096")),
-            },
-            _ => return error(400, format!("unknown parameter {k:?} (from, count)")),
-        }
+            seen
+        });
+        (tx, owner)
     }
-    ok(stats::pages(islands, from, count))
-}
 
-fn island_list(islands: &[Arc<Island>]) -> Reply {
-    let list: Vec<Value> = islands
-        .iter()
-        .map(|p| {
-            let mem = p.vm.memory();
-            json!({
-                "id": p.id,
-                "program": p.config.exe_path,
-                "pid": p.pid,
-                "threads": p.threads().len(),
-                "memory": {
-                    "slot_bytes": mem.size(),
-                    "resident_bytes": mem.resident_bytes(),
-                },
-                "uptime_ms": p.started.elapsed().as_millis() as u64,
-            })
-        })
-        .collect();
-    ok(Value::Array(list))
-}
+    #[test]
+    fn requests_go_to_the_controller_and_typed_answers_come_back() {
+        let path = sock("owner");
+        let (events, owner) = controller(3);
+        let server = serve(&path, events).expect("serve");
+        // Bad requests never reach the controller.
+        let r = get(&path, "GET", "/pages?count=0", "");
+        assert_eq!(r.status, 400);
+        let e: ErrorBody = serde_json::from_str(&r.body).expect("error body");
+        assert_eq!(e.error, "count=0: expected 1 to 4096");
+        assert_eq!(get(&path, "PUT", "/shutdown", "[]").status, 400);
+        assert_eq!(get(&path, "GET", "/nothing", "").status, 404);
 
-fn threads(islands: &[Arc<Island>]) -> Reply {
-    let list: Vec<Value> = islands
-        .iter()
-        .flat_map(|p| {
-            p.threads()
-                .iter()
-                .map(|t| {
-                    json!({
-                        "tid": t.tid,
-                        "island": p.id,
-                        "vcpu": t.vcpu.load(std::sync::atomic::Ordering::Relaxed),
-                        "state": t.state().name(),
-                        "rip": t.rip(),
-                        "syscalls": t.syscalls.load(std::sync::atomic::Ordering::Relaxed),
-                    })
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ok(Value::Array(list))
-}
+        let r = get(&path, "GET", "/threads", "");
+        assert_eq!(r.status, 200);
+        let threads: Vec<ThreadInfo> = serde_json::from_str(&r.body).expect("threads");
+        assert_eq!(threads[0].tid, 7);
+        assert_eq!(threads[0].island, 1);
+        let r = get(&path, "GET", "/metrics", "");
+        assert_eq!((r.status, r.body.as_str()), (200, "popvmm_up 1\n"));
+        let r = get(&path, "PUT", "/shutdown", "");
+        let s: ShutdownAnswer = serde_json::from_str(&r.body).expect("shutdown");
+        assert_eq!(s, ShutdownAnswer::shutting_down());
+        assert_eq!(
+            owner.join().expect("controller"),
+            [
+                ControlAction::Threads,
+                ControlAction::Metrics,
+                ControlAction::Shutdown(types::ShutdownRequest {})
+            ]
+        );
 
-fn shutdown(p: &Island, body: &str) -> Reply {
-    // An optional JSON object body; anything else is a malformed request.
-    if !body.trim().is_empty() {
-        match serde_json::from_str::<Value>(body) {
-            Ok(Value::Object(_)) => {}
-            Ok(_) => return error(400, "body must be a JSON object"),
-            Err(e) => return error(400, format!("malformed JSON body: {e}")),
-        }
+        // The controller has stopped listening: the program has ended.
+        let r = get(&path, "GET", "/threads", "");
+        assert_eq!(r.status, 503);
+        let e: ErrorBody = serde_json::from_str(&r.body).expect("error body");
+        assert_eq!(e.error, "the program has ended");
+        drop(server);
+        assert!(!path.exists());
     }
-    // The program ends as if killed by SIGTERM (status 143 for the shell).
-    p.services.exit_group(ExitStatus::Signal(libc::SIGTERM));
-    ok(json!({ "status": "shutting down" }))
+
+    #[test]
+    fn a_controller_that_does_not_answer_is_a_503_not_a_hang() {
+        let path = sock("mute");
+        let (events, held) = mpsc::channel::<Event>();
+        let options = ServeOptions {
+            answer_time: Duration::from_millis(50),
+            ..ServeOptions::default()
+        };
+        let _server = serve_with(&path, events, options).expect("serve");
+        let r = get(&path, "GET", "/stats", "");
+        assert_eq!(r.status, 503);
+        let e: ErrorBody = serde_json::from_str(&r.body).expect("error body");
+        assert!(e.error.starts_with("the program is ending"), "{}", e.error);
+        // The request did reach the controller, which let its reply channel go unanswered.
+        assert!(matches!(
+            held.try_recv(),
+            Ok(Event::Control(ControlAction::Stats, _))
+        ));
+        // Once the controller is gone, requests end at once.
+        drop(held);
+        assert_eq!(get(&path, "GET", "/islands", "").status, 503);
+    }
+
+    #[test]
+    fn a_request_dropped_unanswered_is_the_end_of_the_program() {
+        // What `Program::run` does at the end: its queue, requests included, is dropped. The
+        // connection must not wait out its answer time (an hour here) for it.
+        let path = sock("dropped");
+        let (events, queue) = mpsc::channel::<Event>();
+        let options = ServeOptions {
+            answer_time: Duration::from_secs(3600),
+            ..ServeOptions::default()
+        };
+        let _server = serve_with(&path, events, options).expect("serve");
+        let p = path.clone();
+        let client = std::thread::spawn(move || get(&p, "GET", "/threads", ""));
+        let queued = queue.recv().expect("the request reaches the controller");
+        assert!(matches!(queued, Event::Control(ControlAction::Threads, _)));
+        drop(queued);
+        let r = client.join().expect("client");
+        assert_eq!(r.status, 503);
+        let e: ErrorBody = serde_json::from_str(&r.body).expect("error body");
+        assert_eq!(e.error, "the program has ended");
+    }
 }

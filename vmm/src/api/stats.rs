@@ -1,20 +1,27 @@
-//! What the coherency layer and the links did: per-page states (`/pages`), counters and
-//! latencies (`/stats`, `/metrics`, and the summary `popvmm launch` prints at exit).
+//! What the program's owner reads from the islands to answer the control socket and to sum up a
+//! run: the islands and threads (`/islands`, `/threads`), per-page states and costs (`/pages`),
+//! counters and latencies (`/stats`, `/metrics`, the exit summary). Everything comes out as the
+//! types of `types.rs`, except `/metrics`, which is Prometheus text.
+//!
+//! Only the owner calls these (`Program::answer`, `Program::summary`): the control socket's
+//! threads never read island state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
+use super::types::{
+    self, Address, FaultLatency, FaultStats, IslandFaults, IslandInfo, IslandMemory, LinkMessages,
+    Mapping, MessageStats, PageCopy, PageList, PageRow, SharingPattern, Stats, Summary, ThreadInfo,
+};
 use crate::dsm::{latency_quantile, DsmStats, PageTraffic, Quantile, PAGE_SIZE};
 use crate::fabric::PAGE_MESSAGE_TYPES;
 use crate::kernel::Island;
 
-/// Counters of a whole run, summed over the islands.
+/// Counters of a whole run, summed over the islands: what `/stats` and `/metrics` are made of.
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
+pub struct Counters {
     pub islands: usize,
     pub messages: BTreeMap<String, u64>,
     pub links: BTreeMap<(u8, u8), u64>,
@@ -32,10 +39,10 @@ pub struct Summary {
 }
 
 /// The counters of `islands` (all islands of one program).
-pub fn summary(islands: &[Arc<Island>]) -> Summary {
-    let mut s = Summary {
+pub fn counters(islands: &[Arc<Island>]) -> Counters {
+    let mut s = Counters {
         islands: islands.len(),
-        ..Summary::default()
+        ..Counters::default()
     };
     let mut buckets: Vec<u64> = Vec::new();
     for p in islands {
@@ -86,7 +93,7 @@ pub fn summary(islands: &[Arc<Island>]) -> Summary {
     s
 }
 
-impl Summary {
+impl Counters {
     pub fn faults(&self) -> u64 {
         self.read_missing + self.write_missing + self.write_protect
     }
@@ -99,65 +106,46 @@ impl Summary {
         self.messages.values().sum()
     }
 
-    /// The summary popvmm prints on stderr at exit.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "popvmm: {} islands: {} messages ({})",
-            self.islands,
-            self.total_messages(),
-            self.messages
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let _ = writeln!(
-            out,
-            "popvmm: page faults: {} ({} read, {} write on a missing page, {} write on a read-only \
-             copy), mean latency {}",
-            self.faults(),
-            self.read_missing,
-            self.write_missing,
-            self.write_protect,
-            match self.mean_latency_us() {
-                Some(us) => format!("{us:.1} us (p50 {}, p99 {})",
-                    self.p50.map_or("-".to_string(), |q| q.to_string()),
-                    self.p99.map_or("-".to_string(), |q| q.to_string())),
-                None => "-".to_string(),
-            }
-        );
-        out
-    }
-
-    pub fn json(&self) -> Value {
-        json!({
-            "islands": self.islands,
-            "messages": {
-                "total": self.total_messages(),
-                "by_type": self.messages,
-                "by_link": self.links.iter().map(|(&(f, t), &n)| json!({"from": f, "to": t, "messages": n})).collect::<Vec<_>>(),
+    /// `/stats`.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            islands: self.islands,
+            messages: MessageStats {
+                total: self.total_messages(),
+                by_type: self.messages.clone(),
+                by_link: self
+                    .links
+                    .iter()
+                    .map(|(&(from, to), &messages)| LinkMessages { from, to, messages })
+                    .collect(),
             },
-            "faults": {
-                "total": self.faults(),
-                "read_missing": self.read_missing,
-                "write_missing": self.write_missing,
-                "write_protect": self.write_protect,
-                "resolved": self.resolved,
-                "local": self.local,
-                "by_island": self.per_island.iter().enumerate().map(|(i, c)| json!({
-                    "island": i, "read_missing": c[0], "write_missing": c[1],
-                    "write_protect": c[2], "resolved": c[3],
-                })).collect::<Vec<_>>(),
+            faults: FaultStats {
+                total: self.faults(),
+                read_missing: self.read_missing,
+                write_missing: self.write_missing,
+                write_protect: self.write_protect,
+                resolved: self.resolved,
+                local: self.local,
+                by_island: self
+                    .per_island
+                    .iter()
+                    .enumerate()
+                    .map(|(island, c)| IslandFaults {
+                        island,
+                        read_missing: c[0],
+                        write_missing: c[1],
+                        write_protect: c[2],
+                        resolved: c[3],
+                    })
+                    .collect(),
             },
-            "fault_latency_us": {
-                "mean": self.mean_latency_us(),
-                "p50": self.p50.and_then(Quantile::upper_us),
-                "p99": self.p99.and_then(Quantile::upper_us),
+            fault_latency_us: FaultLatency {
+                mean: self.mean_latency_us(),
+                p50: self.p50.and_then(Quantile::upper_us),
+                p99: self.p99.and_then(Quantile::upper_us),
             },
-            "stale_messages": self.stale_messages,
-        })
+            stale_messages: self.stale_messages,
+        }
     }
 
     /// Prometheus text exposition.
@@ -209,205 +197,350 @@ impl Summary {
     }
 }
 
-/// The `n` pages of a `/pages` list that cost the most messages, most first (ties keep the list's
-/// address order); pages that cost none are left out.
-pub fn hottest(pages: &[Value], n: usize) -> Vec<Value> {
-    let cost = |p: &Value| p.get("messages").and_then(Value::as_u64).unwrap_or(0);
-    let mut hot: Vec<&Value> = pages.iter().filter(|p| cost(p) > 0).collect();
-    hot.sort_by_key(|p| std::cmp::Reverse(cost(p)));
-    hot.into_iter().take(n).cloned().collect()
+/// What popvmm gives at the end of a run on `islands`: the counters and, on several islands, the
+/// `hot` pages that cost the most messages and every page that cost one.
+pub fn summary(islands: &[Arc<Island>], hot: usize) -> Summary {
+    let stats = counters(islands).stats();
+    if islands.len() < 2 {
+        return Summary {
+            stats,
+            hot_pages: None,
+            pages: None,
+        };
+    }
+    let mut pages = pages(islands, 0, usize::MAX).pages;
+    pages.retain(|p| p.messages > 0);
+    Summary {
+        stats,
+        hot_pages: Some(types::hottest(&pages, hot)),
+        pages: Some(pages),
+    }
 }
 
-/// The `n` pages of the program that cost the most messages so far (see [`pages`]).
-pub fn hot_pages(islands: &[Arc<Island>], n: usize) -> Vec<Value> {
-    let all = pages(islands, 0, usize::MAX);
-    hottest(all["pages"].as_array().map_or(&[], Vec::as_slice), n)
-}
-
-/// Every page of the program that cost a message, in address order (as `/pages` gives them).
-pub fn pages_with_traffic(islands: &[Arc<Island>]) -> Vec<Value> {
-    let all = pages(islands, 0, usize::MAX);
-    all["pages"]
-        .as_array()
+/// `/islands`.
+pub fn island_list(islands: &[Arc<Island>]) -> Vec<IslandInfo> {
+    islands
+        .iter()
         .map(|p| {
-            p.iter()
-                .filter(|p| p["messages"].as_u64().is_some_and(|n| n > 0))
-                .cloned()
+            let mem = p.vm.memory();
+            IslandInfo {
+                id: p.id,
+                program: p.config.exe_path.clone(),
+                pid: p.pid,
+                threads: p.threads().len(),
+                memory: IslandMemory {
+                    slot_bytes: mem.size(),
+                    resident_bytes: mem.resident_bytes(),
+                },
+                uptime_ms: u64::try_from(p.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }
+        })
+        .collect()
+}
+
+/// `/threads`: every thread, island by island.
+pub fn thread_list(islands: &[Arc<Island>]) -> Vec<ThreadInfo> {
+    islands
+        .iter()
+        .flat_map(|p| {
+            p.threads()
+                .iter()
+                .map(|t| ThreadInfo {
+                    tid: t.tid,
+                    island: p.id,
+                    vcpu: t.vcpu.load(std::sync::atomic::Ordering::Relaxed),
+                    state: t.state().name().to_string(),
+                    rip: t.rip(),
+                    syscalls: t.syscalls.load(Ordering::Relaxed),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One island's pages: the engine's view of each and what it cost there.
+pub type IslandPages = BTreeMap<u64, (coherency::PageView, PageTraffic)>;
+
+/// `/pages`: up to `count` pages from the page holding `from` on, every island's view of each.
+pub fn pages(islands: &[Arc<Island>], from: u64, count: usize) -> PageList {
+    let first = from / PAGE_SIZE;
+    let per_island: Vec<IslandPages> = islands
+        .iter()
+        .map(|p| {
+            p.dsm
+                .snapshot(first, count)
+                .into_iter()
+                .map(|s| (s.page, (s.view, s.traffic)))
                 .collect()
         })
-        .unwrap_or_default()
-}
-
-/// The exit summary's line about the pages that bounced most (None when no page cost a message).
-pub fn hot_pages_text(hot: &[Value]) -> Option<String> {
-    if hot.is_empty() {
-        return None;
-    }
-    let each: Vec<String> = hot
-        .iter()
-        .map(|p| {
-            let writers: Vec<String> = p["writers"]
-                .as_array()
-                .map(|w| w.iter().map(|i| i.to_string()).collect())
-                .unwrap_or_default();
-            let by = if writers.is_empty() {
-                String::new()
-            } else {
-                format!(", written on {}", writers.join(","))
-            };
-            format!(
-                "{} {} ({}{by})",
-                p["address"].as_str().unwrap_or("?"),
-                p["messages"].as_u64().unwrap_or(0),
-                p["pattern"].as_str().unwrap_or("?"),
-            )
-        })
         .collect();
-    Some(format!(
-        "popvmm: messages by page, most first: {}\n",
-        each.join("; ")
-    ))
+    page_list(&per_island, count)
 }
 
-/// Why a page costs messages, from who faulted on it: the access pattern the protocol saw.
-pub fn sharing_pattern(readers: &BTreeSet<usize>, writers: &BTreeSet<usize>) -> &'static str {
-    match writers.len() {
-        0 if readers.is_empty() => "untouched",
-        0 => "read-shared",
-        1 if readers.is_subset(writers) => "private",
-        1 => "producer-consumer",
-        _ => "write-shared",
-    }
-}
-
-/// One page, every island's view of it, and what it cost: each island's faults and the messages
-/// it received about the page, who read and who wrote it, and the sharing pattern that follows.
-pub fn pages(islands: &[Arc<Island>], from: u64, count: usize) -> Value {
-    let first = from / PAGE_SIZE;
-    let mut per_island: Vec<BTreeMap<u64, (coherency::PageView, PageTraffic)>> = Vec::new();
-    let mut all: BTreeSet<u64> = BTreeSet::new();
-    for p in islands {
-        let views: BTreeMap<u64, (coherency::PageView, PageTraffic)> = p
-            .dsm
-            .snapshot(first, count)
-            .into_iter()
-            .map(|s| (s.page, (s.view, s.traffic)))
-            .collect();
-        all.extend(views.keys().take(count).copied());
-        per_island.push(views);
-    }
+/// The first `count` pages known to any island, each with every island's copy and what it cost:
+/// each island's faults and the messages it received about the page, who read and who wrote it,
+/// and the sharing pattern that follows.
+pub fn page_list(per_island: &[IslandPages], count: usize) -> PageList {
+    let all: BTreeSet<u64> = per_island
+        .iter()
+        .flat_map(|views| views.keys().take(count).copied())
+        .collect();
     let listed: Vec<u64> = all.into_iter().take(count).collect();
-    let next = listed.last().map(|&p| (p + 1) * PAGE_SIZE);
-    let rows: Vec<Value> = listed
+    let next = listed.last().map(|&p| Address((p + 1) * PAGE_SIZE));
+    let pages = listed
         .iter()
-        .map(|page| {
-            let mut owner = None;
-            let mut users = BTreeSet::new();
-            let mut readers = BTreeSet::new();
-            let mut writers = BTreeSet::new();
-            let mut received = [0u64; coherency::MessageType::ALL.len()];
-            let copies: Vec<Value> = per_island
-                .iter()
-                .enumerate()
-                .map(|(i, views)| {
-                    let v = views.get(page).copied();
-                    if let Some((v, t)) = v {
-                        owner = owner.or(v.owner);
-                        users.extend(v.users.iter());
-                        if matches!(
-                            v.state,
-                            coherency::State::Modified | coherency::State::NotReplicated
-                        ) {
-                            owner = Some(i as u8);
-                        }
-                        if t.read_faults > 0 {
-                            readers.insert(i);
-                        }
-                        if t.write_faults > 0 {
-                            writers.insert(i);
-                        }
-                        for (sum, n) in received.iter_mut().zip(t.received) {
-                            *sum += n;
-                        }
-                    }
-                    let t = v.map(|(_, t)| t).unwrap_or_default();
-                    json!({
-                        "island": i,
-                        "state": v.map_or("Unmapped", |(v, _)| v.state.name()),
-                        "mapping": v.map_or("none", |(v, _)| match v.mapping {
-                            coherency::Mapping::None => "none",
-                            coherency::Mapping::ReadOnly => "read-only",
-                            coherency::Mapping::ReadWrite => "read-write",
-                        }),
-                        "waiting": v.map_or(0, |(v, _)| v.waiting),
-                        "read_faults": t.read_faults,
-                        "write_faults": t.write_faults,
-                        "messages_received": t.messages(),
-                    })
-                })
-                .collect();
-            let by_type: BTreeMap<&str, u64> = coherency::MessageType::ALL
-                .iter()
-                .map(|ty| (PAGE_MESSAGE_TYPES[ty.index()], received[ty.index()]))
-                .filter(|&(_, n)| n > 0)
-                .collect();
-            json!({
-                "address": format!("{:#x}", page * PAGE_SIZE),
-                "copies": copies,
-                "owner": owner,
-                "users": users.into_iter().collect::<Vec<_>>(),
-                "messages": received.iter().sum::<u64>(),
-                "messages_by_type": by_type,
-                "readers": readers.iter().collect::<Vec<_>>(),
-                "writers": writers.iter().collect::<Vec<_>>(),
-                "pattern": sharing_pattern(&readers, &writers),
-            })
+        .map(|&page| page_row(per_island, page))
+        .collect();
+    PageList { pages, next }
+}
+
+fn page_row(per_island: &[IslandPages], page: u64) -> PageRow {
+    let mut owner = None;
+    let mut users = BTreeSet::new();
+    let mut readers = BTreeSet::new();
+    let mut writers = BTreeSet::new();
+    let mut received = [0u64; coherency::MessageType::ALL.len()];
+    let copies: Vec<PageCopy> = per_island
+        .iter()
+        .enumerate()
+        .map(|(i, views)| {
+            let v = views.get(&page).copied();
+            if let Some((v, t)) = v {
+                owner = owner.or(v.owner);
+                users.extend(v.users.iter());
+                // The island whose copy is the only writable one owns the page, whatever the
+                // others last heard.
+                if matches!(
+                    v.state,
+                    coherency::State::Modified | coherency::State::NotReplicated
+                ) {
+                    owner = u8::try_from(i).ok();
+                }
+                if t.read_faults > 0 {
+                    readers.insert(i);
+                }
+                if t.write_faults > 0 {
+                    writers.insert(i);
+                }
+                for (sum, n) in received.iter_mut().zip(t.received) {
+                    *sum += n;
+                }
+            }
+            let t = v.map(|(_, t)| t).unwrap_or_default();
+            PageCopy {
+                island: i,
+                state: v.map_or("Unmapped", |(v, _)| v.state.name()).to_string(),
+                mapping: v.map_or(Mapping::None, |(v, _)| match v.mapping {
+                    coherency::Mapping::None => Mapping::None,
+                    coherency::Mapping::ReadOnly => Mapping::ReadOnly,
+                    coherency::Mapping::ReadWrite => Mapping::ReadWrite,
+                }),
+                waiting: v.map_or(0, |(v, _)| v.waiting),
+                read_faults: t.read_faults,
+                write_faults: t.write_faults,
+                messages_received: t.messages(),
+            }
         })
         .collect();
-    json!({ "pages": rows, "next": next.map(|n| format!("{n:#x}")) })
+    let messages_by_type: BTreeMap<String, u64> = coherency::MessageType::ALL
+        .iter()
+        .map(|ty| (PAGE_MESSAGE_TYPES[ty.index()], received[ty.index()]))
+        .filter(|&(_, n)| n > 0)
+        .map(|(name, n)| (name.to_string(), n))
+        .collect();
+    PageRow {
+        address: Address(page * PAGE_SIZE),
+        copies,
+        owner,
+        users: users.into_iter().collect(),
+        messages: received.iter().sum(),
+        messages_by_type,
+        pattern: SharingPattern::of(&readers, &writers),
+        readers: readers.into_iter().collect(),
+        writers: writers.into_iter().collect(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::action::ControlAnswer;
+    use coherency::{KernelSet, MessageType, PageView, State};
+    use serde_json::{json, Value};
 
-    #[test]
-    fn hottest_pages_first_quiet_ones_left_out_and_one_summary_line() {
-        let pages = vec![
-            json!({"address": "0x1000", "messages": 3, "writers": [], "pattern": "read-shared"}),
-            json!({"address": "0x2000", "messages": 0, "writers": [], "pattern": "untouched"}),
-            json!({"address": "0x3000", "messages": 40, "writers": [1, 2], "pattern": "write-shared"}),
-            json!({"address": "0x4000", "messages": 3, "writers": [0], "pattern": "private"}),
-        ];
-        let hot = hottest(&pages, 10);
-        let addresses: Vec<&str> = hot.iter().filter_map(|p| p["address"].as_str()).collect();
-        assert_eq!(addresses, ["0x3000", "0x1000", "0x4000"]);
-        assert_eq!(hottest(&pages, 1).len(), 1);
-        assert_eq!(
-            hot_pages_text(&hot[..2]).as_deref(),
-            Some(
-                "popvmm: messages by page, most first: 0x3000 40 (write-shared, written on 1,2); \
-                 0x1000 3 (read-shared)\n"
-            )
-        );
-        assert_eq!(hot_pages_text(&[]), None);
+    fn view(state: State, mapping: coherency::Mapping, users: u64) -> PageView {
+        PageView {
+            state,
+            mapping,
+            owner: None,
+            users: KernelSet(users),
+            waiting: 0,
+        }
+    }
+
+    fn traffic(read_faults: u64, write_faults: u64, fetches: u64) -> PageTraffic {
+        let mut t = PageTraffic {
+            read_faults,
+            write_faults,
+            ..PageTraffic::default()
+        };
+        t.received[MessageType::Fetch.index()] = fetches;
+        t
+    }
+
+    /// Two islands' views of three pages, as the engines would give them.
+    fn two_islands() -> Vec<IslandPages> {
+        use coherency::Mapping as M;
+        let island0 = IslandPages::from([
+            (
+                0x4bb,
+                (view(State::Invalid, M::None, 0b11), traffic(1, 0, 2)),
+            ),
+            (
+                0x4bc,
+                (view(State::Shared, M::ReadOnly, 0b11), traffic(1, 0, 0)),
+            ),
+        ]);
+        let island1 = IslandPages::from([
+            (
+                0x4bb,
+                (view(State::Modified, M::ReadWrite, 0b11), traffic(0, 3, 1)),
+            ),
+            (
+                0x4bc,
+                (view(State::Shared, M::ReadOnly, 0b11), traffic(1, 0, 1)),
+            ),
+            (
+                0xfbf7fe,
+                (view(State::Modified, M::ReadWrite, 0b10), traffic(0, 0, 0)),
+            ),
+        ]);
+        vec![island0, island1]
+    }
+
+    /// What the server sends for `answer`, read back as JSON.
+    fn served(answer: ControlAnswer) -> Value {
+        let r = answer.into_http();
+        assert_eq!((r.status, r.content_type), (200, "application/json"));
+        serde_json::from_slice(&r.body).expect("the server's body is JSON")
     }
 
     #[test]
-    fn sharing_patterns_follow_who_read_and_who_wrote() {
-        let set = |v: &[usize]| v.iter().copied().collect::<BTreeSet<usize>>();
-        assert_eq!(sharing_pattern(&set(&[]), &set(&[])), "untouched");
-        assert_eq!(sharing_pattern(&set(&[1, 2]), &set(&[])), "read-shared");
-        assert_eq!(sharing_pattern(&set(&[2]), &set(&[2])), "private");
-        assert_eq!(sharing_pattern(&set(&[]), &set(&[3])), "private");
+    fn page_list_as_served_reads_back_into_the_types() {
+        let list = page_list(&two_islands(), 2);
+        let body = served(ControlAnswer::Pages(list.clone()));
+        // The shape scripts read (see README "/pages").
+        assert_eq!(body["next"], "0x4bd000");
+        let hot = &body["pages"][0];
+        assert_eq!(hot["address"], "0x4bb000");
+        assert_eq!(hot["owner"], 1);
+        assert_eq!(hot["users"], json!([0, 1]));
+        assert_eq!(hot["messages"], 3);
+        assert_eq!(hot["messages_by_type"], json!({"fetch": 3}));
+        assert_eq!(hot["readers"], json!([0]));
+        assert_eq!(hot["writers"], json!([1]));
+        assert_eq!(hot["pattern"], "producer-consumer");
         assert_eq!(
-            sharing_pattern(&set(&[0, 2]), &set(&[2])),
-            "producer-consumer"
+            hot["copies"][1],
+            json!({"island": 1, "state": "Modified", "mapping": "read-write", "waiting": 0,
+                   "read_faults": 0, "write_faults": 3, "messages_received": 1})
         );
-        assert_eq!(sharing_pattern(&set(&[]), &set(&[0, 1])), "write-shared");
+        assert_eq!(body["pages"][1]["pattern"], "read-shared");
+        assert_eq!(body["pages"][1]["owner"], Value::Null);
+        // ctl reads the same bytes with the same types.
+        let back: PageList = serde_json::from_value(body).expect("PageList");
+        assert_eq!(back, list);
+
+        // A page one island never saw is Unmapped there; the list ends with null.
+        let rest = page_list(&two_islands()[..], 10);
+        assert_eq!(rest.pages.len(), 3);
+        let stack = &rest.pages[2];
+        assert_eq!(stack.address, Address(0xfbf7fe000));
+        assert_eq!(stack.copies[0].state, "Unmapped");
+        assert_eq!(stack.copies[0].mapping, Mapping::None);
+        assert_eq!(stack.pattern, SharingPattern::Untouched);
+        assert_eq!(stack.owner, Some(1));
+        let empty = page_list(&[IslandPages::new(), IslandPages::new()], 10);
         assert_eq!(
-            sharing_pattern(&set(&[0, 1, 2]), &set(&[0, 1])),
-            "write-shared"
+            served(ControlAnswer::Pages(empty)),
+            json!({"pages": [], "next": null})
         );
+    }
+
+    fn counters() -> Counters {
+        Counters {
+            islands: 2,
+            messages: BTreeMap::from([
+                ("copy".into(), 10),
+                ("fetch".into(), 16),
+                ("ack".into(), 4),
+            ]),
+            links: BTreeMap::from([((0, 1), 18), ((1, 0), 12)]),
+            read_missing: 5,
+            write_missing: 3,
+            write_protect: 1,
+            local: 2,
+            resolved: 8,
+            latency_ns_sum: 3_298_000,
+            p50: Some(Quantile::Below(256)),
+            p99: Some(Quantile::AtLeast(1 << 20)),
+            stale_messages: 0,
+            per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
+        }
+    }
+
+    #[test]
+    fn stats_as_served_reads_back_into_the_types() {
+        let stats = counters().stats();
+        let body = served(ControlAnswer::Stats(stats.clone()));
+        assert_eq!(
+            body,
+            json!({
+                "islands": 2,
+                "messages": {"total": 30, "by_type": {"ack": 4, "copy": 10, "fetch": 16},
+                    "by_link": [{"from": 0, "to": 1, "messages": 18},
+                                {"from": 1, "to": 0, "messages": 12}]},
+                "faults": {"total": 9, "read_missing": 5, "write_missing": 3, "write_protect": 1,
+                    "resolved": 8, "local": 2,
+                    "by_island": [
+                        {"island": 0, "read_missing": 1, "write_missing": 3, "write_protect": 0,
+                         "resolved": 4},
+                        {"island": 1, "read_missing": 4, "write_missing": 0, "write_protect": 1,
+                         "resolved": 4}]},
+                "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},
+                "stale_messages": 0,
+            })
+        );
+        let back: Stats = serde_json::from_value(body).expect("Stats");
+        assert_eq!(back, stats);
+        // The exit summary's text says what the counters say, the open-ended bucket included.
+        let text = Summary {
+            stats,
+            hot_pages: None,
+            pages: None,
+        }
+        .text();
+        assert!(
+            text.contains("mean latency 412.2 us (p50 < 256 us, p99 >= 1048576 us)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let text = counters().prometheus();
+        let r = ControlAnswer::Metrics(text.clone()).into_http();
+        assert!(r.content_type.starts_with("text/plain"));
+        assert!(
+            text.contains("popvmm_messages_total{type=\"fetch\"} 16\n"),
+            "{text}"
+        );
+        assert!(text.contains("popvmm_link_messages_total{from=\"1\",to=\"0\"} 12\n"));
+        assert!(text.contains("popvmm_fault_latency_seconds_count 8\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').expect("name value");
+            assert!(name.starts_with("popvmm_"), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
     }
 }

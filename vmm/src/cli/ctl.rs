@@ -1,5 +1,7 @@
-//! `popvmm ctl`: the control socket's client. `islands`, `threads` and `shutdown` print the server's
-//! JSON; `pages` and `stats` print tables (JSON with `--json`); `metrics` prints the Prometheus text.
+//! `popvmm ctl`: the control socket's client. It sends the control socket's typed actions
+//! (`api::action`) and reads the answers into the API's own types (`api::types`): `islands`,
+//! `threads` and `shutdown` print them as JSON; `pages` and `stats` print tables (JSON with
+//! `--json`); `metrics` prints the Prometheus text.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,12 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use crate::api::action::{ControlAction, ControlError, MAX_PAGES_PER_REQUEST};
 use crate::api::client::{self, ClientError};
-
-/// The most pages the server lists in one answer (`count` of `GET /pages`).
-const MAX_PAGES_PER_REQUEST: u64 = 4096;
+use crate::api::types::{
+    self, Address, ErrorBody, IslandInfo, PageList, ShutdownAnswer, ShutdownRequest, Stats,
+    ThreadInfo,
+};
 
 #[derive(Debug, Args)]
 pub struct CtlArgs {
@@ -75,16 +80,15 @@ pub enum CtlError {
     Http { status: u16, message: String },
     #[error("unexpected answer from the control socket: {0}")]
     Malformed(String),
+    #[error("cannot make the request: {0}")]
+    Request(#[from] ControlError),
 }
 
 /// `--from`: an address, `0x`-hex or decimal.
 pub fn parse_address(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => t.parse(),
-    };
-    parsed.map_err(|_| format!("{s:?} is not an address (0x-hex or decimal)"))
+    Address::parse(s)
+        .map(|a| a.0)
+        .ok_or_else(|| format!("{s:?} is not an address (0x-hex or decimal)"))
 }
 
 pub fn run(args: CtlArgs) -> ExitCode {
@@ -108,16 +112,19 @@ pub fn run(args: CtlArgs) -> ExitCode {
 /// Runs one command and returns what it prints.
 fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
     match command {
-        CtlCommand::Islands => call(sock, "GET", "/islands").map(|b| pretty_or_raw(&b)),
-        CtlCommand::Threads => call(sock, "GET", "/threads").map(|b| pretty_or_raw(&b)),
-        CtlCommand::Shutdown => call(sock, "PUT", "/shutdown").map(|b| pretty_or_raw(&b)),
-        CtlCommand::Metrics => call(sock, "GET", "/metrics"),
+        CtlCommand::Islands => pretty(&call::<Vec<IslandInfo>>(sock, &ControlAction::Islands)?),
+        CtlCommand::Threads => pretty(&call::<Vec<ThreadInfo>>(sock, &ControlAction::Threads)?),
+        CtlCommand::Shutdown => pretty(&call::<ShutdownAnswer>(
+            sock,
+            &ControlAction::Shutdown(ShutdownRequest {}),
+        )?),
+        CtlCommand::Metrics => call_text(sock, &ControlAction::Metrics),
         CtlCommand::Stats { json } => {
-            let v = get_json(sock, "GET", "/stats")?;
+            let stats: Stats = call(sock, &ControlAction::Stats)?;
             if *json {
-                Ok(pretty(&v))
+                pretty(&stats)
             } else {
-                render_stats(&v)
+                Ok(render_stats(&stats))
             }
         }
         CtlCommand::Pages {
@@ -126,39 +133,32 @@ fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
             hot,
             json,
         } => {
-            let mut v = fetch_pages(sock, from.unwrap_or(0), *count)?;
+            let mut list = fetch_pages(sock, from.unwrap_or(0), *count)?;
             if let Some(n) = hot {
-                v = hottest(&v, *n)?;
+                list = hottest(&list, *n);
             }
             if *json {
-                Ok(pretty(&v))
+                pretty(&list)
             } else {
-                render_pages(&v)
+                Ok(render_pages(&list))
             }
         }
     }
 }
 
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+/// A typed answer as indented JSON.
+fn pretty<T: Serialize>(v: &T) -> Result<String, CtlError> {
+    serde_json::to_string_pretty(v).map_err(|e| CtlError::Malformed(e.to_string()))
 }
 
-/// A JSON body indented, any other body as it came.
-fn pretty_or_raw(body: &str) -> String {
-    match serde_json::from_str::<Value>(body) {
-        Ok(v) => pretty(&v),
-        Err(_) => body.to_string(),
-    }
-}
-
-/// One request; a 4xx/5xx answer becomes an error carrying the server's message.
-fn call(sock: &Path, method: &str, path: &str) -> Result<String, CtlError> {
-    let r = client::request(sock, method, path, "")?;
+/// Sends `action`; a 4xx/5xx answer becomes an error carrying the server's message.
+fn call_text(sock: &Path, action: &ControlAction) -> Result<String, CtlError> {
+    let req = action.to_http()?;
+    let r = client::request(sock, &req.method.to_string(), &req.target, &req.body)?;
     if r.status >= 400 {
-        let message = serde_json::from_str::<Value>(&r.body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| r.body.trim().to_owned());
+        let message = serde_json::from_str::<ErrorBody>(&r.body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| r.body.trim().to_owned());
         return Err(CtlError::Http {
             status: r.status,
             message,
@@ -167,39 +167,37 @@ fn call(sock: &Path, method: &str, path: &str) -> Result<String, CtlError> {
     Ok(r.body)
 }
 
-fn get_json(sock: &Path, method: &str, path: &str) -> Result<Value, CtlError> {
-    let body = call(sock, method, path)?;
-    serde_json::from_str(&body).map_err(|e| CtlError::Malformed(format!("{path}: {e}")))
+/// Sends `action` and reads its answer as `T`.
+fn call<T: DeserializeOwned>(sock: &Path, action: &ControlAction) -> Result<T, CtlError> {
+    let body = call_text(sock, action)?;
+    serde_json::from_str(&body).map_err(|e| {
+        let target = action.to_http().map(|r| r.target).unwrap_or_default();
+        CtlError::Malformed(format!("{target}: {e}"))
+    })
 }
 
 /// Follows `next` from `from` until `count` pages (or every page) are listed. Returns the same
-/// shape as one `GET /pages`: `{"pages": [...], "next": ADDR or null}`.
-fn fetch_pages(sock: &Path, from: u64, count: Option<u64>) -> Result<Value, CtlError> {
-    let mut rows: Vec<Value> = Vec::new();
+/// shape as one `GET /pages`: the pages, and where the next one starts (null: no page after).
+fn fetch_pages(sock: &Path, from: u64, count: Option<u64>) -> Result<PageList, CtlError> {
+    let per_request = MAX_PAGES_PER_REQUEST as u64;
+    let mut pages = Vec::new();
     let mut cursor = Some(from);
     while let Some(at) = cursor {
         let want = match count {
-            Some(c) => c.saturating_sub(rows.len() as u64),
-            None => MAX_PAGES_PER_REQUEST,
+            Some(c) => c.saturating_sub(pages.len() as u64),
+            None => per_request,
         };
         if want == 0 {
             break;
         }
-        let n = want.min(MAX_PAGES_PER_REQUEST);
-        let v = get_json(sock, "GET", &format!("/pages?from={at:#x}&count={n}"))?;
-        let page = v
-            .get("pages")
-            .and_then(Value::as_array)
-            .ok_or_else(|| CtlError::Malformed("/pages: no \"pages\" list".into()))?;
-        if page.is_empty() {
+        let n = usize::try_from(want.min(per_request)).unwrap_or(MAX_PAGES_PER_REQUEST);
+        let list: PageList = call(sock, &ControlAction::Pages { from: at, count: n })?;
+        if list.pages.is_empty() {
             cursor = None;
             break;
         }
-        rows.extend(page.iter().cloned());
-        let next = match v.get("next").and_then(Value::as_str) {
-            Some(s) => Some(parse_address(s).map_err(CtlError::Malformed)?),
-            None => None,
-        };
+        pages.extend(list.pages);
+        let next = list.next.map(|a| a.0);
         // A server that does not move forward would make us loop for ever.
         if next.is_some_and(|n| n <= at) {
             return Err(CtlError::Malformed(format!(
@@ -208,21 +206,19 @@ fn fetch_pages(sock: &Path, from: u64, count: Option<u64>) -> Result<Value, CtlE
         }
         cursor = next;
     }
-    Ok(json!({
-        "pages": rows,
-        "next": cursor.map(|n| format!("{n:#x}")),
-    }))
+    Ok(PageList {
+        pages,
+        next: cursor.map(Address),
+    })
 }
 
-/// The `n` pages of a `/pages` answer that cost the most messages, most first (ties in address
-/// order); pages that cost none are left out.
-pub fn hottest(v: &Value, n: u64) -> Result<Value, CtlError> {
-    let pages = v
-        .get("pages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| CtlError::Malformed("/pages: no \"pages\" list".into()))?;
-    let hot = crate::api::stats::hottest(pages, usize::try_from(n).unwrap_or(usize::MAX));
-    Ok(json!({ "pages": hot, "next": null }))
+/// The `n` pages of a page list that cost the most messages, most first (ties in address order);
+/// pages that cost none are left out.
+pub fn hottest(list: &PageList, n: u64) -> PageList {
+    PageList {
+        pages: types::hottest(&list.pages, usize::try_from(n).unwrap_or(usize::MAX)),
+        next: None,
+    }
 }
 
 /// The short name of a page state in the tables (see `coherency::State::name`).
@@ -246,8 +242,8 @@ pub fn short_state(name: &str) -> &str {
 }
 
 /// `[0, 1, 2, 3, 5]` -> `0-3,5`.
-pub fn island_ranges(ids: &[u64]) -> String {
-    let mut ids = ids.to_vec();
+pub fn island_ranges<I: Copy + Into<u64>>(ids: &[I]) -> String {
+    let mut ids: Vec<u64> = ids.iter().map(|&i| i.into()).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut parts: Vec<String> = Vec::new();
@@ -302,16 +298,9 @@ fn columns(rows: &[Vec<String>]) -> String {
 }
 
 /// The `/pages` table: one row per page, one column per island.
-pub fn render_pages(v: &Value) -> Result<String, CtlError> {
-    let pages = v
-        .get("pages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| CtlError::Malformed("/pages: no \"pages\" list".into()))?;
-    let islands = pages
-        .iter()
-        .filter_map(|p| p.get("copies").and_then(Value::as_array).map(Vec::len))
-        .max()
-        .unwrap_or(0);
+pub fn render_pages(list: &PageList) -> String {
+    let pages = &list.pages;
+    let islands = pages.iter().map(|p| p.copies.len()).max().unwrap_or(0);
     let mut header = vec!["address".to_string()];
     header.extend((0..islands).map(|i| format!("i{i}")));
     header.extend(
@@ -322,49 +311,26 @@ pub fn render_pages(v: &Value) -> Result<String, CtlError> {
     let mut rows = vec![header];
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for p in pages {
-        let address = p.get("address").and_then(Value::as_str).unwrap_or("?");
-        let mut row = vec![address.to_string()];
-        let copies = p
-            .get("copies")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let mut row = vec![p.address.to_string()];
         let mut cells = vec!["?".to_string(); islands];
-        for (pos, c) in copies.iter().enumerate() {
-            let island = c
-                .get("island")
-                .and_then(Value::as_u64)
-                .and_then(|i| usize::try_from(i).ok())
-                .unwrap_or(pos);
-            let state = c.get("state").and_then(Value::as_str).unwrap_or("?");
-            *counts.entry(short_state(state)).or_default() += 1;
-            let mut cell = short_state(state).to_string();
-            if let Some(w) = c.get("waiting").and_then(Value::as_u64).filter(|&w| w > 0) {
-                let _ = write!(cell, "+{w}");
+        for c in &p.copies {
+            let short = short_state(&c.state);
+            *counts.entry(short).or_default() += 1;
+            let mut cell = short.to_string();
+            if c.waiting > 0 {
+                let _ = write!(cell, "+{}", c.waiting);
             }
-            if let Some(slot) = cells.get_mut(island) {
+            if let Some(slot) = cells.get_mut(c.island) {
                 *slot = cell;
             }
         }
         row.extend(cells);
-        row.push(
-            p.get("owner")
-                .and_then(Value::as_u64)
-                .map_or("-".to_string(), |o| o.to_string()),
-        );
-        row.push(island_ranges(&islands_of(p, "users")));
-        row.push(
-            p.get("messages")
-                .and_then(Value::as_u64)
-                .map_or("-".to_string(), |m| m.to_string()),
-        );
-        row.push(island_ranges(&islands_of(p, "writers")));
-        row.push(
-            p.get("pattern")
-                .and_then(Value::as_str)
-                .unwrap_or("-")
-                .to_string(),
-        );
+        row.push(p.owner.map_or("-".to_string(), |o| o.to_string()));
+        row.push(island_ranges(&p.users));
+        row.push(p.messages.to_string());
+        let writers: Vec<u64> = p.writers.iter().map(|&w| w as u64).collect();
+        row.push(island_ranges(&writers));
+        row.push(p.pattern.to_string());
         rows.push(row);
     }
     let mut out = columns(&rows);
@@ -380,71 +346,41 @@ pub fn render_pages(v: &Value) -> Result<String, CtlError> {
         let _ = write!(out, " (copies: {})", tally.join(", "));
     }
     out.push('\n');
-    if let Some(next) = v.get("next").and_then(Value::as_str) {
+    if let Some(next) = list.next {
         let _ = writeln!(out, "next: --from {next}");
     }
     out.push_str(
         "states: U Unmapped, NR Not Replicated, S Shared, M Modified, I Invalid, IR1/IR2 Invalid \
          Read, WP1/WP2 Writing Pend, WR Writing Read, FNR/FV/FI Fetching; +N: N faults waiting\n",
     );
-    Ok(out)
+    out
 }
 
-/// A list of island numbers in a JSON object (empty when absent).
-fn islands_of(v: &Value, key: &str) -> Vec<u64> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|u| u.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
-}
-
-fn num(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn opt_us(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(u) => format!("{u} us"),
-            None => n.as_f64().map_or("-".into(), |f| format!("{f:.1} us")),
-        },
-        _ => "-".into(),
-    }
+fn opt_us(v: Option<u64>) -> String {
+    v.map_or("-".into(), |us| format!("{us} us"))
 }
 
 /// The `/stats` tables: messages by type and by link, faults by kind and island, latency.
-pub fn render_stats(v: &Value) -> Result<String, CtlError> {
-    let messages = v
-        .get("messages")
-        .filter(|m| m.is_object())
-        .ok_or_else(|| CtlError::Malformed("/stats: no \"messages\"".into()))?;
-    let faults = v
-        .get("faults")
-        .filter(|f| f.is_object())
-        .ok_or_else(|| CtlError::Malformed("/stats: no \"faults\"".into()))?;
+pub fn render_stats(s: &Stats) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "islands: {}", num(v, "islands"));
+    let _ = writeln!(out, "islands: {}", s.islands);
 
-    let _ = writeln!(out, "\nmessages: {}", num(messages, "total"));
+    let _ = writeln!(out, "\nmessages: {}", s.messages.total);
     let mut rows = vec![vec!["type".to_string(), "count".to_string()]];
-    if let Some(types) = messages.get("by_type").and_then(Value::as_object) {
-        rows.extend(
-            types
-                .iter()
-                .map(|(k, n)| vec![k.clone(), n.as_u64().map_or("?".into(), |n| n.to_string())]),
-        );
-    }
+    rows.extend(
+        s.messages
+            .by_type
+            .iter()
+            .map(|(k, n)| vec![k.clone(), n.to_string()]),
+    );
     out.push_str(&indent(&columns(&rows)));
 
-    let mut links: Vec<(u64, u64, u64)> = messages
-        .get("by_link")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .map(|e| (num(e, "from"), num(e, "to"), num(e, "messages")))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut links: Vec<(u8, u8, u64)> = s
+        .messages
+        .by_link
+        .iter()
+        .map(|l| (l.from, l.to, l.messages))
+        .collect();
     links.sort_unstable();
     let _ = writeln!(out, "\nmessages by link:");
     let mut rows = vec![vec![
@@ -459,40 +395,46 @@ pub fn render_stats(v: &Value) -> Result<String, CtlError> {
     );
     out.push_str(&indent(&columns(&rows)));
 
+    let f = &s.faults;
     let _ = writeln!(
         out,
         "\npage faults: {} (resolved {}, served locally {})",
-        num(faults, "total"),
-        num(faults, "resolved"),
-        num(faults, "local")
+        f.total, f.resolved, f.local
     );
-    const KINDS: [&str; 4] = ["read_missing", "write_missing", "write_protect", "resolved"];
-    let mut rows = vec![vec!["island".to_string()]];
-    rows[0].extend(KINDS.iter().map(|k| k.to_string()));
-    if let Some(by) = faults.get("by_island").and_then(Value::as_array) {
-        for e in by {
-            let mut row = vec![num(e, "island").to_string()];
-            row.extend(KINDS.iter().map(|k| num(e, k).to_string()));
-            rows.push(row);
-        }
+    let mut rows = vec![vec![
+        "island".to_string(),
+        "read_missing".to_string(),
+        "write_missing".to_string(),
+        "write_protect".to_string(),
+        "resolved".to_string(),
+    ]];
+    let row = |name: String, c: [u64; 4]| {
+        let mut r = vec![name];
+        r.extend(c.iter().map(u64::to_string));
+        r
+    };
+    for e in &f.by_island {
+        rows.push(row(
+            e.island.to_string(),
+            [e.read_missing, e.write_missing, e.write_protect, e.resolved],
+        ));
     }
-    let mut total = vec!["all".to_string()];
-    total.extend(KINDS.iter().map(|k| num(faults, k).to_string()));
-    rows.push(total);
+    rows.push(row(
+        "all".to_string(),
+        [f.read_missing, f.write_missing, f.write_protect, f.resolved],
+    ));
     out.push_str(&indent(&columns(&rows)));
 
-    let lat = v.get("fault_latency_us");
+    let lat = &s.fault_latency_us;
     let _ = writeln!(
         out,
         "\nfault latency: mean {}, p50 < {}, p99 < {}",
-        opt_us(lat.and_then(|l| l.get("mean"))),
-        opt_us(lat.and_then(|l| l.get("p50"))),
-        opt_us(lat.and_then(|l| l.get("p99"))),
+        lat.mean.map_or("-".into(), |m| format!("{m:.1} us")),
+        opt_us(lat.p50),
+        opt_us(lat.p99),
     );
-    if let Some(stale) = v.get("stale_messages").and_then(Value::as_u64) {
-        let _ = writeln!(out, "stale messages: {stale}");
-    }
-    Ok(out)
+    let _ = writeln!(out, "stale messages: {}", s.stale_messages);
+    out
 }
 
 fn indent(s: &str) -> String {
@@ -502,36 +444,39 @@ fn indent(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
-    fn canned_pages() -> Value {
-        serde_json::from_str(
-            r#"{"pages": [
-                {"address": "0x4bb000", "owner": 1, "users": [0, 1, 2, 3], "messages": 12,
-                 "writers": [1, 2, 3], "pattern": "write-shared", "copies": [
-                    {"island": 0, "state": "Invalid", "mapping": "none", "waiting": 0},
-                    {"island": 1, "state": "Modified", "mapping": "read-write", "waiting": 0},
-                    {"island": 2, "state": "Invalid", "mapping": "none", "waiting": 0},
-                    {"island": 3, "state": "Invalid", "mapping": "none", "waiting": 0}]},
-                {"address": "0x4bc000", "owner": null, "users": [0, 1, 2, 3], "messages": 40,
-                 "writers": [0], "pattern": "producer-consumer", "copies": [
-                    {"island": 0, "state": "Shared", "mapping": "read-only", "waiting": 0},
-                    {"island": 1, "state": "Shared", "mapping": "read-only", "waiting": 0},
-                    {"island": 2, "state": "InvalidRead1", "mapping": "none", "waiting": 2},
-                    {"island": 3, "state": "Shared", "mapping": "read-only", "waiting": 0}]},
-                {"address": "0xfbffff000", "owner": 0, "users": [0, 2], "messages": 0,
-                 "writers": [], "pattern": "untouched", "copies": [
-                    {"island": 0, "state": "NotReplicated", "mapping": "read-write", "waiting": 0},
-                    {"island": 1, "state": "Unmapped", "mapping": "none", "waiting": 0},
-                    {"island": 2, "state": "WritingPend1", "mapping": "none", "waiting": 0},
-                    {"island": 3, "state": "FetchingValid", "mapping": "none", "waiting": 0}]}
-            ], "next": "0xfc0000000"}"#,
-        )
-        .expect("canned JSON")
+    /// A copy of a page as the server writes it.
+    fn copy(island: usize, state: &str, mapping: &str, waiting: usize) -> Value {
+        json!({"island": island, "state": state, "mapping": mapping, "waiting": waiting,
+               "read_faults": 0, "write_faults": 0, "messages_received": 0})
+    }
+
+    /// Three pages of a 4-island run, in the server's JSON (what `GET /pages` sends).
+    fn canned_pages() -> PageList {
+        let v = json!({"pages": [
+            {"address": "0x4bb000", "owner": 1, "users": [0, 1, 2, 3], "messages": 12,
+             "messages_by_type": {"fetch": 12}, "readers": [0], "writers": [1, 2, 3],
+             "pattern": "write-shared", "copies": [
+                copy(0, "Invalid", "none", 0), copy(1, "Modified", "read-write", 0),
+                copy(2, "Invalid", "none", 0), copy(3, "Invalid", "none", 0)]},
+            {"address": "0x4bc000", "owner": null, "users": [0, 1, 2, 3], "messages": 40,
+             "messages_by_type": {"copy": 40}, "readers": [1, 2, 3], "writers": [0],
+             "pattern": "producer-consumer", "copies": [
+                copy(0, "Shared", "read-only", 0), copy(1, "Shared", "read-only", 0),
+                copy(2, "InvalidRead1", "none", 2), copy(3, "Shared", "read-only", 0)]},
+            {"address": "0xfbffff000", "owner": 0, "users": [0, 2], "messages": 0,
+             "messages_by_type": {}, "readers": [], "writers": [], "pattern": "untouched",
+             "copies": [
+                copy(0, "NotReplicated", "read-write", 0), copy(1, "Unmapped", "none", 0),
+                copy(2, "WritingPend1", "none", 0), copy(3, "FetchingValid", "none", 0)]}
+        ], "next": "0xfc0000000"});
+        serde_json::from_value(v).expect("the server's JSON reads into PageList")
     }
 
     #[test]
     fn pages_table_has_a_row_per_page_and_a_column_per_island() {
-        let out = render_pages(&canned_pages()).expect("render");
+        let out = render_pages(&canned_pages());
         let lines: Vec<&str> = out.lines().collect();
         let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(
@@ -598,43 +543,49 @@ mod tests {
 
     #[test]
     fn pages_table_without_pages_and_with_odd_rows() {
-        let out = render_pages(&json!({"pages": [], "next": null})).expect("render");
+        let empty = PageList {
+            pages: vec![],
+            next: None,
+        };
+        let out = render_pages(&empty);
         assert_eq!(
             out.lines().next(),
             Some("address  owner  users  msgs  writers  pattern")
         );
         assert!(out.contains("0 pages on 0 islands\n"), "{out}");
         assert!(!out.contains("next:"));
-        // Missing fields and unknown states do not panic; an unknown state prints as given.
-        let odd = json!({"pages": [{"copies": [{"state": "Weird"}, {}]}, {"address": 5}]});
-        let out = render_pages(&odd).expect("render");
+        // An unknown state prints as given; an island a row does not cover is a '?'.
+        let mut odd = canned_pages();
+        odd.pages.truncate(2);
+        odd.pages[0].copies[1].state = "Weird".into();
+        odd.pages[1].copies.truncate(1);
+        let out = render_pages(&odd);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
-            lines[1].split_whitespace().collect::<Vec<_>>(),
-            ["?", "Weird", "?", "-", "-", "-", "-", "-"]
+            lines[1].split_whitespace().collect::<Vec<_>>()[..5],
+            ["0x4bb000", "I", "Weird", "I", "I"]
         );
         assert_eq!(
-            lines[2].split_whitespace().collect::<Vec<_>>(),
-            ["?", "?", "?", "-", "-", "-", "-", "-"]
+            lines[2].split_whitespace().collect::<Vec<_>>()[..5],
+            ["0x4bc000", "S", "?", "?", "?"]
         );
-        assert!(render_pages(&json!({"error": "x"})).is_err());
-        assert!(render_pages(&json!([1, 2])).is_err());
+        // What is not a page list is an error, not a table of question marks.
+        for bad in [
+            json!({"error": "x"}),
+            json!([1, 2]),
+            json!({"pages": [{"address": 5}]}),
+        ] {
+            assert!(serde_json::from_value::<PageList>(bad).is_err());
+        }
     }
 
     #[test]
     fn hottest_pages_come_first_and_quiet_ones_are_left_out() {
-        let hot = hottest(&canned_pages(), 10).expect("hottest");
-        let addresses: Vec<&str> = hot["pages"]
-            .as_array()
-            .expect("pages")
-            .iter()
-            .filter_map(|p| p["address"].as_str())
-            .collect();
-        assert_eq!(addresses, ["0x4bc000", "0x4bb000"]);
-        assert!(hot["next"].is_null());
-        let one = hottest(&canned_pages(), 1).expect("hottest");
-        assert_eq!(one["pages"].as_array().map(Vec::len), Some(1));
-        assert!(hottest(&json!({"error": "x"}), 1).is_err());
+        let hot = hottest(&canned_pages(), 10);
+        let addresses: Vec<u64> = hot.pages.iter().map(|p| p.address.0).collect();
+        assert_eq!(addresses, [0x4bc000, 0x4bb000]);
+        assert_eq!(hot.next, None);
+        assert_eq!(hottest(&canned_pages(), 1).pages.len(), 1);
     }
 
     #[test]
@@ -656,21 +607,20 @@ mod tests {
 
     #[test]
     fn island_ranges_are_compact() {
-        assert_eq!(island_ranges(&[]), "-");
-        assert_eq!(island_ranges(&[3]), "3");
-        assert_eq!(island_ranges(&[0, 1, 2, 3]), "0-3");
-        assert_eq!(island_ranges(&[5, 0, 2, 1, 7, 6, 2]), "0-2,5-7");
-        assert_eq!(island_ranges(&[0, 2, 4]), "0,2,4");
+        assert_eq!(island_ranges::<u64>(&[]), "-");
+        assert_eq!(island_ranges(&[3u8]), "3");
+        assert_eq!(island_ranges(&[0u8, 1, 2, 3]), "0-3");
+        assert_eq!(island_ranges(&[5u64, 0, 2, 1, 7, 6, 2]), "0-2,5-7");
+        assert_eq!(island_ranges(&[0u64, 2, 4]), "0,2,4");
     }
 
     #[test]
-    fn bodies_print_as_indented_json_or_as_they_came() {
+    fn answers_print_as_indented_json() {
+        let s = ShutdownAnswer::shutting_down();
         assert_eq!(
-            pretty_or_raw(r#"{"a":[1]}"#),
-            "{\n  \"a\": [\n    1\n  ]\n}"
+            pretty(&s).expect("pretty"),
+            "{\n  \"status\": \"shutting down\"\n}"
         );
-        assert_eq!(pretty_or_raw("plain text\n"), "plain text\n");
-        assert_eq!(pretty_or_raw(""), "");
     }
 
     #[test]
@@ -684,7 +634,8 @@ mod tests {
         assert!(parse_address("0x1ffffffffffffffff").is_err());
     }
 
-    fn canned_stats() -> Value {
+    /// `/stats` of a 2-island run, in the server's JSON.
+    fn canned_stats() -> Stats {
         serde_json::from_str(
             r#"{"islands": 2,
                 "messages": {"total": 30, "by_type": {"ack": 4, "copy": 10, "fetch": 16},
@@ -697,12 +648,12 @@ mod tests {
                 "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": 4096},
                 "stale_messages": 0}"#,
         )
-        .expect("canned JSON")
+        .expect("the server's JSON reads into Stats")
     }
 
     #[test]
     fn stats_tables() {
-        let out = render_stats(&canned_stats()).expect("render");
+        let out = render_stats(&canned_stats());
         let want = "\
 islands: 2
 
@@ -731,17 +682,29 @@ stale messages: 0
 
     #[test]
     fn stats_without_faults_or_latency() {
-        let v = json!({"islands": 1, "messages": {"total": 0, "by_type": {}, "by_link": []},
-            "faults": {"total": 0, "by_island": []},
-            "fault_latency_us": {"mean": null, "p50": null, "p99": null}});
-        let out = render_stats(&v).expect("render");
+        let mut s = canned_stats();
+        s.faults = types::FaultStats {
+            total: 0,
+            read_missing: 0,
+            write_missing: 0,
+            write_protect: 0,
+            resolved: 0,
+            local: 0,
+            by_island: vec![],
+        };
+        s.fault_latency_us = types::FaultLatency {
+            mean: None,
+            p50: None,
+            p99: None,
+        };
+        let out = render_stats(&s);
         assert!(
             out.contains("fault latency: mean -, p50 < -, p99 < -"),
             "{out}"
         );
         assert!(out.contains("  all     0"), "{out}");
-        assert!(render_stats(&json!({"faults": {}})).is_err());
-        assert!(render_stats(&json!({"messages": {}})).is_err());
-        assert!(render_stats(&Value::Null).is_err());
+        for bad in [json!({"faults": {}}), json!({"messages": {}}), Value::Null] {
+            assert!(serde_json::from_value::<Stats>(bad).is_err());
+        }
     }
 }

@@ -1,20 +1,20 @@
-//! `popvmm launch`: runs one static Linux program on an island and exits as it does.
+//! `popvmm launch`: runs one static Linux program on islands and exits as it does. This layer
+//! only parses the arguments into a [`LaunchConfig`], runs it (`program.rs`) and prints what
+//! comes back; without a program it runs the demo (`program/demo.rs`) and prints its report.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use serde_json::Value;
 
-use crate::fabric::MAX_ISLANDS;
+use crate::api::types::Summary;
 use crate::kernel::island::PopcornAbi;
-use crate::kernel::{signal, ExitStatus, Island, Placement, ORIGIN};
-use crate::program::LaunchConfig;
+use crate::kernel::{signal, ExitStatus, Placement};
+use crate::program::demo::{Demo, DemoError};
+use crate::program::{LaunchConfig, ProgramStdio};
 pub use crate::program::{LaunchError as ProgramError, DEFAULT_ENV};
-
-/// How many pages the exit summary names (the ones that cost the most messages).
-const HOT_PAGES_AT_EXIT: usize = 3;
 
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
@@ -82,32 +82,34 @@ fn parse_abi(s: &str) -> Result<PopcornAbi, String> {
 /// Errors that stop a launch before the program runs.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("--islands {0}: must be between 1 and {MAX_ISLANDS}")]
-    Islands(usize),
     #[error("--placement: {0}")]
     Placement(String),
     #[error(transparent)]
     Program(#[from] ProgramError),
     #[error(transparent)]
-    Api(#[from] crate::api::ApiError),
+    Demo(#[from] DemoError),
 }
 
 impl LaunchError {
-    /// The shell's convention: 127 for a missing program, 126 for one that cannot be run.
+    /// The shell's convention: 127 for a missing program, 126 for one that cannot be run; 2 when
+    /// the demo is not built.
     fn status(&self) -> u8 {
         match self {
             LaunchError::Program(e) => e.status(),
-            _ => 1,
+            LaunchError::Demo(e) => e.status(),
+            LaunchError::Placement(_) => 1,
         }
     }
 }
 
 pub fn run(args: LaunchArgs) -> ExitCode {
-    if args.program.is_empty() {
-        return run_demo(&args);
-    }
     let started = Instant::now();
-    match launch(args, started) {
+    let result = if args.program.is_empty() {
+        demo(&args, started)
+    } else {
+        launch(&args, started)
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("popvmm: {e}");
@@ -116,121 +118,12 @@ pub fn run(args: LaunchArgs) -> ExitCode {
     }
 }
 
-/// Where the guest images are: next to the repository popvmm was built in, or `POPVMM_IMAGES`.
-fn images_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("POPVMM_IMAGES") {
-        return Some(PathBuf::from(dir));
-    }
-    let exe = std::env::current_exe().ok()?;
-    // target/{release,debug}/popvmm -> the repository's images/out
-    let repo = exe.parent()?.parent()?.parent()?;
-    let dir = repo.join("images/out");
-    dir.is_dir().then_some(dir)
-}
-
-/// `popvmm launch --islands N` with no program: the demo, natively then on the islands, compared.
-fn run_demo(args: &LaunchArgs) -> ExitCode {
-    use std::process::{Command, Stdio};
-    let Some(images) = images_dir() else {
-        eprintln!(
-            "popvmm: no program given, and the demo is not built: run scripts/setup (or set \
-             POPVMM_IMAGES to a directory holding glibc/demo)"
-        );
-        return ExitCode::from(2);
-    };
-    let demo = images.join("glibc/demo");
-    if !demo.is_file() {
-        eprintln!(
-            "popvmm: no program given, and {} is missing: run scripts/setup",
-            demo.display()
-        );
-        return ExitCode::from(2);
-    }
-    let threads = args.islands.max(2).to_string();
-    println!(
-        "popvmm: no program given: the demo ({} {threads}: one worker thread per island on shared \
-         arrays) on {} island(s), placement {}",
-        demo.display(),
-        args.islands,
-        args.placement
-    );
-    let native = match Command::new(&demo)
-        .arg(&threads)
-        .current_dir(&images)
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("popvmm: cannot run the demo natively: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Ok(me) = std::env::current_exe() else {
-        eprintln!("popvmm: cannot find my own executable");
-        return ExitCode::FAILURE;
-    };
-    let mut cmd = Command::new(me);
-    cmd.arg("launch")
-        .arg("--islands")
-        .arg(args.islands.to_string())
-        .arg("--placement")
-        .arg(&args.placement)
-        .arg("--rootfs")
-        .arg(&images);
-    if let Some(sock) = &args.api_sock {
-        cmd.arg("--api-sock").arg(sock);
-    }
-    if let Some(json) = &args.stats_json {
-        cmd.arg("--stats-json").arg(json);
-    }
-    let island = match cmd
-        .arg("--")
-        .arg(&demo)
-        .arg(&threads)
-        .current_dir(&images)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("popvmm: cannot run the demo on the islands: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    print!("{}", String::from_utf8_lossy(&island.stdout));
-    let stderr = String::from_utf8_lossy(&island.stderr);
-    let (summary, program_err): (Vec<&str>, Vec<&str>) =
-        stderr.lines().partition(|l| l.starts_with("popvmm: "));
-    for l in &program_err {
-        eprintln!("{l}");
-    }
-    let same = island.stdout == native.stdout
-        && program_err.join("\n").trim_end() == String::from_utf8_lossy(&native.stderr).trim_end()
-        && island.status.code() == native.status.code();
-    println!(
-        "popvmm: output and exit status {} the native run's",
-        if same { "identical to" } else { "DIFFER from" }
-    );
-    println!("popvmm: traffic:");
-    for l in summary {
-        println!("  {}", l.trim_start_matches("popvmm: "));
-    }
-    if same {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
+/// The configuration the arguments describe.
+fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
     let islands = args.islands as usize;
-    if !(1..=MAX_ISLANDS).contains(&islands) {
-        return Err(LaunchError::Islands(islands));
-    }
-    let placement = Placement::parse(&args.placement, islands).map_err(LaunchError::Placement)?;
-    let config = LaunchConfig {
+    Ok(LaunchConfig {
         islands,
-        placement,
+        placement: Placement::parse(&args.placement, islands).map_err(LaunchError::Placement)?,
         coherent_from_start: args.dsm,
         argv: args.program.clone(),
         rootfs: args.rootfs.clone(),
@@ -239,38 +132,34 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
         allow_port_io: args.allow_port_io,
         no_prefault: args.no_prefault,
         popcorn_abi: args.popcorn_abi,
-    };
-    let mut program = config.build(started)?;
-    let _api = match &args.api_sock {
-        Some(path) => Some(crate::api::serve(path, program.islands().to_vec())?),
-        None => None,
-    };
+        api_sock: args.api_sock.clone(),
+        stdio: ProgramStdio::default(),
+    })
+}
+
+fn launch(args: &LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
+    let mut program = config(args)?.build(started)?;
     let status = program.run()?;
-    let islands = program.islands();
     if args.stats {
-        print_stats(&islands[ORIGIN]);
+        let f = program.startup_figures();
+        eprintln!(
+            "popvmm: stats: startup_to_first_guest_entry_us={}",
+            f.first_entry_us
+        );
+        if let (Some(total), Some(guest)) = (f.rss_bytes, f.program_bytes) {
+            eprintln!(
+                "popvmm: stats: rss_total_kib={} program_pages_kib={} popvmm_overhead_kib={}",
+                total / 1024,
+                guest / 1024,
+                total.saturating_sub(guest) / 1024
+            );
+        }
     }
-    if islands.len() > 1 {
-        let summary = crate::api::summary(islands);
+    let summary = program.summary();
+    if summary.stats.islands > 1 {
         eprint!("{}", summary.text());
-        let hot = crate::api::stats::hot_pages(islands, HOT_PAGES_AT_EXIT);
-        if let Some(line) = crate::api::stats::hot_pages_text(&hot) {
-            eprint!("{line}");
-        }
-        if let Some(path) = &args.stats_json {
-            let mut json = summary.json();
-            json["hot_pages"] = Value::Array(hot);
-            json["pages"] = Value::Array(crate::api::stats::pages_with_traffic(islands));
-            if let Err(e) = std::fs::write(path, json.to_string()) {
-                eprintln!("popvmm: cannot write {}: {e}", path.display());
-            }
-        }
-    } else if let Some(path) = &args.stats_json {
-        let summary = crate::api::summary(islands);
-        if let Err(e) = std::fs::write(path, summary.json().to_string()) {
-            eprintln!("popvmm: cannot write {}: {e}", path.display());
-        }
     }
+    write_stats_json(args.stats_json.as_deref(), &summary);
     if let ExitStatus::Signal(sig) = status {
         if let Some(msg) = signal::shell_message(sig) {
             eprintln!("{msg}");
@@ -279,31 +168,44 @@ fn launch(args: LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     Ok(status.shell_status())
 }
 
-fn vm_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+/// `--stats-json FILE`: the summary as JSON (a failure to write it is reported, not fatal).
+fn write_stats_json(path: Option<&Path>, summary: &Summary) {
+    let Some(path) = path else { return };
+    let written = serde_json::to_vec(summary)
+        .map_err(std::io::Error::from)
+        .and_then(|json| std::fs::write(path, json));
+    if let Err(e) = written {
+        eprintln!("popvmm: cannot write {}: {e}", path.display());
+    }
 }
 
-fn print_stats(p: &Island) {
-    let first = p.first_entry_ns.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!(
-        "popvmm: stats: startup_to_first_guest_entry_us={}",
-        first / 1000
+/// `popvmm launch --islands N` with no program: the demo, natively then on the islands, compared;
+/// then the island run's output, the verdict and the traffic.
+fn demo(args: &LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
+    let config = config(args)?;
+    let demo = Demo::find(config.islands)?;
+    println!(
+        "popvmm: no program given: the demo ({} {}: one worker thread per island on shared \
+         arrays) on {} island(s), placement {}",
+        demo.exe.display(),
+        demo.threads,
+        args.islands,
+        args.placement
     );
-    if let (Some(total), Some(guest)) = (vm_rss_bytes(), p.vm.memory().resident_bytes()) {
-        eprintln!(
-            "popvmm: stats: rss_total_kib={} program_pages_kib={} popvmm_overhead_kib={}",
-            total / 1024,
-            guest / 1024,
-            total.saturating_sub(guest) / 1024
-        );
+    let run = demo.run(config, started)?;
+    let island = &run.islands;
+    // Broken pipes are not worth a panic: the verdict is the exit status.
+    let _ = std::io::stdout().write_all(&island.stdout);
+    let _ = std::io::stderr().write_all(&island.stderr);
+    let same = run.same();
+    println!(
+        "popvmm: output and exit status {} the native run's",
+        if same { "identical to" } else { "DIFFER from" }
+    );
+    println!("popvmm: traffic:");
+    for line in island.summary.lines() {
+        println!("  {line}");
     }
+    write_stats_json(args.stats_json.as_deref(), &island.summary);
+    Ok(if same { 0 } else { 1 })
 }

@@ -4,7 +4,8 @@
 //! Every guest path is resolved with `openat2(RESOLVE_IN_ROOT)` against the root directory's fd, so
 //! `..` and symlinks (absolute ones included) can never leave the root. Files are opened read-only on
 //! the host; descriptors 0, 1, 2 are popvmm's own stdin, stdout and stderr, so the program's output is
-//! written, in order, exactly where popvmm's goes. Data moves through host bounce buffers and
+//! written, in order, exactly where popvmm's goes (a library caller may give others instead:
+//! [`FdTable::set_stdio`]). Data moves through host bounce buffers and
 //! `UserMemory`, so a bad guest pointer is an EFAULT, never a host fault.
 
 use std::ffi::CString;
@@ -231,6 +232,25 @@ impl FdTable {
             root: OwnedFd::from(dir),
             cwd: "/".into(),
         })
+    }
+
+    /// Makes descriptor n the host file `stdio[n]` instead of popvmm's own n, for each one
+    /// given: a library caller's stdin, stdout or stderr for the program (the demo captures the
+    /// program's output this way). The program owns it from then on, as a file it opened.
+    pub fn set_stdio(&mut self, stdio: [Option<OwnedFd>; 3]) {
+        for (n, file) in stdio.into_iter().enumerate() {
+            let (Some(file), Some(slot)) = (file, self.slots.get_mut(n)) else {
+                continue;
+            };
+            *slot = Some(Slot {
+                file: Arc::new(OpenFile {
+                    host: HostFd::Owned(file),
+                    path: format!("/dev/fd/{n}"),
+                    regular: false,
+                }),
+                cloexec: false,
+            });
+        }
     }
 
     pub fn get(&self, fd: i32) -> Result<Arc<OpenFile>, Errno> {

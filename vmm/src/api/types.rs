@@ -1,0 +1,607 @@
+//! What the control socket says, as types: the one definition of its JSON, used by the program's
+//! owner to answer (`program.rs`), by `popvmm ctl` to read the answers (`cli/ctl.rs`), and by the
+//! exit summary (`--stats-json`, the lines on stderr).
+//!
+//! The field names and nesting are the API: scripts read them, so a change here is a change of the
+//! API. Unknown fields are ignored when reading, so a newer server's additions do not break an older
+//! `ctl`. Names that another layer owns stay strings: a page copy's `state` is the coherency
+//! protocol's (`coherency::State::name`), a thread's `state` the island kernel's
+//! (`ThreadState::name`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A guest address, written `0x`-hex in JSON (`"0x4bb000"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address(pub u64);
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl Address {
+    /// `0x`-hex (as the server writes it) or decimal.
+    pub fn parse(s: &str) -> Option<Address> {
+        let t = s.trim();
+        let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => t.parse(),
+        };
+        parsed.ok().map(Address)
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
+        let s = String::deserialize(d)?;
+        Address::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an address")))
+    }
+}
+
+/// `GET /islands`: one island kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IslandInfo {
+    pub id: usize,
+    /// The program's path as it sees it.
+    pub program: String,
+    pub pid: u32,
+    /// Threads running on this island.
+    pub threads: usize,
+    pub memory: IslandMemory,
+    /// Since popvmm started.
+    pub uptime_ms: u64,
+}
+
+/// An island's guest memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IslandMemory {
+    /// The host reservation (the guest's whole physical address space).
+    pub slot_bytes: u64,
+    /// What of it is resident (null when /proc/self/smaps cannot say).
+    pub resident_bytes: Option<u64>,
+}
+
+/// `GET /threads`: one thread of the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    pub tid: u32,
+    pub island: usize,
+    pub vcpu: u64,
+    /// `running`, `syscall`, `blocked` or `exited` (the island kernel's `ThreadState::name`).
+    pub state: String,
+    /// rip at the thread's last exit to the island kernel.
+    pub rip: u64,
+    pub syscalls: u64,
+}
+
+/// How an island maps its copy of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mapping {
+    None,
+    ReadOnly,
+    ReadWrite,
+}
+
+/// Why a page costs messages, from who faulted on it since the protocol started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SharingPattern {
+    /// No fault since the protocol started.
+    Untouched,
+    /// Read on islands, written on none: one fetch per reader, then no traffic.
+    ReadShared,
+    /// Read and written on one island.
+    Private,
+    /// Written on one island, read on others: each write after a read invalidates the readers.
+    ProducerConsumer,
+    /// Written on several islands (true or false sharing): the page moves at every write.
+    WriteShared,
+}
+
+impl SharingPattern {
+    /// The pattern that follows from the islands that read and wrote a page.
+    pub fn of(readers: &BTreeSet<usize>, writers: &BTreeSet<usize>) -> SharingPattern {
+        match writers.len() {
+            0 if readers.is_empty() => SharingPattern::Untouched,
+            0 => SharingPattern::ReadShared,
+            1 if readers.is_subset(writers) => SharingPattern::Private,
+            1 => SharingPattern::ProducerConsumer,
+            _ => SharingPattern::WriteShared,
+        }
+    }
+
+    /// Its name in JSON and in the tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            SharingPattern::Untouched => "untouched",
+            SharingPattern::ReadShared => "read-shared",
+            SharingPattern::Private => "private",
+            SharingPattern::ProducerConsumer => "producer-consumer",
+            SharingPattern::WriteShared => "write-shared",
+        }
+    }
+}
+
+impl fmt::Display for SharingPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One island's copy of a page, and what the page cost on that island.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCopy {
+    pub island: usize,
+    /// The copy's protocol state (`coherency::State::name`: `Shared`, `Modified`, `Invalid`, ...).
+    pub state: String,
+    pub mapping: Mapping,
+    /// Accesses waiting on this copy.
+    pub waiting: usize,
+    pub read_faults: u64,
+    pub write_faults: u64,
+    pub messages_received: u64,
+}
+
+/// `GET /pages`: one page on every island.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRow {
+    pub address: Address,
+    /// One per island, in island order.
+    pub copies: Vec<PageCopy>,
+    /// The island holding the only writable copy (Modified or Not Replicated), if any.
+    pub owner: Option<u8>,
+    pub users: Vec<u8>,
+    /// Messages received about the page, on every island.
+    pub messages: u64,
+    /// The same by message type (types with none left out).
+    pub messages_by_type: BTreeMap<String, u64>,
+    pub readers: Vec<usize>,
+    pub writers: Vec<usize>,
+    pub pattern: SharingPattern,
+}
+
+/// `GET /pages`: a page list, and where the next one starts (null: no page after these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageList {
+    pub pages: Vec<PageRow>,
+    pub next: Option<Address>,
+}
+
+/// The `n` pages that cost the most messages, most first (ties keep the list's order); pages
+/// that cost none are left out.
+pub fn hottest(pages: &[PageRow], n: usize) -> Vec<PageRow> {
+    let mut hot: Vec<&PageRow> = pages.iter().filter(|p| p.messages > 0).collect();
+    hot.sort_by_key(|p| std::cmp::Reverse(p.messages));
+    hot.into_iter().take(n).cloned().collect()
+}
+
+/// `GET /stats`: the counters of the whole run so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub islands: usize,
+    pub messages: MessageStats,
+    pub faults: FaultStats,
+    pub fault_latency_us: FaultLatency,
+    /// Messages for pages an island no longer maps (after munmap), dropped.
+    pub stale_messages: u64,
+}
+
+/// Messages between island kernels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageStats {
+    pub total: u64,
+    /// By message type (types never sent left out).
+    pub by_type: BTreeMap<String, u64>,
+    /// By link (links never used left out).
+    pub by_link: Vec<LinkMessages>,
+}
+
+/// Messages sent on one link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkMessages {
+    pub from: u8,
+    pub to: u8,
+    pub messages: u64,
+}
+
+/// Page faults that reached the coherency layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultStats {
+    /// read_missing + write_missing + write_protect.
+    pub total: u64,
+    pub read_missing: u64,
+    pub write_missing: u64,
+    pub write_protect: u64,
+    pub resolved: u64,
+    /// Faults that needed no message.
+    pub local: u64,
+    pub by_island: Vec<IslandFaults>,
+}
+
+/// One island's page faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IslandFaults {
+    pub island: usize,
+    pub read_missing: u64,
+    pub write_missing: u64,
+    pub write_protect: u64,
+    pub resolved: u64,
+}
+
+/// Fault latency in microseconds: the mean, and the upper bounds of the histogram buckets that
+/// hold the median and the 99th percentile (null: no fault resolved, or the quantile is in the
+/// last, open-ended bucket; see [`FaultLatency::quantile_text`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaultLatency {
+    pub mean: Option<f64>,
+    pub p50: Option<u64>,
+    pub p99: Option<u64>,
+}
+
+impl FaultLatency {
+    /// A quantile as the exit summary writes it: `< 128 us`, `>= N us` for the last bucket (where
+    /// there were faults but no upper bound), `-` without faults.
+    pub fn quantile_text(&self, q: Option<u64>) -> String {
+        match (q, self.mean) {
+            (Some(us), _) => format!("< {us} us"),
+            (None, Some(_)) => format!("{}", crate::dsm::Quantile::AtLeast(LAST_BUCKET_US)),
+            (None, None) => "-".to_string(),
+        }
+    }
+}
+
+/// The lower bound of the fault-latency histogram's last, open-ended bucket.
+const LAST_BUCKET_US: u64 = 1 << (crate::dsm::BUCKETS - 1);
+
+/// `PUT /shutdown`'s body: an optional JSON object, no fields yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownRequest {}
+
+/// `PUT /shutdown`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownAnswer {
+    pub status: String,
+}
+
+impl ShutdownAnswer {
+    pub fn shutting_down() -> ShutdownAnswer {
+        ShutdownAnswer {
+            status: "shutting down".into(),
+        }
+    }
+}
+
+/// Every error answer's body (4xx, 5xx).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// What a run cost, as popvmm gives it at exit: `--stats-json` writes it, and [`Summary::text`]
+/// is the lines on stderr. On several islands it adds the pages that cost the most messages and
+/// every page that cost one (as `/pages` lists them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// Most first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_pages: Option<Vec<PageRow>>,
+    /// In address order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<Vec<PageRow>>,
+}
+
+impl Summary {
+    /// The summary's lines, without popvmm's `popvmm: ` prefix: messages by type, page faults by
+    /// kind with their latency, and the pages that cost the most messages (when any did).
+    pub fn lines(&self) -> Vec<String> {
+        let s = &self.stats;
+        let by_type: Vec<String> = s
+            .messages
+            .by_type
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let lat = &s.fault_latency_us;
+        let latency = match lat.mean {
+            Some(us) => format!(
+                "{us:.1} us (p50 {}, p99 {})",
+                lat.quantile_text(lat.p50),
+                lat.quantile_text(lat.p99)
+            ),
+            None => "-".to_string(),
+        };
+        let mut lines = vec![
+            format!(
+                "{} islands: {} messages ({})",
+                s.islands,
+                s.messages.total,
+                by_type.join(", ")
+            ),
+            format!(
+                "page faults: {} ({} read, {} write on a missing page, {} write on a read-only \
+                 copy), mean latency {latency}",
+                s.faults.total,
+                s.faults.read_missing,
+                s.faults.write_missing,
+                s.faults.write_protect,
+            ),
+        ];
+        let hot = self.hot_pages.as_deref().unwrap_or(&[]);
+        if !hot.is_empty() {
+            let each: Vec<String> = hot
+                .iter()
+                .map(|p| {
+                    let by = if p.writers.is_empty() {
+                        String::new()
+                    } else {
+                        let w: Vec<String> = p.writers.iter().map(usize::to_string).collect();
+                        format!(", written on {}", w.join(","))
+                    };
+                    format!("{} {} ({}{by})", p.address, p.messages, p.pattern)
+                })
+                .collect();
+            lines.push(format!("messages by page, most first: {}", each.join("; ")));
+        }
+        lines
+    }
+
+    /// The summary popvmm prints on stderr at exit (each line `popvmm: `-prefixed).
+    pub fn text(&self) -> String {
+        self.lines()
+            .iter()
+            .map(|l| format!("popvmm: {l}\n"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn page(address: u64, messages: u64, writers: &[usize]) -> PageRow {
+        let readers: BTreeSet<usize> = BTreeSet::new();
+        let w: BTreeSet<usize> = writers.iter().copied().collect();
+        PageRow {
+            address: Address(address),
+            copies: vec![PageCopy {
+                island: 0,
+                state: "Shared".into(),
+                mapping: Mapping::ReadOnly,
+                waiting: 0,
+                read_faults: 1,
+                write_faults: 0,
+                messages_received: messages,
+            }],
+            owner: None,
+            users: vec![0, 1],
+            messages,
+            messages_by_type: BTreeMap::from([("fetch".to_string(), messages)]),
+            readers: vec![],
+            writers: writers.to_vec(),
+            pattern: SharingPattern::of(&readers, &w),
+        }
+    }
+
+    /// The JSON of each type, field by field, as the server wrote it with `json!` before the types
+    /// existed: scripts and the end-to-end tests read these names.
+    #[test]
+    fn json_shape_is_the_api() {
+        let island = IslandInfo {
+            id: 1,
+            program: "/glibc/demo".into(),
+            pid: 42,
+            threads: 2,
+            memory: IslandMemory {
+                slot_bytes: 1 << 36,
+                resident_bytes: None,
+            },
+            uptime_ms: 7,
+        };
+        assert_eq!(
+            serde_json::to_value(&island).expect("island"),
+            json!({"id": 1, "program": "/glibc/demo", "pid": 42, "threads": 2,
+                   "memory": {"slot_bytes": 1u64 << 36, "resident_bytes": null}, "uptime_ms": 7})
+        );
+        let thread = ThreadInfo {
+            tid: 43,
+            island: 0,
+            vcpu: 1,
+            state: "blocked".into(),
+            rip: 0x401000,
+            syscalls: 9,
+        };
+        assert_eq!(
+            serde_json::to_value(&thread).expect("thread"),
+            json!({"tid": 43, "island": 0, "vcpu": 1, "state": "blocked", "rip": 0x401000,
+                   "syscalls": 9})
+        );
+        let list = PageList {
+            pages: vec![page(0x4bb000, 3, &[1, 2])],
+            next: Some(Address(0x4bc000)),
+        };
+        assert_eq!(
+            serde_json::to_value(&list).expect("pages"),
+            json!({"pages": [{
+                "address": "0x4bb000",
+                "copies": [{"island": 0, "state": "Shared", "mapping": "read-only", "waiting": 0,
+                            "read_faults": 1, "write_faults": 0, "messages_received": 3}],
+                "owner": null, "users": [0, 1], "messages": 3, "messages_by_type": {"fetch": 3},
+                "readers": [], "writers": [1, 2], "pattern": "write-shared"}],
+                "next": "0x4bc000"})
+        );
+        let empty = PageList {
+            pages: vec![],
+            next: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&empty).expect("pages"),
+            json!({"pages": [], "next": null})
+        );
+        assert_eq!(
+            serde_json::to_value(ShutdownAnswer::shutting_down()).expect("shutdown"),
+            json!({"status": "shutting down"})
+        );
+        assert_eq!(
+            serde_json::to_value(ErrorBody { error: "x".into() }).expect("error"),
+            json!({"error": "x"})
+        );
+    }
+
+    fn stats() -> Stats {
+        Stats {
+            islands: 2,
+            messages: MessageStats {
+                total: 30,
+                by_type: BTreeMap::from([("copy".into(), 10), ("fetch".into(), 20)]),
+                by_link: vec![LinkMessages {
+                    from: 0,
+                    to: 1,
+                    messages: 30,
+                }],
+            },
+            faults: FaultStats {
+                total: 9,
+                read_missing: 5,
+                write_missing: 3,
+                write_protect: 1,
+                resolved: 8,
+                local: 2,
+                by_island: vec![IslandFaults {
+                    island: 0,
+                    read_missing: 5,
+                    write_missing: 3,
+                    write_protect: 1,
+                    resolved: 8,
+                }],
+            },
+            fault_latency_us: FaultLatency {
+                mean: Some(412.25),
+                p50: Some(256),
+                p99: None,
+            },
+            stale_messages: 0,
+        }
+    }
+
+    #[test]
+    fn stats_and_summary_json_shape() {
+        let want = json!({
+            "islands": 2,
+            "messages": {"total": 30, "by_type": {"copy": 10, "fetch": 20},
+                         "by_link": [{"from": 0, "to": 1, "messages": 30}]},
+            "faults": {"total": 9, "read_missing": 5, "write_missing": 3, "write_protect": 1,
+                       "resolved": 8, "local": 2,
+                       "by_island": [{"island": 0, "read_missing": 5, "write_missing": 3,
+                                      "write_protect": 1, "resolved": 8}]},
+            "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},
+            "stale_messages": 0,
+        });
+        assert_eq!(serde_json::to_value(stats()).expect("stats"), want);
+        // One island: the summary is the stats alone; several: the pages are added.
+        let mut one = Summary {
+            stats: stats(),
+            hot_pages: None,
+            pages: None,
+        };
+        assert_eq!(serde_json::to_value(&one).expect("summary"), want);
+        one.hot_pages = Some(vec![page(0x1000, 4, &[])]);
+        one.pages = Some(vec![page(0x1000, 4, &[])]);
+        let v = serde_json::to_value(&one).expect("summary");
+        assert_eq!(v["hot_pages"][0]["address"], "0x1000");
+        assert_eq!(v["pages"][0]["pattern"], "untouched");
+        assert_eq!(v["faults"], want["faults"]);
+        let back: Summary = serde_json::from_value(v).expect("read back");
+        assert_eq!(back, one);
+    }
+
+    #[test]
+    fn summary_lines() {
+        let mut s = Summary {
+            stats: stats(),
+            hot_pages: Some(vec![page(0x3000, 40, &[1, 2]), page(0x1000, 3, &[])]),
+            pages: None,
+        };
+        assert_eq!(
+            s.text(),
+            "popvmm: 2 islands: 30 messages (copy 10, fetch 20)\n\
+             popvmm: page faults: 9 (5 read, 3 write on a missing page, 1 write on a read-only \
+             copy), mean latency 412.2 us (p50 < 256 us, p99 >= 1048576 us)\n\
+             popvmm: messages by page, most first: 0x3000 40 (write-shared, written on 1,2); \
+             0x1000 3 (untouched)\n"
+        );
+        s.hot_pages = Some(vec![]);
+        s.stats.fault_latency_us = FaultLatency {
+            mean: None,
+            p50: None,
+            p99: None,
+        };
+        let lines = s.lines();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].ends_with("mean latency -"), "{lines:?}");
+    }
+
+    #[test]
+    fn hottest_pages_first_quiet_ones_left_out() {
+        let pages = vec![
+            page(0x1000, 3, &[]),
+            page(0x2000, 0, &[]),
+            page(0x3000, 40, &[1, 2]),
+            page(0x4000, 3, &[0]),
+        ];
+        let hot: Vec<u64> = hottest(&pages, 10).iter().map(|p| p.address.0).collect();
+        assert_eq!(hot, [0x3000, 0x1000, 0x4000]);
+        assert_eq!(hottest(&pages, 1).len(), 1);
+        assert!(hottest(&pages, 0).is_empty());
+    }
+
+    #[test]
+    fn sharing_patterns_follow_who_read_and_who_wrote() {
+        let set = |v: &[usize]| v.iter().copied().collect::<BTreeSet<usize>>();
+        let of = |r: &[usize], w: &[usize]| SharingPattern::of(&set(r), &set(w)).name();
+        assert_eq!(of(&[], &[]), "untouched");
+        assert_eq!(of(&[1, 2], &[]), "read-shared");
+        assert_eq!(of(&[2], &[2]), "private");
+        assert_eq!(of(&[], &[3]), "private");
+        assert_eq!(of(&[0, 2], &[2]), "producer-consumer");
+        assert_eq!(of(&[], &[0, 1]), "write-shared");
+        assert_eq!(of(&[0, 1, 2], &[0, 1]), "write-shared");
+        // The names are the JSON's.
+        for p in [
+            SharingPattern::Untouched,
+            SharingPattern::ReadShared,
+            SharingPattern::Private,
+            SharingPattern::ProducerConsumer,
+            SharingPattern::WriteShared,
+        ] {
+            assert_eq!(serde_json::to_value(p).expect("pattern"), json!(p.name()));
+        }
+    }
+
+    #[test]
+    fn addresses_are_hex_strings() {
+        assert_eq!(serde_json::to_value(Address(0)).expect("a"), json!("0x0"));
+        let a: Address = serde_json::from_value(json!("0xfbf7fe000")).expect("hex");
+        assert_eq!(a, Address(0xfbf7fe000));
+        assert_eq!(Address::parse("4096"), Some(Address(4096)));
+        assert_eq!(Address::parse("0X10"), Some(Address(16)));
+        assert!(serde_json::from_value::<Address>(json!("zz")).is_err());
+        assert!(serde_json::from_value::<Address>(json!(4096)).is_err());
+        assert_eq!(Address::parse("0x1ffffffffffffffff"), None);
+        assert_eq!(Address::parse("-1"), None);
+    }
+}
