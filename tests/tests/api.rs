@@ -341,3 +341,130 @@ fn stale_socket_is_replaced() {
     assert_eq!(code, 200);
     shut_down(p, &sock);
 }
+
+/// `popvmm ctl ARGS...`: exit code, stdout as JSON (Null if it is not), stderr.
+fn ctl_args(sock: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let o = Command::new(popvmm())
+        .args(["ctl", "--api-sock"])
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run popvmm ctl");
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        o.status.code(),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Transparent migration from outside: a thread in a tight arithmetic loop and one blocked in a
+/// futex (a condition variable) are moved by `ctl migrate` with no cooperation from the program;
+/// the arithmetic survives, the blocked one wakes on its new island; `/threads` shows islands,
+/// proposals and migration counts; bad requests get 400, 404 and 409 and popvmm goes on.
+#[test]
+fn ctl_migrate_moves_a_spinning_thread_and_a_blocked_one() {
+    let sock = sock_path("migrate");
+    let _ = std::fs::remove_file(&sock);
+    let mut child = Command::new(popvmm())
+        .args(["launch", "--islands", "4", "--api-sock"])
+        .arg(&sock)
+        .arg("--")
+        .arg(images().join("glibc/migratee"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn popvmm");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut out, &mut line) {
+                Ok(0) | Err(_) => return all,
+                Ok(_) => {
+                    all.push_str(&line);
+                    let _ = lines_tx.send(line.trim_end().to_string());
+                }
+            }
+        }
+    });
+    let next_line = |what: &str| -> String {
+        lines
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no line from the program while waiting for {what}"))
+    };
+    let tid_of = |line: String, who: &str| -> u32 {
+        let (name, tid) = line.split_once(' ').expect("NAME TID");
+        assert_eq!(name, who, "{line}");
+        tid.parse().expect("a tid")
+    };
+    let waiter = tid_of(next_line("the waiter"), "waiter");
+    let spinner = tid_of(next_line("the spinner"), "spinner");
+    let (w, s) = (waiter.to_string(), spinner.to_string());
+
+    // Bad requests first: the program and popvmm go on.
+    let (code, _, err) = ctl_args(&sock, &["migrate", &s, "9"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("400") && err.contains("island 9 does not exist"),
+        "{err}"
+    );
+    let (code, _, err) = ctl_args(&sock, &["migrate", "1", "2"]);
+    assert!(code == Some(1) && err.contains("404"), "{err}");
+    let (_, threads, _) = ctl_args(&sock, &["threads"]);
+    let on = |threads: &serde_json::Value, tid: u32| -> u64 {
+        threads
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["tid"] == tid))
+            .and_then(|t| t["island"].as_u64())
+            .unwrap_or_else(|| panic!("thread {tid} not in {threads}"))
+    };
+    let here = on(&threads, spinner).to_string();
+    let (code, _, err) = ctl_args(&sock, &["migrate", &s, &here]);
+    assert!(code == Some(1) && err.contains("409"), "{err}");
+
+    // The blocked one moves and stays blocked; a proposal shows.
+    let (code, v, err) = ctl_args(&sock, &["migrate", &w, "3", "--wait", "60"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["status"], "migration requested");
+    let (code, _, err) = ctl_args(&sock, &["propose", &w, "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    // The spinner moves twice, wherever it is in its loop.
+    let (code, _, err) = ctl_args(&sock, &["migrate", &s, "3", "--wait", "60"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        next_line("the spinner on island 3"),
+        "spinner sees island 3"
+    );
+    let (_, threads, _) = ctl_args(&sock, &["threads"]);
+    let waiter_row = threads
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["tid"] == waiter))
+        .cloned()
+        .expect("waiter listed");
+    assert_eq!(waiter_row["island"], 3);
+    assert_eq!(waiter_row["proposed"], 2);
+    assert_eq!(waiter_row["migrations"], 1);
+    let (code, _, err) = ctl_args(&sock, &["migrate", &s, "0", "--wait", "60"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let code = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "the program did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let all = reader.join().expect("reader");
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains("spinner sees island 0\n"), "{all}");
+    assert!(
+        all.contains("spinner ends on island 0, arithmetic intact\n"),
+        "{all}"
+    );
+    assert!(all.contains("waiter woke on island 3\n"), "{all}");
+}

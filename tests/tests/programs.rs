@@ -46,6 +46,13 @@ fn floating_point() {
     }
 }
 
+/// A signal handler's floating point does not leak into the code it interrupted: the FPU/SSE
+/// state is saved in the frame and restored by sigreturn (through KVM's XSAVE interface).
+#[test]
+fn fpu_state_survives_signal_handlers() {
+    compare("glibc/sigfpu", &[], &[]);
+}
+
 #[test]
 fn openmp_reduction() {
     compare("glibc/omp", &[], &[]);

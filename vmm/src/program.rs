@@ -20,21 +20,23 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_bindings::kvm_regs;
 
-use crate::api::types::{ShutdownAnswer, Summary};
-use crate::api::{stats, ApiError, ApiServer, ControlAction, ControlAnswer, ControlResult};
+use crate::api::types::{ShutdownAnswer, Summary, ThreadOpAnswer};
+use crate::api::{
+    stats, ApiError, ApiServer, ControlAction, ControlAnswer, ControlError, ControlResult,
+};
 use crate::dsm::{Dsm, DsmPort, SendPage};
 use crate::fabric::{FabricConfig, MAX_ISLANDS};
 use crate::kernel::fs::Files;
 use crate::kernel::island::PopcornAbi;
 use crate::kernel::link::{IslandFabric, Link};
-use crate::kernel::messages::{IslandMessage, ThreadImage};
+use crate::kernel::messages::{IslandMessage, ThreadImage, ThreadOp};
 use crate::kernel::{
     service_loop, vcpu_loop, ExitStatus, Island, IslandParts, KernelConfig, Member, Origin,
     Placement, Services, ThreadState, ORIGIN,
 };
-use crate::kvm::IslandVm;
+use crate::kvm::{FxSave, IslandVm};
 use crate::loader::{read_executable, stack, ElfImage, LoaderError};
 use crate::memory::layout::ISLAND_MEMORY_SIZE;
 use crate::memory::IslandMemory;
@@ -339,12 +341,7 @@ impl LaunchConfig {
             rflags: 0x202,
             ..Default::default()
         };
-        let fpu = kvm_fpu {
-            fcw: 0x37f,
-            mxcsr: 0x1f80,
-            ..Default::default()
-        };
-        let main = ThreadImage::new(o.alloc_tid(), regs, 0, fpu);
+        let main = ThreadImage::new(o.alloc_tid(), regs, 0, FxSave::fresh());
         // A parked vCPU thread on every island, made while the program starts: the first thread
         // to arrive on an island (the main one on the origin) finds one.
         for island in &islands {
@@ -523,7 +520,51 @@ impl Program {
                 self.origin.exit_group(ExitStatus::Signal(libc::SIGTERM));
                 ControlAnswer::Shutdown(ShutdownAnswer::shutting_down())
             }
+            ControlAction::Migrate { tid, request } => {
+                let from = self.thread_island(tid, Some(request.to))?;
+                if from == request.to {
+                    return Err(ControlError::AlreadyThere {
+                        tid,
+                        to: request.to,
+                    });
+                }
+                self.thread_op(tid, ThreadOp::Migrate(request.to))?;
+                ControlAnswer::ThreadOp(ThreadOpAnswer {
+                    tid,
+                    from,
+                    to: Some(request.to),
+                    status: "migration requested".into(),
+                })
+            }
+            ControlAction::Propose { tid, request } => {
+                let from = self.thread_island(tid, request.to)?;
+                self.thread_op(tid, ThreadOp::Propose(request.to))?;
+                ControlAnswer::ThreadOp(ThreadOpAnswer {
+                    tid,
+                    from,
+                    to: request.to,
+                    status: "proposal set".into(),
+                })
+            }
         })
+    }
+
+    /// The island thread `tid` runs on, after checking that `to` (if any) is an island.
+    fn thread_island(&self, tid: u32, to: Option<usize>) -> Result<usize, ControlError> {
+        let islands = self.islands.len();
+        if let Some(to) = to.filter(|&to| to >= islands) {
+            return Err(ControlError::NoSuchIsland { to, islands });
+        }
+        self.origin
+            .locate(tid)
+            .ok_or(ControlError::NoSuchThread(tid))
+    }
+
+    fn thread_op(&self, tid: u32, op: ThreadOp) -> Result<(), ControlError> {
+        self.origin
+            .thread_control(tid, op)
+            .map(|_| ())
+            .map_err(|_| ControlError::NoSuchThread(tid))
     }
 
     /// What the run cost so far: the counters and, on several islands, the pages that cost the

@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use super::http::{HttpResponse, Method};
 use super::types::{
-    ErrorBody, IslandInfo, PageList, ShutdownAnswer, ShutdownRequest, Stats, ThreadInfo,
+    ErrorBody, IslandInfo, MigrateRequest, PageList, ProposalRequest, ShutdownAnswer,
+    ShutdownRequest, Stats, ThreadInfo, ThreadOpAnswer,
 };
 
 /// The most pages one `GET /pages` lists (its `count`).
@@ -41,6 +42,12 @@ pub enum ControlAction {
     Metrics,
     /// `PUT /shutdown`: the program ends as if killed by SIGTERM.
     Shutdown(ShutdownRequest),
+    /// `POST /threads/{tid}/migrate`: move the thread to another island, wherever it is in its
+    /// code (transparent migration: no cooperation from the program).
+    Migrate { tid: u32, request: MigrateRequest },
+    /// `PUT /threads/{tid}/proposal`: propose an island for the thread's next migration (what
+    /// libpopcorn's `check_migrate` reads).
+    Propose { tid: u32, request: ProposalRequest },
 }
 
 /// The owner's answer to a [`ControlAction`], one variant per action.
@@ -53,6 +60,7 @@ pub enum ControlAnswer {
     /// Prometheus text exposition.
     Metrics(String),
     Shutdown(ShutdownAnswer),
+    ThreadOp(ThreadOpAnswer),
 }
 
 /// What the owner sends back for an action.
@@ -80,6 +88,12 @@ pub enum ControlError {
     BodyNotObject,
     #[error("invalid JSON body: {0}")]
     InvalidBody(String),
+    #[error("no thread {0} in the program")]
+    NoSuchThread(u32),
+    #[error("island {to} does not exist (the program has {islands} islands)")]
+    NoSuchIsland { to: usize, islands: usize },
+    #[error("thread {tid} already runs on island {to}")]
+    AlreadyThere { tid: u32, to: usize },
     #[error("the program has ended")]
     Ended,
     #[error("the program is ending: its controller did not answer within {} s", .0.as_secs_f64())]
@@ -92,7 +106,9 @@ impl ControlError {
     /// The HTTP status of this error.
     pub fn status(&self) -> u16 {
         match self {
-            ControlError::NotFound { .. } => 404,
+            ControlError::NotFound { .. } | ControlError::NoSuchThread(_) => 404,
+            ControlError::AlreadyThere { .. } => 409,
+            ControlError::NoSuchIsland { .. } => 400,
             ControlError::MethodNotAllowed { .. } => 405,
             ControlError::BadParameter { .. }
             | ControlError::UnknownParameter { .. }
@@ -124,6 +140,8 @@ enum Route {
     Stats,
     Metrics,
     Shutdown,
+    Migrate(u32),
+    Proposal(u32),
 }
 
 impl Route {
@@ -137,6 +155,8 @@ impl Route {
             ["stats"] => Route::Stats,
             ["metrics"] => Route::Metrics,
             ["shutdown"] => Route::Shutdown,
+            ["threads", tid, "migrate"] => Route::Migrate(tid.parse().ok()?),
+            ["threads", tid, "proposal"] => Route::Proposal(tid.parse().ok()?),
             _ => return None,
         })
     }
@@ -169,6 +189,14 @@ impl ControlAction {
             (Route::Stats, Method::Get) => Ok(ControlAction::Stats),
             (Route::Metrics, Method::Get) => Ok(ControlAction::Metrics),
             (Route::Shutdown, Method::Put) => Ok(ControlAction::Shutdown(optional_body(body)?)),
+            (Route::Migrate(tid), Method::Post) => Ok(ControlAction::Migrate {
+                tid,
+                request: json_body(body)?,
+            }),
+            (Route::Proposal(tid), Method::Put) => Ok(ControlAction::Propose {
+                tid,
+                request: json_body(body)?,
+            }),
             _ => Err(ControlError::MethodNotAllowed {
                 method: method.to_string(),
                 path: path.to_string(),
@@ -195,11 +223,24 @@ impl ControlAction {
             ControlAction::Shutdown(req) => HttpCall {
                 method: Method::Put,
                 target: "/shutdown".into(),
-                body: serde_json::to_string(req)
-                    .map_err(|e| ControlError::Encode(e.to_string()))?,
+                body: encode(req)?,
+            },
+            ControlAction::Migrate { tid, request } => HttpCall {
+                method: Method::Post,
+                target: format!("/threads/{tid}/migrate"),
+                body: encode(request)?,
+            },
+            ControlAction::Propose { tid, request } => HttpCall {
+                method: Method::Put,
+                target: format!("/threads/{tid}/proposal"),
+                body: encode(request)?,
             },
         })
     }
+}
+
+fn encode<T: Serialize>(body: &T) -> Result<String, ControlError> {
+    serde_json::to_string(body).map_err(|e| ControlError::Encode(e.to_string()))
 }
 
 /// `from=ADDR&count=N` (ADDR decimal or 0x-hex; N from 1 to [`MAX_PAGES_PER_REQUEST`]).
@@ -282,6 +323,7 @@ impl ControlAnswer {
             ControlAnswer::Pages(v) => json_response(200, &v),
             ControlAnswer::Stats(v) => json_response(200, &v),
             ControlAnswer::Shutdown(v) => json_response(200, &v),
+            ControlAnswer::ThreadOp(v) => json_response(200, &v),
             ControlAnswer::Metrics(text) => HttpResponse {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",

@@ -154,6 +154,8 @@ mod tests {
                         state: "running".into(),
                         rip: 0x401000,
                         syscalls: 3,
+                        proposed: None,
+                        migrations: 0,
                     }]),
                     ControlAction::Shutdown(_) => {
                         ControlAnswer::Shutdown(ShutdownAnswer::shutting_down())

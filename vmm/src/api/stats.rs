@@ -252,6 +252,8 @@ pub fn thread_list(islands: &[Arc<Island>]) -> Vec<ThreadInfo> {
                     state: t.state().name().to_string(),
                     rip: t.rip(),
                     syscalls: t.syscalls.load(Ordering::Relaxed),
+                    proposed: t.proposed(),
+                    migrations: t.migrations.load(Ordering::Relaxed),
                 })
                 .collect::<Vec<_>>()
         })

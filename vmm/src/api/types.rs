@@ -83,6 +83,12 @@ pub struct ThreadInfo {
     /// rip at the thread's last exit to the island kernel.
     pub rip: u64,
     pub syscalls: u64,
+    /// The island proposed for its next migration (popcorn_propose_migration, `ctl propose`).
+    #[serde(default)]
+    pub proposed: Option<usize>,
+    /// Migrations so far.
+    #[serde(default)]
+    pub migrations: u32,
 }
 
 /// How an island maps its copy of a page.
@@ -283,6 +289,34 @@ impl ShutdownAnswer {
     }
 }
 
+/// `POST /threads/{tid}/migrate`'s body: the island to move the thread to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    pub to: usize,
+}
+
+/// `PUT /threads/{tid}/proposal`'s body: the island proposed for the thread's next migration
+/// (null: withdraw the proposal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalRequest {
+    pub to: Option<usize>,
+}
+
+/// The answer to a migration or a proposal: what was asked of which thread. A migration is done
+/// when the thread reaches a clean point (at once for a thread in its own code or in a call that
+/// restarts; after its call for one in nanosleep or poll): `/threads` shows where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadOpAnswer {
+    pub tid: u32,
+    /// The island it was on when asked.
+    pub from: usize,
+    pub to: Option<usize>,
+    /// `migration requested` or `proposal set`.
+    pub status: String,
+}
+
 /// Every error answer's body (4xx, 5xx).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -424,11 +458,13 @@ mod tests {
             state: "blocked".into(),
             rip: 0x401000,
             syscalls: 9,
+            proposed: Some(2),
+            migrations: 3,
         };
         assert_eq!(
             serde_json::to_value(&thread).expect("thread"),
             json!({"tid": 43, "island": 0, "vcpu": 1, "state": "blocked", "rip": 0x401000,
-                   "syscalls": 9})
+                   "syscalls": 9, "proposed": 2, "migrations": 3})
         );
         let list = PageList {
             pages: vec![page(0x4bb000, 3, &[1, 2])],

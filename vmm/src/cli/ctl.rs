@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::api::action::{ControlAction, ControlError, MAX_PAGES_PER_REQUEST};
 use crate::api::client::{self, ClientError};
 use crate::api::types::{
-    self, Address, ErrorBody, IslandInfo, PageList, ShutdownAnswer, ShutdownRequest, Stats,
-    ThreadInfo,
+    self, Address, ErrorBody, IslandInfo, MigrateRequest, PageList, ProposalRequest,
+    ShutdownAnswer, ShutdownRequest, Stats, ThreadInfo, ThreadOpAnswer,
 };
 
 #[derive(Debug, Args)]
@@ -69,6 +69,35 @@ pub enum CtlCommand {
     Metrics,
     /// PUT /shutdown: end the program (as SIGTERM would).
     Shutdown,
+    /// POST /threads/TID/migrate: move thread TID to ISLAND wherever it is in its code (it moves
+    /// at once from its own code or a call that restarts, after its call from nanosleep or poll).
+    Migrate {
+        tid: u32,
+        island: usize,
+        /// Wait (up to this many seconds) until /threads shows the thread on ISLAND.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// PUT /threads/TID/proposal: propose ISLAND for thread TID's next migration (libpopcorn's
+    /// check_migrate, popcorn_migrate(-1, ...)); `none` withdraws the proposal.
+    Propose {
+        tid: u32,
+        #[arg(value_parser = parse_island_or_none)]
+        island: ProposedIsland,
+    },
+}
+
+/// `ctl propose`'s island: a number, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProposedIsland(pub Option<usize>);
+
+fn parse_island_or_none(s: &str) -> Result<ProposedIsland, String> {
+    if s == "none" {
+        return Ok(ProposedIsland(None));
+    }
+    s.parse()
+        .map(|i| ProposedIsland(Some(i)))
+        .map_err(|_| format!("{s:?}: expected an island number or none"))
 }
 
 /// Errors of a `popvmm ctl` command.
@@ -119,6 +148,26 @@ fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
             &ControlAction::Shutdown(ShutdownRequest {}),
         )?),
         CtlCommand::Metrics => call_text(sock, &ControlAction::Metrics),
+        CtlCommand::Migrate { tid, island, wait } => {
+            let answer: ThreadOpAnswer = call(
+                sock,
+                &ControlAction::Migrate {
+                    tid: *tid,
+                    request: MigrateRequest { to: *island },
+                },
+            )?;
+            if let Some(secs) = wait {
+                wait_until_on(sock, *tid, *island, std::time::Duration::from_secs(*secs))?;
+            }
+            pretty(&answer)
+        }
+        CtlCommand::Propose { tid, island } => pretty(&call::<ThreadOpAnswer>(
+            sock,
+            &ControlAction::Propose {
+                tid: *tid,
+                request: ProposalRequest { to: island.0 },
+            },
+        )?),
         CtlCommand::Stats { json } => {
             let stats: Stats = call(sock, &ControlAction::Stats)?;
             if *json {
@@ -142,6 +191,30 @@ fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
             } else {
                 Ok(render_pages(&list))
             }
+        }
+    }
+}
+
+/// Polls /threads until thread `tid` runs on `island`, for at most `limit`.
+fn wait_until_on(
+    sock: &Path,
+    tid: u32,
+    island: usize,
+    limit: std::time::Duration,
+) -> Result<(), CtlError> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let threads: Vec<ThreadInfo> = call(sock, &ControlAction::Threads)?;
+        match threads.iter().find(|t| t.tid == tid) {
+            Some(t) if t.island == island => return Ok(()),
+            None => return Err(CtlError::Malformed(format!("thread {tid} has ended"))),
+            Some(_) if std::time::Instant::now() >= deadline => {
+                return Err(CtlError::Malformed(format!(
+                    "thread {tid} is not on island {island} after {} s",
+                    limit.as_secs()
+                )))
+            }
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! layout changes, protocol membership, a thread to start, a signal to post, the end of the
 //! program. Every request gets exactly one reply (the fabric's credits count on it).
 
-use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_bindings::kvm_regs;
 
 use super::errno::ExitStatus;
 use super::signal::SigAction;
@@ -16,6 +16,7 @@ use super::vma::{Prot, VmaKind};
 use super::wait::Abandon;
 use crate::dsm::PageMessage;
 pub use crate::fabric::IslandId;
+use crate::kvm::FxSave;
 
 /// The island that runs the program's first thread and owns its process-wide state.
 pub const ORIGIN: IslandId = 0;
@@ -125,8 +126,8 @@ pub struct ThreadImage {
     pub regs: kvm_regs,
     pub fs_base: u64,
     pub gs_base: u64,
-    /// x87, MXCSR, xmm0-15.
-    pub fpu: kvm_fpu,
+    /// x87, MXCSR, xmm0-15 (the FXSAVE area).
+    pub fpu: FxSave,
     pub sigmask: u64,
     /// Signals pending for the thread (bit n-1 for signal n).
     pub pending: u64,
@@ -144,7 +145,7 @@ pub struct ThreadImage {
 
 impl ThreadImage {
     /// A new thread: registers, TLS, FPU and mask from clone; the rest as Linux starts it.
-    pub fn new(tid: u32, regs: kvm_regs, fs_base: u64, fpu: kvm_fpu) -> Self {
+    pub fn new(tid: u32, regs: kvm_regs, fs_base: u64, fpu: FxSave) -> Self {
         Self {
             tid,
             regs,

@@ -5,12 +5,13 @@
 //! (flags, link, stack_t, sigcontext, sigset), the siginfo, and below them the 512-byte FXSAVE
 //! image the sigcontext's `fpstate` points to. Every access goes through `UserMemory`.
 
-use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_bindings::kvm_regs;
 
 use super::errno::Errno;
 use super::signal::SigAction;
 use super::thread::Thread;
 use super::uaccess::UserMemory;
+use crate::kvm::FxSave;
 
 const SA_ONSTACK: u64 = 0x0800_0000;
 const SA_RESTORER: u64 = 0x0400_0000;
@@ -45,48 +46,12 @@ pub struct SigInfo {
     pub err: u64,
 }
 
-/// FXSAVE image of a vCPU's FPU state.
-pub fn fxsave_from_fpu(f: &kvm_fpu) -> [u8; 512] {
-    let mut b = [0u8; 512];
-    b[0..2].copy_from_slice(&f.fcw.to_le_bytes());
-    b[2..4].copy_from_slice(&f.fsw.to_le_bytes());
-    b[4] = f.ftwx;
-    b[6..8].copy_from_slice(&f.last_opcode.to_le_bytes());
-    b[8..16].copy_from_slice(&f.last_ip.to_le_bytes());
-    b[16..24].copy_from_slice(&f.last_dp.to_le_bytes());
-    b[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
-    b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
-    for (i, r) in f.fpr.iter().enumerate() {
-        b[32 + 16 * i..48 + 16 * i].copy_from_slice(r);
-    }
-    for (i, r) in f.xmm.iter().enumerate() {
-        b[160 + 16 * i..176 + 16 * i].copy_from_slice(r);
-    }
-    b
-}
-
-/// The FPU state an FXSAVE image describes (reserved MXCSR bits cleared, as Linux does).
-pub fn fpu_from_fxsave(b: &[u8; 512]) -> kvm_fpu {
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    let u64_at = |o: usize| (u64::from(u32_at(o + 4)) << 32) | u64::from(u32_at(o));
-    let mut f = kvm_fpu {
-        fcw: u16_at(0),
-        fsw: u16_at(2),
-        ftwx: b[4],
-        last_opcode: u16_at(6),
-        last_ip: u64_at(8),
-        last_dp: u64_at(16),
-        mxcsr: u32_at(24) & 0xffff,
-        ..Default::default()
-    };
-    for (i, r) in f.fpr.iter_mut().enumerate() {
-        r.copy_from_slice(&b[32 + 16 * i..48 + 16 * i]);
-    }
-    for (i, r) in f.xmm.iter_mut().enumerate() {
-        r.copy_from_slice(&b[160 + 16 * i..176 + 16 * i]);
-    }
-    f
+/// An FXSAVE image as sigreturn takes it from the program: reserved MXCSR bits cleared, as
+/// Linux does (a set reserved bit would make the restore fault).
+fn sanitized(mut fx: FxSave) -> FxSave {
+    let mxcsr = fx.mxcsr() & 0xffff;
+    fx.0[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    fx
 }
 
 fn put(buf: &mut [u8], off: u64, v: u64) {
@@ -139,8 +104,8 @@ pub fn setup(
     let fpstate = sp;
     let frame = (sp.wrapping_sub(FRAME_SIZE) & !15).wrapping_sub(8);
 
-    let fpu = t.vcpu.fpu().map_err(|_| Errno::EFAULT)?;
-    user.write(fpstate, &fxsave_from_fpu(&fpu))?;
+    let fpu = t.vcpu.fxsave().map_err(|_| Errno::EFAULT)?;
+    user.write(fpstate, &fpu.0)?;
 
     let mut f = vec![0u8; FRAME_SIZE as usize];
     put(&mut f, 0, act.restorer);
@@ -190,12 +155,9 @@ pub fn setup(
     // TF, DF, RF and AC cleared for the handler, as Linux does.
     regs.rflags &= !(0x100 | 0x400 | 0x1_0000 | 0x4_0000);
     // A fresh FPU state for the handler.
-    let fresh = kvm_fpu {
-        fcw: 0x37f,
-        mxcsr: 0x1f80,
-        ..Default::default()
-    };
-    t.vcpu.set_fpu(&fresh).map_err(|_| Errno::EFAULT)?;
+    t.vcpu
+        .set_fxsave(&FxSave::fresh())
+        .map_err(|_| Errno::EFAULT)?;
     Ok(())
 }
 
@@ -226,10 +188,10 @@ pub fn sigreturn(user: &UserMemory, t: &mut Thread, regs: &kvm_regs) -> Result<k
     r.rflags = (regs.rflags & !FIX_EFLAGS) | (v[17] & FIX_EFLAGS) | 0x2;
     let fpstate = get(&f, MCONTEXT_OFFSET + 184);
     if fpstate != 0 {
-        let mut fx = [0u8; 512];
-        user.read(fpstate, &mut fx)?;
+        let mut fx = FxSave::default();
+        user.read(fpstate, &mut fx.0)?;
         t.vcpu
-            .set_fpu(&fpu_from_fxsave(&fx))
+            .set_fxsave(&sanitized(fx))
             .map_err(|_| Errno::EFAULT)?;
     }
     t.sigmask = get(&f, SIGMASK_OFFSET) & !super::signal::UNBLOCKABLE;
@@ -241,26 +203,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fxsave_round_trip() {
-        let mut f = kvm_fpu {
-            fcw: 0x37f,
-            fsw: 0x1234,
-            ftwx: 0xaa,
-            last_opcode: 7,
-            last_ip: 0x1122_3344_5566_7788,
-            last_dp: 9,
-            mxcsr: 0x1f80,
-            ..Default::default()
-        };
-        f.fpr[3][5] = 0x42;
-        f.xmm[15][15] = 0x99;
-        let back = fpu_from_fxsave(&fxsave_from_fpu(&f));
-        assert_eq!(back.fcw, f.fcw);
-        assert_eq!(back.fsw, f.fsw);
-        assert_eq!(back.ftwx, f.ftwx);
-        assert_eq!(back.last_ip, f.last_ip);
-        assert_eq!(back.mxcsr, f.mxcsr);
-        assert_eq!(back.fpr[3][5], 0x42);
-        assert_eq!(back.xmm[15][15], 0x99);
+    fn sigreturn_clears_reserved_mxcsr_bits() {
+        let mut fx = FxSave::fresh();
+        fx.0[24..28].copy_from_slice(&0xdead_1f80u32.to_le_bytes());
+        fx.0[160 + 15 * 16 + 15] = 0x99;
+        let clean = sanitized(fx);
+        assert_eq!(clean.mxcsr(), 0x1f80);
+        assert_eq!(clean.xmm(15)[15], 0x99);
+        assert_eq!(clean.fcw(), 0x37f);
     }
 }

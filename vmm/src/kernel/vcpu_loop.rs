@@ -131,7 +131,7 @@ fn run_arrival(island: &Arc<Island>, mut vcpu: Vcpu, a: Arrival) -> Vcpu {
 /// The image of thread `t`, to resume with `regs` elsewhere.
 fn capture(t: &mut Thread, regs: &kvm_regs) -> Result<ThreadImage, Errno> {
     let sregs = t.vcpu.sregs().map_err(|_| Errno::EIO)?;
-    let fpu = t.vcpu.fpu().map_err(|_| Errno::EIO)?;
+    let fpu = t.vcpu.fxsave().map_err(|_| Errno::EIO)?;
     Ok(ThreadImage {
         tid: t.tid,
         regs: *regs,

@@ -1,7 +1,9 @@
 //! The island kernels' messages as bytes, for the fabric (`crate::fabric::Wire`): every variant of
 //! [`IslandMessage`], bounds-checked both ways. A malformed frame is an error, never a panic.
 
-use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_bindings::kvm_regs;
+
+use crate::kvm::FxSave;
 
 use super::errno::ExitStatus;
 use super::messages::{
@@ -702,38 +704,12 @@ fn regs_from(a: [u64; REG_COUNT]) -> kvm_regs {
     }
 }
 
-fn put_fpu(w: &mut WireWriter<'_>, f: &kvm_fpu) -> Result<(), WireError> {
-    for reg in &f.fpr {
-        w.put_bytes(reg)?;
-    }
-    w.put_u16(f.fcw)?;
-    w.put_u16(f.fsw)?;
-    w.put_u8(f.ftwx)?;
-    w.put_u16(f.last_opcode)?;
-    w.put_u64(f.last_ip)?;
-    w.put_u64(f.last_dp)?;
-    for reg in &f.xmm {
-        w.put_bytes(reg)?;
-    }
-    w.put_u32(f.mxcsr)
+fn put_fpu(w: &mut WireWriter<'_>, f: &FxSave) -> Result<(), WireError> {
+    w.put_bytes(&f.0)
 }
 
-fn get_fpu(r: &mut WireReader<'_>) -> Result<kvm_fpu, WireError> {
-    let mut f = kvm_fpu::default();
-    for reg in &mut f.fpr {
-        *reg = r.get_array()?;
-    }
-    f.fcw = r.get_u16()?;
-    f.fsw = r.get_u16()?;
-    f.ftwx = r.get_u8()?;
-    f.last_opcode = r.get_u16()?;
-    f.last_ip = r.get_u64()?;
-    f.last_dp = r.get_u64()?;
-    for reg in &mut f.xmm {
-        *reg = r.get_array()?;
-    }
-    f.mxcsr = r.get_u32()?;
-    Ok(f)
+fn get_fpu(r: &mut WireReader<'_>) -> Result<FxSave, WireError> {
+    Ok(FxSave(r.get_array()?))
 }
 
 fn put_thread(w: &mut WireWriter<'_>, t: &ThreadImage) -> Result<(), WireError> {
@@ -809,12 +785,8 @@ mod tests {
     }
 
     fn samples() -> Vec<IslandMessage> {
-        let mut fpu = kvm_fpu {
-            fcw: 0x37f,
-            mxcsr: 0x1f80,
-            ..Default::default()
-        };
-        fpu.xmm[3] = [7; 16];
+        let mut fpu = FxSave::fresh();
+        fpu.0[160 + 3 * 16..160 + 4 * 16].copy_from_slice(&[7; 16]);
         let regs = kvm_regs {
             rip: 0x401000,
             rsp: 0x7fff0000,
@@ -1043,9 +1015,9 @@ mod tests {
         };
         assert_eq!(t.regs.rip, 0x401000);
         assert_eq!(t.regs.r15, 15);
-        assert_eq!(t.fpu.fcw, 0x37f);
-        assert_eq!(t.fpu.xmm[3], [7; 16]);
-        assert_eq!(t.fpu.mxcsr, 0x1f80);
+        assert_eq!(t.fpu.fcw(), 0x37f);
+        assert_eq!(t.fpu.xmm(3), [7; 16]);
+        assert_eq!(t.fpu.mxcsr(), 0x1f80);
         let migrating = samples()
             .into_iter()
             .map(round_trip)
@@ -1077,7 +1049,7 @@ mod tests {
                 5
             )
         );
-        assert_eq!(migrating.fpu.xmm[3], [7; 16]);
+        assert_eq!(migrating.fpu.xmm(3), [7; 16]);
     }
 
     #[test]

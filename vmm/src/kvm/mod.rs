@@ -15,7 +15,7 @@ use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 
 use crate::memory::{HostProt, IslandMemory, MemoryError};
-pub use vcpu::{Exit, Vcpu, VcpuError};
+pub use vcpu::{Exit, FxSave, Vcpu, VcpuError};
 
 /// Errors of VM creation.
 #[derive(Debug, thiserror::Error)]

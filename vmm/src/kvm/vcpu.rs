@@ -2,7 +2,7 @@
 //! register access through the `kvm_run` shared area (KVM_CAP_SYNC_REGS) when KVM offers it, which
 //! saves the GET/SET ioctls on every system call round trip.
 
-use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, CpuId, Msrs};
+use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xsave, CpuId, Msrs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::boot;
@@ -84,7 +84,7 @@ impl Vcpu {
         regs: &kvm_regs,
         fs_base: u64,
         gs_base: u64,
-        fpu: Option<&kvm_fpu>,
+        fpu: Option<&FxSave>,
     ) -> Result<(), VcpuError> {
         let sregs = ioctl("KVM_GET_SREGS", self.fd.get_sregs())?;
         let mut sregs = boot::user_sregs(sregs);
@@ -108,21 +108,31 @@ impl Vcpu {
             return Err(VcpuError::Msrs);
         }
         ioctl("KVM_SET_REGS", self.fd.set_regs(regs))?;
-        let fresh = kvm_fpu {
-            fcw: 0x37f,
-            mxcsr: 0x1f80,
-            ..Default::default()
-        };
-        ioctl("KVM_SET_FPU", self.fd.set_fpu(fpu.unwrap_or(&fresh)))?;
-        Ok(())
+        self.set_fxsave(fpu.unwrap_or(&FxSave::fresh()))
     }
 
-    pub fn fpu(&self) -> Result<kvm_fpu, VcpuError> {
-        ioctl("KVM_GET_FPU", self.fd.get_fpu())
+    /// The vCPU's x87 and SSE state (the FXSAVE area of KVM_GET_XSAVE: on these hosts,
+    /// KVM_SET_FPU changes what KVM_GET_FPU answers but not what the guest runs with, measured).
+    pub fn fxsave(&self) -> Result<FxSave, VcpuError> {
+        let x = ioctl("KVM_GET_XSAVE", self.fd.get_xsave())?;
+        let mut f = FxSave::default();
+        for (i, w) in x.region.iter().take(FxSave::SIZE / 4).enumerate() {
+            f.0[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        Ok(f)
     }
 
-    pub fn set_fpu(&self, fpu: &kvm_fpu) -> Result<(), VcpuError> {
-        ioctl("KVM_SET_FPU", self.fd.set_fpu(fpu))
+    /// Sets the vCPU's x87 and SSE state (only those: the XSAVE header says so).
+    pub fn set_fxsave(&mut self, f: &FxSave) -> Result<(), VcpuError> {
+        let mut x = kvm_xsave::default();
+        for (i, w) in x.region.iter_mut().take(FxSave::SIZE / 4).enumerate() {
+            let b = &f.0[4 * i..4 * i + 4];
+            *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        // XSAVE header (byte 512): XSTATE_BV = x87 | SSE, standard format.
+        x.region[FxSave::SIZE / 4] = 0b11;
+        // SAFETY: `x` is a whole kvm_xsave (4 KiB region) owned here; KVM reads it.
+        ioctl("KVM_SET_XSAVE", unsafe { self.fd.set_xsave(&x) })
     }
 
     /// Registers as of the last exit.
@@ -230,5 +240,55 @@ fn msr(index: u32, data: u64) -> kvm_msr_entry {
         index,
         data,
         ..Default::default()
+    }
+}
+
+/// An FXSAVE area: the x87 and SSE state (fcw, fsw, ftw, fop, fip, fdp, mxcsr, st0-7, xmm0-15),
+/// as the FXSAVE instruction lays it out (and as Linux's signal frames hold it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FxSave(pub [u8; FxSave::SIZE]);
+
+impl FxSave {
+    pub const SIZE: usize = 512;
+
+    /// The state of a new program: x87 control word 0x37f, MXCSR 0x1f80 (as Linux starts one).
+    pub fn fresh() -> FxSave {
+        let mut f = FxSave::default();
+        f.0[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+        f.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        f.0[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
+        f
+    }
+
+    /// xmm register `i` (0..16).
+    pub fn xmm(&self, i: usize) -> [u8; 16] {
+        let mut r = [0u8; 16];
+        r.copy_from_slice(&self.0[160 + 16 * i..176 + 16 * i]);
+        r
+    }
+
+    pub fn mxcsr(&self) -> u32 {
+        u32::from_le_bytes([self.0[24], self.0[25], self.0[26], self.0[27]])
+    }
+
+    pub fn fcw(&self) -> u16 {
+        u16::from_le_bytes([self.0[0], self.0[1]])
+    }
+}
+
+impl Default for FxSave {
+    fn default() -> Self {
+        FxSave([0; FxSave::SIZE])
+    }
+}
+
+impl std::fmt::Debug for FxSave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FxSave(fcw {:#x}, mxcsr {:#x})",
+            self.fcw(),
+            self.mxcsr()
+        )
     }
 }

@@ -314,7 +314,7 @@ fn thread_start(c: &mut Call<'_>, a: CloneArgs) -> Result<ThreadImage, Errno> {
     if a.flags & libc::CLONE_CHILD_SETTID as u64 != 0 {
         p.user.write_obj(a.child_tid, tid)?;
     }
-    let fpu = parent.vcpu.fpu().map_err(|_| Errno::EAGAIN)?;
+    let fpu = parent.vcpu.fxsave().map_err(|_| Errno::EAGAIN)?;
     let fs_base = if a.flags & libc::CLONE_SETTLS as u64 != 0 {
         a.tls
     } else {
