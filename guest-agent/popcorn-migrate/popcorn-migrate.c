@@ -9,7 +9,9 @@
  *                                        TLS, stack and heap survive
  *   popcorn-migrate mt THREADS ROUNDS    every thread migrates back and forth between barriers;
  *                                        shared and private data checked
- *   popcorn-migrate tour                 one thread visits every node in turn and comes back
+ *   popcorn-migrate tour                 one thread visits every island in turn and comes back
+ *                                        (Popcorn's nodes 0-31 with migrate(), islands 32-63
+ *                                        with CPU affinity: Popcorn's calls stop at 32 nodes)
  *   popcorn-migrate errors               the calls' errors for bad input, then a migration
  *   popcorn-migrate bench N              migration latency measured in the guest (one way and
  *                                        round trip, median and p99, microseconds)
@@ -498,25 +500,56 @@ static int cmd_mt(int threads, int rounds)
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* Islands beyond Popcorn's 32 nodes: sched_getaffinity's mask counts them (island i is CPU i). */
+static int all_islands(int popcorn_nodes)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof set, &set) < 0)
+		return popcorn_nodes;
+	int n = 0;
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, &set))
+			n = i + 1;
+	return n > popcorn_nodes ? n : popcorn_nodes;
+}
+
+/* To island `to`: migrate() for Popcorn's nodes 0-31, CPU affinity beyond them. */
+static void visit(int to)
+{
+	if (to < POPCORN_MAX_NODES) {
+		hop(to);
+		return;
+	}
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(to, &set);
+	if (sched_setaffinity(0, sizeof set, &set) < 0)
+		die("sched_setaffinity({%d}): %s", to, errname(errno));
+	if (cpu() != to)
+		die("after sched_setaffinity({%d}): getcpu %d", to, cpu());
+}
+
 static int cmd_tour(void)
 {
-	int me, n = online_nodes(&me);
+	int me, nodes = online_nodes(&me);
+	int n = all_islands(nodes);
 	unsigned long stack[256];
 	unsigned long *heap = malloc(4096);
 	for (int i = 0; i < 256; i++)
 		stack[i] = 3 * i + 1;
 	for (int i = 0; i < 512; i++)
 		heap[i] = 5 * i + 2;
-	printf("tour: %d nodes, starting on node %d\n", n, me);
+	if (n > nodes)
+		printf("tour: %d islands (Popcorn nodes 0-%d, the others by CPU affinity), starting on "
+		       "node %d\n",
+		       n, nodes - 1, me);
+	else
+		printf("tour: %d islands, starting on node %d\n", n, me);
 	int bad = 0;
 	for (int k = 1; k <= n; k++) {
 		int to = (me + k) % n;
-		if (to == me && k < n)
-			continue;
-		if (to == popcorn_getnid())
-			break;
-		if (migrate_retrying(to, NULL, NULL) < 0)
-			die("migrate(%d): %s", to, errname(errno));
+		visit(to);
 		struct popcorn_thread_status st;
 		popcorn_get_status(&st);
 		stack[k % 256] += 1;
@@ -525,6 +558,14 @@ static int cmd_tour(void)
 		       st.peer_nid);
 		if (cpu() != to || st.current_nid != to)
 			bad = 1;
+	}
+	if (n > POPCORN_MAX_NODES) {
+		/* Every island again, as the mask allowed before. */
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		for (int i = 0; i < n; i++)
+			CPU_SET(i, &set);
+		sched_setaffinity(0, sizeof set, &set);
 	}
 	/* Each slot got one increment per visit whose number maps to it. */
 	unsigned long want_stack[256], want_heap[512];
@@ -538,7 +579,7 @@ static int cmd_tour(void)
 	}
 	if (memcmp(stack, want_stack, sizeof stack) || memcmp(heap, want_heap, sizeof want_heap))
 		bad = 1;
-	printf("tour: visited %d nodes, back on node %d: %s\n", n - 1, popcorn_getnid(),
+	printf("tour: visited %d islands, back on node %d: %s\n", n - 1, popcorn_getnid(),
 	       bad ? "WRONG" : "ok");
 	free(heap);
 	return bad;
