@@ -16,7 +16,8 @@
  *                            destination; signals sent while a thread migrates are all handled
  *   migtest spawn T          pthread_create right after the 1st, 2nd and 3rd migration
  *   migtest backwork P R     back-migration, then more work on the same pages (P pages, R rounds)
- *   migtest segv [thread]    a SIGSEGV raised after migrating to island 1 (main thread or another)
+ *   migtest segv [thread]    a SIGSEGV raised after migrating: main to island 1, or another
+ *                            thread to island 0 and then to the last island
  *   migtest noisland         the main thread goes to the last island (no threads there) and works
  *   migtest away             a thread hops between islands 1..N-1, never through the origin
  *   migtest allaway T        every thread, main included, leaves the origin; exit from island 1
@@ -25,6 +26,8 @@
  *   migtest exitrace [remote]  exit_group while a thread migrates back and forth (status 3)
  *   migtest spin             threads on islands 1..N-1 spin; main prints "ready" and waits
  *   migtest affinity         sched_setaffinity of the caller and of another thread moves them
+ *   migtest pingpong N       N back-to-back migrations with migrate(), no retry of EBUSY
+ *   migtest meet N           N threads meet 20 times at a barrier (no migration at all)
  *
  * The number of islands comes from popcorn_get_node_info; natively (ENOSYS) it is taken as 4,
  * the calls fail, and the program goes on where it is.
@@ -597,7 +600,9 @@ static void say(const char *s)
 static void *segv_thread(void *p)
 {
 	(void)p;
-	go(nodes > 2 ? 2 : 1 % nodes);
+	/* Through the origin to the last island (the thread starts where placement put it). */
+	go(0);
+	go(nodes - 1);
 	say("thread: migrated, now faulting\n");
 	*bad_address = 1;
 	return NULL;
@@ -924,6 +929,49 @@ static int cmd_affinity(void)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Reproducers of popvmm problems (see tests/tests/migration.rs, the #[ignore]d tests). */
+
+/* pingpong N: N back-to-back migrations 0 -> 1 -> 0 ... with migrate(), no retry. */
+static int cmd_pingpong(int n)
+{
+	for (int i = 0; i < n; i++) {
+		int to = (i + 1) % 2;
+		if (migrate(to, NULL, NULL) < 0) {
+			printf("pingpong: migration %d, node %d -> %d: errno %d\n", i + 1, here(), to,
+			       errno);
+			return 1;
+		}
+	}
+	printf("pingpong: %d migrations: ok\n", n);
+	return 0;
+}
+
+static pthread_barrier_t meet_barrier;
+
+static void *meeter(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 20; i++)
+		pthread_barrier_wait(&meet_barrier);
+	return NULL;
+}
+
+/* meet N: N threads meet 20 times at a barrier (no migration). */
+static int cmd_meet(int n)
+{
+	pthread_t t[256];
+	if (n < 1 || n > 256)
+		fail("meet: 1 to 256 threads");
+	pthread_barrier_init(&meet_barrier, NULL, (unsigned)n);
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, meeter, NULL);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	printf("meet: %d threads met 20 times\n", n);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
@@ -963,6 +1011,10 @@ int main(int argc, char **argv)
 		return cmd_spin();
 	if (!strcmp(c, "affinity"))
 		return cmd_affinity();
+	if (!strcmp(c, "pingpong"))
+		return cmd_pingpong(a1 ? a1 : 1000);
+	if (!strcmp(c, "meet"))
+		return cmd_meet(a1 ? a1 : 18);
 	fail("unknown subcommand %s", c);
 	return 2;
 }
