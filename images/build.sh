@@ -97,7 +97,10 @@ build_with() {
     build "$out" "$@"
 }
 
-cp "$GA"/libpopcorn/popcorn.h "$OUT"/include/popcorn.h.tmp && mv "$OUT"/include/popcorn.h.tmp "$OUT"/include/popcorn.h
+# (Copied only when it changed: the programs below are rebuilt when it is newer than them.)
+if ! cmp -s "$GA"/libpopcorn/popcorn.h "$OUT"/include/popcorn.h; then
+    cp "$GA"/libpopcorn/popcorn.h "$OUT"/include/popcorn.h
+fi
 build_lib "$OUT"/lib/glibc/libpopcorn.a gcc
 build_lib "$OUT"/lib/glibc/libpopcorn44.a gcc -DPOPCORN_ABI_4_4
 MIG_INC=(-I"$OUT"/include -I"$GA"/popcorn-migrate)
