@@ -5,6 +5,7 @@
 #   out/musl/NAME       musl-gcc -static          (musl)
 #   out/rust/NAME       rustc, gnu target, +crt-static
 #   out/data/           the files the "files" program reads (out/ is the default rootfs)
+#   out/lib/, out/include/  libpopcorn (guest-agent/), see "Thread migration" below
 # Needs gcc, musl-tools and rustc; scripts/setup installs the first two.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -52,6 +53,94 @@ build "$OUT/rust/hello" src/rust_hello.rs rustc -O --edition 2021 \
 
 # Benchmarks of the multi-island layer (scripts/bench-islands).
 build "$OUT/glibc/faultbench" src/faultbench.c gcc "${CFLAGS[@]}" -static -no-pie -pthread
+
+# Thread migration (guest-agent/): libpopcorn, popcorn-migrate and the migration test programs.
+#   out/include/popcorn.h                 the header
+#   out/lib/{glibc,musl}/libpopcorn.a     Popcorn's calls at popvmm's numbers (900-903)
+#   out/lib/{glibc,musl}/libpopcorn44.a   the same at Popcorn 4.4's (330-333): --popcorn-abi 4.4
+# The glibc objects are position independent, so they link into -no-pie and -static-pie programs.
+GA=../guest-agent
+mkdir -p "$OUT"/include "$OUT"/lib/glibc "$OUT"/lib/musl
+LIBPOPCORN=("$GA"/libpopcorn/popcorn.c "$GA"/libpopcorn/migrate_x86_64.S "$GA"/libpopcorn/popcorn.h)
+
+# stale OUTPUT DEPENDENCY...: whether OUTPUT is missing or older than a dependency or this script.
+stale() {
+    local out=$1 dep
+    shift
+    [[ -e $out && $out -nt build.sh ]] || return 0
+    for dep in "$@"; do [[ $out -nt $dep ]] || return 0; done
+    return 1
+}
+
+# build_lib OUTPUT COMPILER FLAGS...: libpopcorn as a static library.
+build_lib() {
+    local out=$1 cc=$2
+    shift 2
+    stale "$out" "${LIBPOPCORN[@]}" || return 0
+    echo "  build $out"
+    local tmp
+    tmp=$(mktemp -d)
+    "$cc" "${CFLAGS[@]}" -fPIE "$@" -c "$GA"/libpopcorn/popcorn.c -o "$tmp"/popcorn.o
+    "$cc" -fPIE "$@" -c "$GA"/libpopcorn/migrate_x86_64.S -o "$tmp"/migrate_x86_64.o
+    rm -f "$out.tmp"
+    ar rcs "$out.tmp" "$tmp"/popcorn.o "$tmp"/migrate_x86_64.o
+    rm -rf "$tmp"
+    mv "$out.tmp" "$out"
+}
+
+# build_with OUTPUT "DEPENDENCIES" SOURCE COMPILER ARGS...: like build, also rebuilt when a
+# dependency (library, header) changed.
+build_with() {
+    local out=$1 deps=$2
+    shift 2
+    # shellcheck disable=SC2086 # the dependencies are a list of paths without spaces
+    if stale "$out" "$1" $deps; then rm -f "$out"; fi
+    build "$out" "$@"
+}
+
+# (Copied only when it changed: the programs below are rebuilt when it is newer than them.)
+if ! cmp -s "$GA"/libpopcorn/popcorn.h "$OUT"/include/popcorn.h; then
+    cp "$GA"/libpopcorn/popcorn.h "$OUT"/include/popcorn.h
+fi
+build_lib "$OUT"/lib/glibc/libpopcorn.a gcc
+build_lib "$OUT"/lib/glibc/libpopcorn44.a gcc -DPOPCORN_ABI_4_4
+MIG_INC=(-I"$OUT"/include -I"$GA"/popcorn-migrate)
+MIG_DEPS="$OUT/include/popcorn.h $GA/popcorn-migrate/probes.h"
+GLIBC_LIB="$OUT/lib/glibc/libpopcorn.a"
+for p in popcorn-migrate migtest; do
+    src=src/$p.c
+    [[ $p == popcorn-migrate ]] && src=$GA/popcorn-migrate/popcorn-migrate.c
+    build_with "$OUT/glibc/$p" "$MIG_DEPS $GLIBC_LIB" "$src" gcc "${CFLAGS[@]}" "${MIG_INC[@]}" \
+        -static -no-pie -pthread "$GLIBC_LIB" -lm
+    build_with "$OUT/glibc-pie/$p" "$MIG_DEPS $GLIBC_LIB" "$src" gcc "${CFLAGS[@]}" "${MIG_INC[@]}" \
+        -static-pie -fPIE -pthread "$GLIBC_LIB" -lm
+done
+# The helper with Popcorn 4.4's numbers (run it with popvmm launch --popcorn-abi 4.4).
+build_with "$OUT/glibc/popcorn-migrate-4.4" "$MIG_DEPS $OUT/lib/glibc/libpopcorn44.a" \
+    "$GA"/popcorn-migrate/popcorn-migrate.c gcc "${CFLAGS[@]}" "${MIG_INC[@]}" -static -no-pie \
+    -pthread "$OUT"/lib/glibc/libpopcorn44.a -lm
+if command -v musl-gcc >/dev/null 2>&1; then
+    build_lib "$OUT"/lib/musl/libpopcorn.a musl-gcc
+    build_lib "$OUT"/lib/musl/libpopcorn44.a musl-gcc -DPOPCORN_ABI_4_4
+    MUSL_LIB="$OUT/lib/musl/libpopcorn.a"
+    build_with "$OUT/musl/popcorn-migrate" "$MIG_DEPS $MUSL_LIB" "$GA"/popcorn-migrate/popcorn-migrate.c \
+        musl-gcc "${CFLAGS[@]}" "${MIG_INC[@]}" -static "$MUSL_LIB" -lm
+    build_with "$OUT/musl/migtest" "$MIG_DEPS $MUSL_LIB" src/migtest.c \
+        musl-gcc "${CFLAGS[@]}" "${MIG_INC[@]}" -static "$MUSL_LIB" -lm
+fi
+# An unmodified OpenMP program that reports where its threads run (OMP_PLACES binds them).
+build "$OUT/glibc/ompplaces" src/ompplaces.c gcc "${CFLAGS[@]}" -static -no-pie -fopenmp -lm
+# The Rust crate (guest-agent/popcorn) and a Rust guest program using it.
+mkdir -p "$OUT"/lib/rust
+if stale "$OUT"/lib/rust/libpopcorn.rlib "$GA"/popcorn/src/lib.rs; then
+    echo "  build $OUT/lib/rust/libpopcorn.rlib"
+    rustc -O --edition 2021 --crate-type rlib --crate-name popcorn \
+        --target x86_64-unknown-linux-gnu -C target-feature=+crt-static \
+        "$GA"/popcorn/src/lib.rs -o "$OUT"/lib/rust/libpopcorn.rlib
+fi
+build_with "$OUT/rust/migrate" "$OUT/lib/rust/libpopcorn.rlib" src/rust_migrate.rs rustc -O \
+    --edition 2021 --target x86_64-unknown-linux-gnu -C target-feature=+crt-static \
+    --extern popcorn="$OUT"/lib/rust/libpopcorn.rlib
 
 # The root file system the "files" program reads (relative paths resolve against the rootfs).
 rm -rf "$OUT/data"
