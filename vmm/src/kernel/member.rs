@@ -84,14 +84,14 @@ impl Services for Member {
             .notify(ORIGIN, Request::ThreadExited { tid, code });
     }
 
-    fn begin_move(&self, tid: u32, to: IslandId) -> Result<(), Errno> {
+    fn begin_move(&self, tid: u32, _from: IslandId, to: IslandId) -> Result<(), Errno> {
         self.ask(Request::MoveThread { tid, to })
             .and_then(value)
             .map(|_| ())
     }
 
-    fn end_move(&self, tid: u32, at: IslandId) {
-        self.link.notify(ORIGIN, Request::MoveDone { tid, at });
+    fn end_move(&self, tid: u32, to: IslandId, at: IslandId) {
+        self.link.notify(ORIGIN, Request::MoveDone { tid, to, at });
     }
 
     fn thread_control(&self, tid: u32, op: ThreadOp) -> SysResult {

@@ -219,9 +219,10 @@ pub enum Request {
         tid: u32,
         to: IslandId,
     },
-    /// Thread `tid` now runs on island `at` (its migration ended, there or back where it was).
+    /// Thread `tid`'s migration to `to` ended: it runs on island `at` (`to`, or where it was).
     MoveDone {
         tid: u32,
+        to: IslandId,
         at: IslandId,
     },
     /// Do `op` to thread `tid` wherever it runs (the origin forwards it to the thread's island).

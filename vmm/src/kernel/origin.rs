@@ -213,6 +213,16 @@ impl Origin {
         &self.files
     }
 
+    /// Adds `signals` (bit n-1 for signal n) to those held for thread `tid`, which is moving.
+    fn hold_for(&self, tid: u32, signals: u64) {
+        if signals == 0 {
+            return;
+        }
+        if let Some(Whereabouts::Moving { held, .. }) = lock(&self.directory).get_mut(&tid) {
+            *held |= signals;
+        }
+    }
+
     /// A change the origin could not push to an island leaves that island's layout behind the
     /// origin's: the program cannot go on correctly.
     fn push_failed(&self, island: &Island, to: IslandId, why: &str) {
@@ -587,7 +597,7 @@ impl Services for Origin {
         Ok(to)
     }
 
-    fn begin_move(&self, tid: u32, to: IslandId) -> Result<(), Errno> {
+    fn begin_move(&self, tid: u32, from: IslandId, to: IslandId) -> Result<(), Errno> {
         let island = self.island()?;
         if to >= self.islands {
             return Err(Errno::EAGAIN);
@@ -595,22 +605,30 @@ impl Services for Origin {
         if to != ORIGIN {
             self.sync_layout_to(&island, to)?;
         }
-        let mut dir = lock(&self.directory);
-        match dir.get_mut(&tid) {
-            Some(w @ Whereabouts::At(_)) => {
-                *w = Whereabouts::Moving { to, held: 0 };
-                Ok(())
-            }
-            Some(Whereabouts::Moving { .. }) => Err(Errno::EBUSY),
-            None => Err(Errno::ESRCH),
-        }
+        let landed = {
+            let mut dir = lock(&self.directory);
+            let Some(w) = dir.get_mut(&tid) else {
+                return Err(Errno::ESRCH);
+            };
+            let landed = match *w {
+                Whereabouts::At(_) => 0,
+                // It arrived there and moves on before its MoveDone came: that move ended.
+                Whereabouts::Moving { to: there, held } if there == from => held,
+                Whereabouts::Moving { .. } => return Err(Errno::EBUSY),
+            };
+            *w = Whereabouts::Moving { to, held: 0 };
+            landed
+        };
+        // Signals held for the move that ended travel with the thread now.
+        self.hold_for(tid, landed);
+        Ok(())
     }
 
-    fn end_move(&self, tid: u32, at: IslandId) {
+    fn end_move(&self, tid: u32, to: IslandId, at: IslandId) {
         let held = {
             let mut dir = lock(&self.directory);
             match dir.get_mut(&tid) {
-                Some(w) => {
+                Some(w @ Whereabouts::Moving { .. }) if w.island() == to => {
                     let held = match *w {
                         Whereabouts::Moving { held, .. } => held,
                         Whereabouts::At(_) => 0,
@@ -618,7 +636,8 @@ impl Services for Origin {
                     *w = Whereabouts::At(at);
                     held
                 }
-                None => 0,
+                // A newer migration began (or this one was recorded already).
+                _ => return,
             }
         };
         for sig in (1..=64u32).filter(|s| held & (1 << (s - 1)) != 0) {
@@ -703,10 +722,10 @@ impl Services for Origin {
                 Some(reply_of(self.clone_thread(from, tid).map(|i| i as u64)))
             })),
             Request::MoveThread { tid, to } => Served::Work(Box::new(move || {
-                Some(reply_of(self.begin_move(tid, to).map(|()| 0)))
+                Some(reply_of(self.begin_move(tid, from, to).map(|()| 0)))
             })),
-            Request::MoveDone { tid, at } => {
-                self.end_move(tid, at);
+            Request::MoveDone { tid, to, at } => {
+                self.end_move(tid, to, at);
                 Served::Now(Reply::Done)
             }
             Request::ThreadControl { tid, op } => Served::Work(Box::new(move || {

@@ -53,10 +53,13 @@ pub trait Services: Send + Sync + fmt::Debug {
 
     /// Thread `tid` is about to migrate to island `to`: `to` gets the layout and joins the
     /// protocol; signals for the thread wait at the origin until [`Services::end_move`].
-    fn begin_move(&self, tid: u32, to: IslandId) -> Result<(), Errno>;
+    /// `from` is the island it leaves. A previous migration of the thread whose end has not been
+    /// recorded yet (it arrived on `from` and moves on at once) counts as ended.
+    fn begin_move(&self, tid: u32, from: IslandId, to: IslandId) -> Result<(), Errno>;
 
-    /// Thread `tid` runs on island `at` now (where it went, or where it stayed).
-    fn end_move(&self, tid: u32, at: IslandId);
+    /// Thread `tid`'s migration to `to` has ended: it runs on island `at` now (`to`, or where it
+    /// stayed). Ignored if a newer migration of the thread has begun meanwhile.
+    fn end_move(&self, tid: u32, to: IslandId, at: IslandId);
 
     /// Does `op` to thread `tid` wherever it runs (ESRCH: no such thread).
     fn thread_control(&self, tid: u32, op: ThreadOp) -> SysResult;

@@ -163,7 +163,7 @@ fn migrate(
     }
     let tid = t.tid;
     // The destination gets the layout and joins the protocol; signals wait at the origin.
-    island.services.begin_move(tid, to)?;
+    island.services.begin_move(tid, island.id, to)?;
     // Out of this island's table before its pending signals are read: a signal posted here from
     // now on finds no thread and goes back to the origin, which holds it.
     let status = island.release_thread(tid);
@@ -176,14 +176,14 @@ fn migrate(
     });
     match sent {
         Ok(_) => {
-            island.services.end_move(tid, to);
+            island.services.end_move(tid, to, to);
             Ok(())
         }
         Err(e) => {
             if let Some(s) = status {
                 island.register_thread(s);
             }
-            island.services.end_move(tid, island.id);
+            island.services.end_move(tid, to, island.id);
             island.log(
                 1,
                 format_args!("thread {tid}: migration to island {to}: errno {}", e.0),

@@ -268,8 +268,9 @@ fn put_request(w: &mut WireWriter<'_>, body: &Request) -> Result<(), WireError> 
             w.put_u32(*tid)?;
             put_island(w, *to)
         }
-        Request::MoveDone { tid, at } => {
+        Request::MoveDone { tid, to, at } => {
             w.put_u32(*tid)?;
+            put_island(w, *to)?;
             put_island(w, *at)
         }
         Request::ThreadControl { tid, op } => {
@@ -373,6 +374,7 @@ fn get_request(r: &mut WireReader<'_>) -> Result<Request, WireError> {
         },
         16 => Request::MoveDone {
             tid: r.get_u32()?,
+            to: get_island(r)?,
             at: get_island(r)?,
         },
         17 => {
@@ -957,7 +959,11 @@ mod tests {
             IslandMessage::Request {
                 id: 24,
                 from: 3,
-                body: Request::MoveDone { tid: 77, at: 3 },
+                body: Request::MoveDone {
+                    tid: 77,
+                    to: 3,
+                    at: 3,
+                },
             },
             IslandMessage::Request {
                 id: 25,
