@@ -24,7 +24,7 @@ build() {
 }
 
 ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
-     demo lockinc peterson falseshare pagewatch threadstart sigremote fig7 prodcons)
+     demo lockinc peterson falseshare pagewatch threadstart sigremote fig7 prodcons regress)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
           demo lockinc peterson falseshare pagewatch threadstart sigremote)
 
@@ -53,8 +53,11 @@ build "$OUT/rust/hello" src/rust_hello.rs rustc -O --edition 2021 \
 build "$OUT/glibc/faultbench" src/faultbench.c gcc "${CFLAGS[@]}" -static -no-pie -pthread
 
 # The root file system the "files" program reads (relative paths resolve against the rootfs).
+# data/tree holds symlinks (relative, absolute, a loop, a dangling one): cp -r copies them as links.
 rm -rf "$OUT/data"
 cp -r rootfs/data "$OUT/data"
+# A file of 2.6 MB whose every position differs from its neighbours' (regress readv).
+seq 1 400000 > "$OUT/data/big.txt"
 # A file that is not an ELF, for the loader's error path.
 printf 'not an elf\n' > "$OUT/not-elf"
 echo "images: built into $(pwd)/$OUT"
