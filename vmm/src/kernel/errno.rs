@@ -36,7 +36,10 @@ errnos!(
     EXDEV,
     ECHILD,
     ENODEV,
-    EPIPE
+    EPIPE,
+    ENXIO,
+    ENOTEMPTY,
+    EBUSY
 );
 
 impl Errno {

@@ -270,7 +270,7 @@ pub fn sys_mmap(
         space.find_free(len, addr).map_err(vma_err)?
     };
     let kind = match &file {
-        Some(f) => VmaKind::File(f.path().to_string()),
+        Some(f) => VmaKind::File(files.path_of(f)),
         // MAP_NORESERVE: the program expects to touch little of it; never prefault.
         None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,

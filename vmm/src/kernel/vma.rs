@@ -156,6 +156,27 @@ impl AddressSpace {
         true
     }
 
+    /// How many bytes from `addr` on, up to `len`, the program may access this way: where a copy
+    /// of `[addr, addr+len)` to or from user memory stops with a fault (Linux copies that much).
+    pub fn accessible(&self, addr: u64, len: u64, access: Access) -> u64 {
+        let end = addr.saturating_add(len);
+        let mut at = addr;
+        while at < end {
+            let Some(v) = self.find(at) else {
+                break;
+            };
+            let ok = match access {
+                Access::Read => v.prot.readable(),
+                Access::Write => v.prot.writable(),
+            };
+            if !ok {
+                break;
+            }
+            at = v.end;
+        }
+        at.min(end) - addr
+    }
+
     /// Splits the VMA that contains `addr` (strictly inside it) into two at `addr`.
     fn split_at(&mut self, addr: u64) {
         let Some(v) = self.find(addr).cloned() else {
@@ -367,6 +388,27 @@ mod tests {
             Err(VmaError::NotMapped)
         );
         assert!(s.check(A + 3 * PAGE_SIZE, 1, Access::Write));
+    }
+
+    #[test]
+    fn accessible_prefix_stops_at_the_first_fault() {
+        let mut s = AddressSpace::new();
+        s.map_fixed(A, 2 * PAGE_SIZE, Prot::RW, VmaKind::Anon)
+            .expect("map");
+        s.map_fixed(A + 2 * PAGE_SIZE, PAGE_SIZE, Prot::R, VmaKind::Anon)
+            .expect("map");
+        assert_eq!(s.accessible(A + 10, 100, Access::Write), 100);
+        assert_eq!(
+            s.accessible(A + 10, 3 * PAGE_SIZE, Access::Write),
+            2 * PAGE_SIZE - 10
+        );
+        assert_eq!(
+            s.accessible(A + 10, 4 * PAGE_SIZE, Access::Read),
+            3 * PAGE_SIZE - 10
+        );
+        assert_eq!(s.accessible(A - 1, 4, Access::Read), 0);
+        assert_eq!(s.accessible(u64::MAX - 1, 4, Access::Read), 0);
+        assert_eq!(s.accessible(A, 0, Access::Read), 0);
     }
 
     #[test]
