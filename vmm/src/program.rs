@@ -20,6 +20,7 @@ use crate::kernel::fs::Files;
 use crate::kernel::link::{IslandFabric, Link};
 use crate::kernel::messages::IslandMessage;
 use crate::kernel::thread::Thread;
+use crate::kernel::vma::ExecImage;
 use crate::kernel::{
     service_loop, vcpu_loop, ExitStatus, Island, IslandParts, KernelConfig, Member, Origin,
     Placement, ThreadState, ORIGIN,
@@ -142,12 +143,14 @@ impl LaunchConfig {
         }
         let path = self.argv.first().ok_or(LaunchError::NoProgram)?.clone();
         let load_err = |e| LaunchError::Load(path.clone(), e);
-        let file = std::fs::read(&path).map_err(|source| {
-            load_err(LoaderError::Read {
-                path: path.clone(),
-                source,
-            })
-        })?;
+        let file: Arc<[u8]> = std::fs::read(&path)
+            .map_err(|source| {
+                load_err(LoaderError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            })?
+            .into();
         let image = ElfImage::parse(&file).map_err(load_err)?;
         let exe = std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(&path));
         let rootfs = match &self.rootfs {
@@ -261,6 +264,18 @@ impl LaunchConfig {
         image.load(&islands[ORIGIN], &file).map_err(load_err)?;
         for island in &islands[1..] {
             image.load_local(island, &file).map_err(load_err)?;
+        }
+        // Kept: a page of a segment the program drops (MADV_DONTNEED) is read from it again.
+        let exec = Arc::new(ExecImage::new(
+            Arc::clone(&file),
+            image
+                .segments
+                .iter()
+                .map(|s| (s.vaddr, s.memsz, s.offset, s.filesz))
+                .collect(),
+        ));
+        for island in &islands {
+            let _ = island.image.set(Arc::clone(&exec));
         }
         drop(file);
         phase("loaded");

@@ -5,6 +5,7 @@
 //! under the layout's write lock so no kernel access to user memory runs meanwhile. Which island
 //! decides a change and how it reaches the others is the origin's business (`origin.rs`).
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -71,8 +72,10 @@ fn map_locked(
     // The heap, data segments and anonymous mmaps are worth making resident up front; the main
     // stack (8 MiB, mostly untouched) is not.
     // Coherent memory is never prefaulted: its pages come through the protocol.
-    let populate = !matches!(kind, VmaKind::Stack | VmaKind::File(_) | VmaKind::Reserved)
-        && !island.config.no_prefault
+    let populate = !matches!(
+        kind,
+        VmaKind::Stack | VmaKind::File { .. } | VmaKind::Reserved
+    ) && !island.config.no_prefault
         && !island.dsm.coherent();
     let coherent = island.dsm.coherent() && !kind.is_local();
     let kind_for_thp = kind.clone();
@@ -270,7 +273,7 @@ pub fn sys_mmap(
         space.find_free(len, addr).map_err(vma_err)?
     };
     let kind = match &file {
-        Some(f) => VmaKind::File(files.path_of(f)),
+        Some(f) => VmaKind::file(files.path_of(f), start, off),
         // MAP_NORESERVE: the program expects to touch little of it; never prefault.
         None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,
@@ -332,60 +335,227 @@ pub fn sys_mprotect(island: &Island, addr: u64, len: u64, prot: u64) -> SysResul
     Ok(0)
 }
 
-pub fn sys_madvise(island: &Island, addr: u64, len: u64, advice: u64) -> SysResult {
-    if addr % PAGE_SIZE != 0 {
+/// MADV_* values Linux knows (`madvise_behavior_valid`).
+fn advice_known(advice: i32) -> bool {
+    matches!(advice, 0..=4 | 8..=25 | 100..=103)
+}
+
+/// Whether pages of this kind are backed by a file on Linux (a private file mapping: the
+/// executable's segments, a file mmap).
+fn file_backed(kind: &VmaKind) -> bool {
+    matches!(kind, VmaKind::Elf | VmaKind::ElfCode | VmaKind::File { .. })
+}
+
+/// madvise. As on Linux, the advice applies to the mapped parts of the range and a hole makes
+/// the answer ENOMEM; MADV_DONTNEED drops pages: anonymous ones read back as zeros, those of a
+/// private file mapping (the executable's segments, a file mmap) as the file's bytes again.
+pub fn sys_madvise(island: &Island, files: &Files, addr: u64, len: u64, advice: u64) -> SysResult {
+    let advice = advice as i32;
+    if !advice_known(advice) || addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
     let len = page_up(len).ok_or(Errno::EINVAL)?;
-    match advice as i32 {
-        libc::MADV_DONTNEED | libc::MADV_FREE => {
-            let mem = island.user.island_memory();
-            let space = island.user.layout();
-            if len == 0 {
-                return Ok(0);
-            }
-            if !space.fully_mapped(addr, addr.checked_add(len).ok_or(Errno::EINVAL)?) {
-                return Err(Errno::ENOMEM);
-            }
-            // Anonymous pages read back as zeros; file mappings (copies) keep their contents, as
-            // re-reading the unchanged read-only file would give the same bytes.
-            let ranges: Vec<(u64, u64)> = space
-                .vmas()
-                .filter(|v| {
-                    v.end > addr && v.start < addr + len && !matches!(v.kind, VmaKind::File(_))
-                })
-                .map(|v| (v.start.max(addr), v.end.min(addr + len)))
-                .collect();
-            drop(space);
-            for (s, e) in ranges {
-                if island.dsm.coherent() {
-                    // Fresh zero pages on every island: forget them and start over.
-                    drop_pages(island, s, e - s)?;
-                    make_coherent(island, s, e - s)?;
-                } else {
-                    mem.discard(s, e - s).map_err(host_err)?;
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    match advice {
+        // MADV_HWPOISON, MADV_SOFT_OFFLINE: CAP_SYS_ADMIN only.
+        100 | 101 => return Err(Errno::EPERM),
+        // MADV_GUARD_INSTALL/REMOVE (guard pages) are not served.
+        102 | 103 => return Err(Errno::EINVAL),
+        _ => {}
+    }
+    let space = island.user.layout_mut();
+    let hole = !space.fully_mapped(addr, end);
+    let parts: Vec<(u64, u64, Prot, VmaKind)> = space
+        .vmas()
+        .filter(|v| v.end > addr && v.start < end)
+        .map(|v| (v.start.max(addr), v.end.min(end), v.prot, v.kind.clone()))
+        .collect();
+    // Linux applies the advice VMA by VMA and stops at the first one it refuses.
+    let refused = parts
+        .iter()
+        .enumerate()
+        .find_map(|(i, (s, e, prot, kind))| {
+            let e = match advice {
+                libc::MADV_FREE if file_backed(kind) && !elf_bss(island, kind, *s, *e) => {
+                    Errno::EINVAL
                 }
-            }
-            Ok(0)
+                libc::MADV_REMOVE if file_backed(kind) => Errno::EACCES,
+                libc::MADV_REMOVE => Errno::EINVAL,
+                // MADV_WIPEONFORK: private anonymous memory only.
+                18 if file_backed(kind) => Errno::EINVAL,
+                // MADV_POPULATE_READ / MADV_POPULATE_WRITE: the access must be allowed.
+                22 if !prot.readable() => Errno::EINVAL,
+                23 if !prot.writable() => Errno::EINVAL,
+                _ => return None,
+            };
+            Some((i, e))
+        });
+    // With several islands, a change is pushed to the others only when the call succeeds: apply
+    // nothing unless all of it applies (as before).
+    if island.dsm.coherent() && (hole || refused.is_some()) {
+        return Err(refused.map_or(Errno::ENOMEM, |(_, e)| e));
+    }
+    let applied = refused.map_or(parts.len(), |(i, _)| i);
+    for (s, e, prot, kind) in &parts[..applied] {
+        // MADV_DONTNEED, MADV_DONTNEED_LOCKED; MADV_FREE frees lazily on Linux (the contents may
+        // go at any time): here at once.
+        if matches!(advice, libc::MADV_DONTNEED | 24 | libc::MADV_FREE) {
+            drop_range(island, files, *s, *e, *prot, kind)?;
         }
-        libc::MADV_NORMAL
-        | libc::MADV_RANDOM
-        | libc::MADV_SEQUENTIAL
-        | libc::MADV_WILLNEED
-        | libc::MADV_HUGEPAGE
-        | libc::MADV_NOHUGEPAGE
-        | libc::MADV_DONTDUMP
-        | libc::MADV_DODUMP
-        | libc::MADV_DONTFORK
-        | libc::MADV_DOFORK
-        | libc::MADV_MERGEABLE
-        | libc::MADV_UNMERGEABLE => Ok(0),
-        _ => Err(Errno::EINVAL),
+    }
+    if let Some((_, e)) = refused {
+        Err(e)
+    } else if hole {
+        Err(Errno::ENOMEM)
+    } else {
+        Ok(0)
     }
 }
 
+/// Whether `[s, e)` of an executable segment lies in its .bss beyond its file pages (anonymous
+/// memory on Linux).
+fn elf_bss(island: &Island, kind: &VmaKind, s: u64, e: u64) -> bool {
+    let (VmaKind::Elf | VmaKind::ElfCode) = kind else {
+        return false;
+    };
+    let Some(image) = island.image.get() else {
+        return false;
+    };
+    (s..e)
+        .step_by(PAGE_SIZE as usize)
+        .all(|page| image.file_offset(page).is_none())
+}
+
+/// MADV_DONTNEED of `[s, e)`, part of one VMA (the caller holds the layout's write lock).
+fn drop_range(
+    island: &Island,
+    files: &Files,
+    s: u64,
+    e: u64,
+    prot: Prot,
+    kind: &VmaKind,
+) -> Result<(), Errno> {
+    if island.dsm.coherent() && !kind.is_local() {
+        // Several islands: the pages are the protocol's. Anonymous ones (and, as before, the
+        // executable's writable segment) become fresh zero pages on every island (the origin
+        // pushes the change); a file mapping's copies keep their contents. Reading the file
+        // again would have to go through the protocol: not done yet.
+        if !matches!(kind, VmaKind::File { .. }) {
+            drop_pages(island, s, e - s)?;
+            make_coherent(island, s, e - s)?;
+        }
+        return Ok(());
+    }
+    let mem = island.user.island_memory();
+    mem.discard(s, e - s).map_err(host_err)?;
+    match kind {
+        VmaKind::Elf | VmaKind::ElfCode => {
+            if let Some(image) = island.image.get() {
+                refill(island, s, e, prot, |page, buf| image.page(page, buf))?;
+            }
+        }
+        VmaKind::File { path, delta } => {
+            // The file as it is now, as Linux would read it (a file gone since: zeros).
+            if let Ok(fd) = files.open_read_only(path) {
+                refill(island, s, e, prot, |page, buf| {
+                    buf.fill(0);
+                    let off = page.wrapping_add(*delta);
+                    if off > i64::MAX as u64 {
+                        return false;
+                    }
+                    // SAFETY: pread writes at most `buf.len()` bytes into `buf`.
+                    let n = unsafe {
+                        libc::pread(
+                            fd.as_raw_fd(),
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            off as i64,
+                        )
+                    };
+                    n > 0
+                })?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Writes the pages of `[s, e)` that `fill` gives contents to (it returns false for a zero
+/// page), into this island's memory. The host protection is lifted for the copy and put back.
+fn refill(
+    island: &Island,
+    s: u64,
+    e: u64,
+    prot: Prot,
+    mut fill: impl FnMut(u64, &mut [u8]) -> bool,
+) -> Result<(), Errno> {
+    let mem = island.user.island_memory();
+    let mut buf = vec![0u8; PAGE_SIZE as usize];
+    let mut opened = false;
+    let mut result = Ok(());
+    for page in (s..e).step_by(PAGE_SIZE as usize) {
+        if !fill(page, &mut buf) {
+            continue;
+        }
+        if !opened && host_prot(prot) != HostProt::ReadWrite {
+            mem.protect(s, e - s, HostProt::ReadWrite)
+                .map_err(host_err)?;
+            opened = true;
+        }
+        if vm_memory::Bytes::write_slice(mem.guest(), &buf, GuestAddress(page)).is_err() {
+            result = Err(Errno::EFAULT);
+            break;
+        }
+    }
+    if opened {
+        mem.protect(s, e - s, host_prot(prot)).map_err(host_err)?;
+    }
+    result
+}
+
+/// Writes into `[start, start+len)` (being mapped: writable on the host) what a private file
+/// mapping of kind `kind` holds there (nothing for other kinds; zeros past the file's end).
+fn fill_file_part(
+    files: &Files,
+    kind: &VmaKind,
+    start: u64,
+    len: u64,
+    g: &GuestMemoryMmap,
+) -> Result<(), Errno> {
+    let VmaKind::File { path, delta } = kind else {
+        return Ok(());
+    };
+    let Ok(fd) = files.open_read_only(path) else {
+        return Ok(());
+    };
+    let mut buf = vec![0u8; (len as usize).min(1 << 16)];
+    let mut done = 0u64;
+    while done < len {
+        let want = ((len - done) as usize).min(buf.len());
+        let off = (start + done).wrapping_add(*delta);
+        if off > i64::MAX as u64 {
+            break;
+        }
+        // SAFETY: pread writes at most `want` bytes into `buf`.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want, off as i64) };
+        if n <= 0 {
+            break;
+        }
+        vm_memory::Bytes::write_slice(g, &buf[..n as usize], GuestAddress(start + done))
+            .map_err(|_| Errno::EFAULT)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // mremap's five arguments, and who serves it
 pub fn sys_mremap(
     island: &Island,
+    files: &Files,
     old: u64,
     old_len: u64,
     new_len: u64,
@@ -425,6 +595,7 @@ pub fn sys_mremap(
         }
         let tail = old + old_len;
         if space.check_free(tail, new_len - old_len) {
+            // A file mapping grows into the file's next bytes.
             map_locked(
                 island,
                 &mut space,
@@ -432,7 +603,7 @@ pub fn sys_mremap(
                 new_len - old_len,
                 vma.prot,
                 vma.kind.clone(),
-                |_| Ok(()),
+                |g| fill_file_part(files, &vma.kind, tail, new_len - old_len, g),
             )?;
             return Ok(old);
         }
@@ -458,13 +629,15 @@ pub fn sys_mremap(
         mem.protect(old, old_len, HostProt::Read)
             .map_err(host_err)?;
     }
+    // The same bytes of the file at the new place.
+    let moved_kind = vma.kind.moved(old, target);
     let moved = map_locked(
         island,
         &mut space,
         target,
         new_len,
         vma.prot,
-        vma.kind.clone(),
+        moved_kind.clone(),
         |g| {
             let src = g
                 .get_host_address(GuestAddress(old))
@@ -481,7 +654,7 @@ pub fn sys_mremap(
             // readable, target writable by map_locked) and do not overlap (target is a free range or,
             // with MREMAP_FIXED, checked disjoint). No Rust reference aliases guest memory.
             unsafe { std::ptr::copy_nonoverlapping(src, dst, copy as usize) };
-            Ok(())
+            fill_file_part(files, &moved_kind, target + copy, new_len - copy, g)
         },
     );
     if let Err(e) = moved {
@@ -521,14 +694,14 @@ pub fn apply_call(island: &Island, files: &Files, call: MmCall) -> SysResult {
         } => sys_mmap(island, files, addr, len, prot, flags, fd, off),
         MmCall::Munmap { addr, len } => sys_munmap(island, addr, len),
         MmCall::Mprotect { addr, len, prot } => sys_mprotect(island, addr, len, prot),
-        MmCall::Madvise { addr, len, advice } => sys_madvise(island, addr, len, advice),
+        MmCall::Madvise { addr, len, advice } => sys_madvise(island, files, addr, len, advice),
         MmCall::Mremap {
             old,
             old_len,
             new_len,
             flags,
             new_addr,
-        } => sys_mremap(island, old, old_len, new_len, flags, new_addr),
+        } => sys_mremap(island, files, old, old_len, new_len, flags, new_addr),
     }
 }
 
@@ -587,7 +760,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                         !matches!(
                             op,
                             LayoutOp::Map {
-                                kind: VmaKind::File(_),
+                                kind: VmaKind::File { .. },
                                 ..
                             }
                         )
