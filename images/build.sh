@@ -24,9 +24,9 @@ build() {
 }
 
 ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
-     demo lockinc peterson falseshare pagewatch threadstart sigremote fig7 prodcons regress)
+     demo lockinc peterson falseshare pagewatch threadstart sigremote fig7 prodcons regress difftest)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
-          demo lockinc peterson falseshare pagewatch threadstart sigremote)
+          demo lockinc peterson falseshare pagewatch threadstart sigremote difftest)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm

@@ -98,7 +98,7 @@ pub fn native(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
 
 /// Runs `images/out/<prog>` natively the way popvmm runs it: with `images/out` as the root (a
 /// chroot), bind-mounted read-only, and as the working directory; the island's default environment
-/// plus `env`, stdin empty. The mount and the chroot live in a user and mount namespace of the
+/// plus `env`, stdin empty, and the island's descriptor limit (1024). The mount and the chroot live in a user and mount namespace of the
 /// child alone (`unshare(CLONE_NEWUSER | CLONE_NEWNS)`, as `unshare -r` does), so the test needs no
 /// privilege beyond unprivileged user namespaces, and the host's mounts never change.
 pub fn native_in_root(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -141,6 +141,12 @@ pub fn native_in_dir(root: &Path, exe: &str, args: &[&str], env: &[(&str, &str)]
         // prepared before the fork.
         // SAFETY: plain system calls on NUL-terminated strings and buffers that outlive them.
         unsafe {
+            // The island's descriptor limit (RLIMIT_NOFILE 1024, soft and hard).
+            let nofile = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            fail(libc::setrlimit(libc::RLIMIT_NOFILE, &nofile))?;
             fail(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
             for (path, data) in &files {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY);

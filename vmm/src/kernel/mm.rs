@@ -11,9 +11,11 @@ use std::sync::Arc;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::errno::{Errno, SysResult};
+use super::fs::IO_CHUNK;
 use super::fs::{Files, OpenFile};
 use super::island::Island;
 use super::messages::{LayoutOp, MmCall};
+use super::uaccess::USER_END;
 use super::vma::{AddressSpace, BrkChange, Prot, VmaError, VmaKind};
 use crate::memory::layout::{page_up, PAGE_SIZE};
 use crate::memory::{HostProt, IslandMemory};
@@ -236,32 +238,63 @@ pub fn sys_mmap(
 ) -> SysResult {
     let flags = flags as i32;
     let kind_flags = flags & libc::MAP_SHARED_VALIDATE;
-    if len == 0 || kind_flags == 0 || off % PAGE_SIZE != 0 || prot & !PROT_MASK != 0 {
+    // In Linux's order: the offset, the descriptor, the length, where it goes, the mapping type,
+    // then what the file allows.
+    if off % PAGE_SIZE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let anon = flags & libc::MAP_ANONYMOUS != 0;
+    let f = if anon {
+        None
+    } else {
+        let f = files.get(fd as i32)?;
+        if f.path_only() {
+            return Err(Errno::EBADF);
+        }
+        Some(f)
+    };
+    if len == 0 {
         return Err(Errno::EINVAL);
     }
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     let fixed = flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0;
-    if fixed && addr % PAGE_SIZE != 0 {
+    if fixed {
+        if len > USER_END || addr > USER_END - len {
+            return Err(Errno::ENOMEM);
+        }
+        if addr % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        // The island kernel's area is below the lowest address a program may map (Linux's
+        // mmap_min_addr answers EPERM), and an island's address space ends below Linux's.
+        if addr < crate::memory::layout::KERNEL_AREA_END {
+            return Err(Errno::EPERM);
+        }
+        if addr + len > crate::memory::layout::MMAP_TOP {
+            return Err(Errno::ENOMEM);
+        }
+    }
+    if kind_flags == 0 {
         return Err(Errno::EINVAL);
     }
-    let prot = Prot(prot as u32);
-    let anon = flags & libc::MAP_ANONYMOUS != 0;
+    // Bits beyond read, write and exec change nothing (Linux ignores them here).
+    let prot = Prot((prot & PROT_MASK) as u32);
     // File mappings are copies: the root file system is read-only, so a private or read-only
     // shared mapping of a file cannot observe any difference.
-    let file = if anon {
-        None
-    } else {
-        let f = files.table().get(fd as i32)?;
-        if !f.readable() {
-            return Err(Errno::EACCES);
+    let file = match f {
+        None => None,
+        Some(f) => {
+            if !f.readable() {
+                return Err(Errno::EACCES);
+            }
+            if kind_flags == libc::MAP_SHARED && prot.writable() {
+                return Err(Errno::EACCES);
+            }
+            if !f.mappable() {
+                return Err(Errno::ENODEV);
+            }
+            Some(f)
         }
-        if kind_flags == libc::MAP_SHARED && prot.writable() {
-            return Err(Errno::EACCES);
-        }
-        if !f.mappable() {
-            return Err(Errno::ENODEV);
-        }
-        Some(f)
     };
     let mut space = island.user.layout_mut();
     let start = if fixed {
@@ -294,7 +327,7 @@ fn copy_file(
     start: u64,
     g: &GuestMemoryMmap,
 ) -> Result<(), Errno> {
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; (len as usize).min(IO_CHUNK)];
     let mut done = 0u64;
     while done < len {
         let want = ((len - done) as usize).min(buf.len());
@@ -310,29 +343,85 @@ fn copy_file(
 }
 
 pub fn sys_munmap(island: &Island, addr: u64, len: u64) -> SysResult {
-    if addr % PAGE_SIZE != 0 || len == 0 {
+    if addr % PAGE_SIZE != 0 || len == 0 || addr > USER_END || len > USER_END - addr {
         return Err(Errno::EINVAL);
     }
     let mut space = island.user.layout_mut();
+    // (The island kernel's area holds no mapping of the program's: nothing to unmap there.)
     unmap_locked(island, &mut space, addr, len)?;
     Ok(0)
 }
 
+/// PROT_SEM: accepted by mprotect on x86, changes nothing.
+const PROT_SEM: u64 = 0x8;
+
+/// mprotect. As on Linux, the range must start in a mapping; the change applies up to the first
+/// hole, and a hole answers ENOMEM. (With several islands, a change is pushed to the others only
+/// when the call succeeds: there, nothing changes unless all of it does.)
 pub fn sys_mprotect(island: &Island, addr: u64, len: u64, prot: u64) -> SysResult {
-    let grow = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
-    if addr % PAGE_SIZE != 0 || prot & !(PROT_MASK | grow) != 0 {
+    let (down, up) = (libc::PROT_GROWSDOWN as u64, libc::PROT_GROWSUP as u64);
+    let grows = prot & (down | up);
+    let prot = prot & !(down | up);
+    if grows == down | up || addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
-    let len = page_up(len).ok_or(Errno::ENOMEM)?;
     if len == 0 {
         return Ok(0);
+    }
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    let mut end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    if prot & !(PROT_MASK | PROT_SEM) != 0 {
+        return Err(Errno::EINVAL);
     }
     let prot = Prot((prot & PROT_MASK) as u32);
     let mem = island.user.island_memory();
     let mut space = island.user.layout_mut();
-    space.protect(addr, len, prot).map_err(vma_err)?;
-    mem.protect(addr, len, host_prot(prot)).map_err(host_err)?;
-    Ok(0)
+    let first = space
+        .vmas()
+        .find(|v| v.end > addr && v.start < end)
+        .cloned()
+        .ok_or(Errno::ENOMEM)?;
+    let mut start = addr;
+    if grows == down {
+        // From the start of a stack that grows down.
+        if first.start >= end {
+            return Err(Errno::ENOMEM);
+        }
+        if first.kind != VmaKind::Stack {
+            return Err(Errno::EINVAL);
+        }
+        start = first.start;
+    } else {
+        if first.start > start {
+            return Err(Errno::ENOMEM);
+        }
+        if grows == up {
+            return Err(Errno::EINVAL);
+        }
+    }
+    // The mapped part from `start` on, up to the first hole.
+    let mut at = start;
+    while at < end {
+        match space.find(at) {
+            Some(v) => at = v.end,
+            None => break,
+        }
+    }
+    let hole = at < end;
+    if hole {
+        if island.dsm.coherent() {
+            return Err(Errno::ENOMEM);
+        }
+        end = at;
+    }
+    space.protect(start, end - start, prot).map_err(vma_err)?;
+    mem.protect(start, end - start, host_prot(prot))
+        .map_err(host_err)?;
+    if hole {
+        Err(Errno::ENOMEM)
+    } else {
+        Ok(0)
+    }
 }
 
 /// MADV_* values Linux knows (`madvise_behavior_valid`).
@@ -579,8 +668,17 @@ pub fn sys_mremap(
     let mem = island.user.island_memory();
     let mut space = island.user.layout_mut();
     let vma = space.find(old).cloned().ok_or(Errno::EFAULT)?;
+    // The old range must lie in one mapping: here, VMAs that follow each other with the same
+    // protection and contents (Linux would have merged them into one).
+    let mut covered = vma.end;
+    while covered - old < old_len {
+        match space.find(covered) {
+            Some(next) if next.prot == vma.prot && next.kind == vma.kind => covered = next.end,
+            _ => break,
+        }
+    }
     // Both ranges are bounded by the address space from here on, so the sums below cannot wrap.
-    if old_len > vma.end - old {
+    if old_len > covered - old {
         return Err(Errno::EFAULT);
     }
     if new_len > crate::memory::layout::STACK_TOP {
@@ -747,11 +845,19 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
             start: addr,
             len: pages(len),
         }],
-        MmCall::Mprotect { addr, len, prot } => vec![LayoutOp::Protect {
-            start: addr,
-            len: pages(len),
-            prot: Prot((prot & PROT_MASK) as u32),
-        }],
+        MmCall::Mprotect { addr, len, prot } => {
+            // PROT_GROWSDOWN changed the stack from its start.
+            let start = if prot & libc::PROT_GROWSDOWN as u64 != 0 {
+                space.find(addr).map_or(addr, |v| v.start)
+            } else {
+                addr
+            };
+            vec![LayoutOp::Protect {
+                start,
+                len: (addr + pages(len)).saturating_sub(start),
+                prot: Prot((prot & PROT_MASK) as u32),
+            }]
+        }
         MmCall::Madvise { addr, len, advice } => {
             if matches!(advice as i32, libc::MADV_DONTNEED | libc::MADV_FREE) {
                 map_of(addr, pages(len))

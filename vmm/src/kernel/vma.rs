@@ -345,10 +345,19 @@ impl AddressSpace {
     }
 
     /// Unmaps `[start, start+len)`; returns the ranges that were mapped there.
+    /// (The part of the range outside the program's address space, below KERNEL_AREA_END or
+    /// above STACK_TOP, holds no mapping: nothing to do there.)
     pub fn unmap(&mut self, start: u64, len: u64) -> Result<Vec<(u64, u64)>, VmaError> {
         let len = page_up(len).ok_or(VmaError::Invalid)?;
-        let end = valid_range(start, len)?;
-        Ok(self.remove_range(start, end))
+        let end = start.checked_add(len).ok_or(VmaError::Invalid)?;
+        if start % PAGE_SIZE != 0 || len == 0 {
+            return Err(VmaError::Invalid);
+        }
+        let (s, e) = (start.max(KERNEL_AREA_END), end.min(STACK_TOP));
+        if s >= e {
+            return Ok(Vec::new());
+        }
+        Ok(self.remove_range(s, e))
     }
 
     /// Changes the protection of `[start, start+len)`, which must be fully mapped.

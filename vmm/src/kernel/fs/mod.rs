@@ -208,7 +208,7 @@ impl OpenFile {
     }
 
     /// Opened with O_PATH: only a name, most calls answer EBADF.
-    fn is_path_only(&self) -> bool {
+    pub fn path_only(&self) -> bool {
         self.flags() & libc::O_PATH != 0
     }
 

@@ -246,6 +246,13 @@ fn open_for_write(p: &FileCx<'_>, base: &Base, path: &[u8], flags: i32) -> Resul
                 }
                 libc::S_IFSOCK => Err(Errno::ENXIO),
                 libc::S_IFCHR | libc::S_IFBLK => Err(Errno::EACCES),
+                // O_CREAT of a file that exists, to read it: nothing to write.
+                libc::S_IFREG
+                    if flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_TRUNC == 0 =>
+                {
+                    let keep = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+                    root.resolve(base, path, flags & keep | nofollow)
+                }
                 _ => Err(Errno::EROFS),
             }
         }
@@ -519,10 +526,6 @@ pub fn sys_renameat2(
     {
         return Err(Errno::EINVAL);
     }
-    if flags & RENAME_WHITEOUT != 0 {
-        // Needs CAP_MKNOD.
-        return Err(Errno::EPERM);
-    }
     let old = read_path(p.user, old)?;
     let old_last = parent(p, old_dirfd, &old)?;
     let new = read_path(p.user, new)?;
@@ -553,7 +556,7 @@ pub fn sys_chmod(p: &FileCx<'_>, dirfd: i32, path: u64, flags: u64) -> SysResult
 /// The open file of a descriptor for fchmod, fchown, ftruncate: EBADF for an O_PATH one.
 fn file_for_change(p: &FileCx<'_>, fd: i32) -> Result<Arc<OpenFile>, Errno> {
     let f = p.files.get(fd)?;
-    if f.is_path_only() {
+    if f.path_only() {
         return Err(Errno::EBADF);
     }
     Ok(f)

@@ -64,7 +64,8 @@ fn sys_futex(c: &mut Call<'_>) -> SysResult {
     } else {
         None
     };
-    if realtime && !matches!(cmd, libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET) {
+    // FUTEX_CLOCK_REALTIME goes with FUTEX_WAIT_BITSET only (and the PI waits, not served).
+    if realtime && cmd != libc::FUTEX_WAIT_BITSET {
         return Err(Errno::ENOSYS);
     }
     let call = match cmd {
