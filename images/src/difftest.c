@@ -980,6 +980,104 @@ static void section_futex(void) {
     note("word = %d", futex_word);
 }
 
+static void section_more(void) {
+    printf("## poll, fcntl flags, seeks, odd opens\n");
+    struct pollfd {
+        int fd;
+        short events, revents;
+    } pfd[3] = {{0, 1, 0}, {-1, 1, 0}, {999, 1, 0}};
+    long n = T("poll([stdin, -1, 999], 0 ms)", SYS_poll, pfd, 3, 0);
+    note("revents %d %d %d", pfd[0].revents, pfd[1].revents, pfd[2].revents);
+    T("poll(NULL, 1, 0)", SYS_poll, NULL, 1, 0);
+    T("poll(NULL, 0, 0)", SYS_poll, NULL, 0, 0);
+    T("poll(nfds 1025)", SYS_poll, pfd, 1025, 0);
+    struct timespec bad = {0, 1000000000}, zero = {0, 0};
+    T("ppoll(timeout nsec 1e9)", SYS_ppoll, pfd, 1, &bad, NULL, 8);
+    T("ppoll(timeout NULL+1)", SYS_ppoll, pfd, 1, (void *)1, NULL, 8);
+    T("ppoll(zero timeout)", SYS_ppoll, pfd, 1, &zero, NULL, 8);
+    unsigned long mask = 0;
+    T("ppoll(sigsetsize 4)", SYS_ppoll, pfd, 1, &zero, &mask, 4);
+    (void)n;
+    int fd = (int)S(SYS_open, "data/poem.txt", O_RDONLY);
+    T("fcntl(F_SETFL, O_APPEND|O_NONBLOCK)", SYS_fcntl, fd, F_SETFL, O_APPEND | O_NONBLOCK);
+    T("  fcntl(F_GETFL)", SYS_fcntl, fd, F_GETFL);
+    T("fcntl(F_SETFL, O_RDWR) (ignored)", SYS_fcntl, fd, F_SETFL, O_RDWR);
+    T("  fcntl(F_GETFL)", SYS_fcntl, fd, F_GETFL);
+    T("lseek(SEEK_DATA, 0)", SYS_lseek, fd, 0L, SEEK_DATA);
+    T("lseek(SEEK_HOLE, 0)", SYS_lseek, fd, 0L, SEEK_HOLE);
+    T("lseek(SEEK_DATA, 1000)", SYS_lseek, fd, 1000L, SEEK_DATA);
+    T("lseek(SEEK_END, -10)", SYS_lseek, fd, -10L, SEEK_END);
+    T("lseek(1<<62, SEEK_CUR)", SYS_lseek, fd, 1L << 62, SEEK_CUR);
+    T("lseek(1<<62, SEEK_CUR) again", SYS_lseek, fd, 1L << 62, SEEK_CUR);
+    close(fd);
+    T("open(data/poem.txt, O_PATH|O_DIRECTORY)", SYS_open, "data/poem.txt",
+      O_PATH | O_DIRECTORY);
+    T("open(data/tree/lx, O_PATH|O_DIRECTORY)", SYS_open, "data/tree/lx",
+      O_PATH | O_DIRECTORY);
+    T("open(data/tree/a, O_PATH|O_DIRECTORY|O_NOFOLLOW)", SYS_open, "data/tree/a",
+      O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    T("open(data/tree/a, O_DIRECTORY|O_NOFOLLOW)", SYS_open, "data/tree/a",
+      O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    struct stat st;
+    stat_line("fstat(1 (stdout))", S(SYS_fstat, 1, &st), &st);
+    static char sx[256];
+    long r = T("statx(data/tree/lx, AT_SYMLINK_NOFOLLOW)", SYS_statx, AT_FDCWD, "data/tree/lx",
+               AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, sx);
+    if (r == 0)
+        note("size %llu mode %06o", (unsigned long long)*(uint64_t *)(sx + 40),
+             *(uint16_t *)(sx + 28));
+    char buf[64];
+    T("getcwd(size 2, exactly \"/\")", SYS_getcwd, buf, 2);
+    int dir = (int)S(SYS_open, "data/tree", O_RDONLY | O_DIRECTORY);
+    T("pread(directory)", SYS_pread64, dir, buf, 10L, 0L);
+    static char d[4096];
+    long a = S(SYS_getdents64, dir, d, sizeof d);
+    T("lseek(directory, 0, SEEK_SET)", SYS_lseek, dir, 0L, SEEK_SET);
+    long b = S(SYS_getdents64, dir, d, sizeof d);
+    note("getdents64 after rewinding gives the same: %d", a == b && a > 0);
+    T("getdents64 at the end", SYS_getdents64, dir, d, sizeof d);
+    close(dir);
+
+    printf("## shared anonymous memory, file mappings\n");
+    long pg = 4096;
+    char *sh = (char *)S(SYS_mmap, NULL, 2 * pg, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset(sh, 's', 2 * pg);
+    T("madvise(MAP_SHARED anonymous, MADV_DONTNEED)", SYS_madvise, sh, pg, MADV_DONTNEED);
+    note("sh[0] after DONTNEED: %d", sh[0]);
+    T("madvise(MAP_SHARED anonymous, MADV_FREE)", SYS_madvise, sh, pg, MADV_FREE);
+    T("madvise(MAP_SHARED anonymous, MADV_REMOVE)", SYS_madvise, sh, pg, MADV_REMOVE);
+    note("sh[0] after REMOVE: %d", sh[0]);
+    munmap(sh, 2 * pg);
+    fd = (int)S(SYS_open, "data/big.txt", O_RDONLY);
+    char *m = (char *)S(SYS_mmap, NULL, 4 * pg, PROT_READ, MAP_PRIVATE, fd, pg);
+    if (m != MAP_FAILED) {
+        bytes("big.txt at 4096", m, 16);
+        T("mprotect(file mapping page 1, PROT_READ|PROT_WRITE)", SYS_mprotect, m + pg, pg,
+          PROT_READ | PROT_WRITE);
+        memcpy(m + pg, "DIRTY", 5);
+        char *m2 = (char *)show_addr("mremap(file mapping, shrink to 2 pages)",
+                                     S(SYS_mremap, m, 4 * pg, 2 * pg, 0), (long)m);
+        (void)m2;
+        T("  mprotect(page 3) (gone)", SYS_mprotect, m + 3 * pg, pg, PROT_READ);
+        T("madvise(pages 0-1, MADV_DONTNEED)", SYS_madvise, m, 2 * pg, MADV_DONTNEED);
+        bytes("page 1 again", m + pg, 16);
+        /* A place of our own to move it to (whatever the kernel maps around). */
+        char *hole = (char *)S(SYS_mmap, NULL, 2 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0);
+        S(SYS_munmap, hole, 2 * pg);
+        char *m3 = (char *)show_addr("mremap(page 1 to a hole, MAYMOVE|FIXED)",
+                                     S(SYS_mremap, m + pg, pg, pg,
+                                       MREMAP_MAYMOVE | MREMAP_FIXED, hole),
+                                     (long)hole);
+        if (m3 != MAP_FAILED) {
+            T("madvise(moved page, MADV_DONTNEED)", SYS_madvise, m3, pg, MADV_DONTNEED);
+            bytes("moved page", m3, 16);
+        }
+    }
+    close(fd);
+}
+
 int main(int argc, char **argv) {
     /* Writes below must fail on both sides: refuse to run on a writable root. */
     if (syscall(SYS_access, "/", W_OK) == 0 || errno != EROFS) {
@@ -1001,7 +1099,7 @@ int main(int argc, char **argv) {
         void (*run)(void);
     } sections[] = {{"paths", section_paths}, {"io", section_io},     {"names", section_names},
                     {"rofs", section_rofs},   {"fds", section_fds},   {"mm", section_mm},
-                    {"futex", section_futex}};
+                    {"futex", section_futex}, {"more", section_more}};
     int n = sizeof sections / sizeof sections[0];
     for (int i = 0; i < n; i++) {
         int wanted = argc < 2;

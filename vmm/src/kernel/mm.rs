@@ -308,6 +308,7 @@ pub fn sys_mmap(
     let kind = match &file {
         Some(f) => VmaKind::file(files.path_of(f), start, off),
         // MAP_NORESERVE: the program expects to touch little of it; never prefault.
+        None if kind_flags != libc::MAP_PRIVATE => VmaKind::Shared,
         None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,
     };
@@ -467,14 +468,16 @@ pub fn sys_madvise(island: &Island, files: &Files, addr: u64, len: u64, advice: 
         .iter()
         .enumerate()
         .find_map(|(i, (s, e, prot, kind))| {
+            let shared = *kind == VmaKind::Shared;
             let e = match advice {
                 libc::MADV_FREE if file_backed(kind) && !elf_bss(island, kind, *s, *e) => {
                     Errno::EINVAL
                 }
+                libc::MADV_FREE if shared => Errno::EINVAL,
                 libc::MADV_REMOVE if file_backed(kind) => Errno::EACCES,
-                libc::MADV_REMOVE => Errno::EINVAL,
+                libc::MADV_REMOVE if !shared => Errno::EINVAL,
                 // MADV_WIPEONFORK: private anonymous memory only.
-                18 if file_backed(kind) => Errno::EINVAL,
+                18 if file_backed(kind) || shared => Errno::EINVAL,
                 // MADV_POPULATE_READ / MADV_POPULATE_WRITE: the access must be allowed.
                 22 if !prot.readable() => Errno::EINVAL,
                 23 if !prot.writable() => Errno::EINVAL,
@@ -489,9 +492,15 @@ pub fn sys_madvise(island: &Island, files: &Files, addr: u64, len: u64, advice: 
     }
     let applied = refused.map_or(parts.len(), |(i, _)| i);
     for (s, e, prot, kind) in &parts[..applied] {
-        // MADV_DONTNEED, MADV_DONTNEED_LOCKED; MADV_FREE frees lazily on Linux (the contents may
-        // go at any time): here at once.
-        if matches!(advice, libc::MADV_DONTNEED | 24 | libc::MADV_FREE) {
+        // MADV_DONTNEED, MADV_DONTNEED_LOCKED (shared memory keeps its pages); MADV_FREE frees
+        // lazily on Linux (the contents may go at any time): here at once; MADV_REMOVE frees
+        // shared memory.
+        let drops = match advice {
+            libc::MADV_DONTNEED | 24 => *kind != VmaKind::Shared,
+            libc::MADV_FREE | libc::MADV_REMOVE => true,
+            _ => false,
+        };
+        if drops {
             drop_range(island, files, *s, *e, *prot, kind)?;
         }
     }
@@ -654,22 +663,49 @@ pub fn sys_mremap(
     let flags = flags as i32;
     let may_move = flags & libc::MREMAP_MAYMOVE != 0;
     let fixed = flags & libc::MREMAP_FIXED != 0;
-    if old % PAGE_SIZE != 0
-        || flags & !(libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) != 0
-        || (fixed && (!may_move || new_addr % PAGE_SIZE != 0))
+    // Linux's order: the flags, the old address, the lengths; then a move to a fixed place
+    // (mremap_to) or a shrink, which only unmaps the tail, or a grow.
+    if flags & !(libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) != 0
+        || (fixed && !may_move)
+        || old % PAGE_SIZE != 0
     {
         return Err(Errno::EINVAL);
     }
-    let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+    let mut old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
     let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
-    if new_len == 0 || old_len == 0 {
+    if new_len == 0 {
         return Err(Errno::EINVAL);
     }
     let mem = island.user.island_memory();
     let mut space = island.user.layout_mut();
+    if fixed {
+        if new_addr % PAGE_SIZE != 0
+            || new_len > USER_END
+            || new_addr > USER_END - new_len
+            || (old.saturating_add(old_len) > new_addr && new_addr + new_len > old)
+        {
+            return Err(Errno::EINVAL);
+        }
+        if new_addr < crate::memory::layout::KERNEL_AREA_END
+            || new_addr + new_len > crate::memory::layout::MMAP_TOP
+        {
+            return Err(Errno::ENOMEM);
+        }
+        // (What was at the new place goes when the moved pages are mapped there.)
+        if old_len > new_len {
+            unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
+            old_len = new_len;
+        }
+    } else if old_len >= new_len {
+        // Shrinking only unmaps the tail (whatever is there).
+        if old_len > new_len {
+            unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
+        }
+        return Ok(old);
+    }
+    // Linux's vma_to_resize: the old range must lie in one mapping; here, VMAs that follow each
+    // other with the same protection and contents (Linux would have merged them into one).
     let vma = space.find(old).cloned().ok_or(Errno::EFAULT)?;
-    // The old range must lie in one mapping: here, VMAs that follow each other with the same
-    // protection and contents (Linux would have merged them into one).
     let mut covered = vma.end;
     while covered - old < old_len {
         match space.find(covered) {
@@ -681,16 +717,14 @@ pub fn sys_mremap(
     if old_len > covered - old {
         return Err(Errno::EFAULT);
     }
+    if old_len == 0 {
+        // Linux duplicates a shared mapping for an old length of 0; not a private one.
+        return Err(Errno::EINVAL);
+    }
     if new_len > crate::memory::layout::STACK_TOP {
         return Err(Errno::ENOMEM);
     }
     if !fixed {
-        if new_len <= old_len {
-            if new_len < old_len {
-                unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
-            }
-            return Ok(old);
-        }
         let tail = old + old_len;
         if space.check_free(tail, new_len - old_len) {
             // A file mapping grows into the file's next bytes.
@@ -710,12 +744,6 @@ pub fn sys_mremap(
         }
     }
     let target = if fixed {
-        if new_addr.checked_add(new_len).is_none() {
-            return Err(Errno::EINVAL);
-        }
-        if new_addr < old + old_len && old < new_addr + new_len {
-            return Err(Errno::EINVAL);
-        }
         new_addr
     } else {
         space.find_free(new_len, 0).map_err(vma_err)?
@@ -859,17 +887,22 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
             }]
         }
         MmCall::Madvise { addr, len, advice } => {
-            if matches!(advice as i32, libc::MADV_DONTNEED | libc::MADV_FREE) {
+            // The pages dropped become fresh on every island (what sys_madvise dropped: never a
+            // file mapping's copies with several islands, nor shared memory but by MADV_REMOVE).
+            let advice = advice as i32;
+            if matches!(
+                advice,
+                libc::MADV_DONTNEED | 24 | libc::MADV_FREE | libc::MADV_REMOVE
+            ) {
                 map_of(addr, pages(len))
                     .into_iter()
-                    .filter(|op| {
-                        !matches!(
-                            op,
-                            LayoutOp::Map {
-                                kind: VmaKind::File { .. },
-                                ..
-                            }
-                        )
+                    .filter(|op| match op {
+                        LayoutOp::Map { kind, .. } => match kind {
+                            VmaKind::File { .. } => false,
+                            VmaKind::Shared => advice == libc::MADV_REMOVE,
+                            _ => true,
+                        },
+                        _ => true,
                     })
                     .collect()
             } else {

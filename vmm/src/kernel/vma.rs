@@ -41,6 +41,10 @@ pub enum VmaKind {
     Anon,
     /// Anonymous, mapped with MAP_NORESERVE.
     Reserved,
+    /// Anonymous and MAP_SHARED: without fork, private memory, except that Linux keeps its
+    /// pages through MADV_DONTNEED (they belong to a shared memory object) and frees them with
+    /// MADV_REMOVE.
+    Shared,
     /// A private copy of a file of the root (its guest path). Address `a` of it holds the file's
     /// bytes at offset `a + delta` (wrapping): `delta` is the same for every part of the
     /// mapping, so a VMA keeps it when it is split.

@@ -510,6 +510,7 @@ fn put_kind(w: &mut WireWriter<'_>, kind: &VmaKind) -> Result<(), WireError> {
         VmaKind::Stack => w.put_u8(3),
         VmaKind::Anon => w.put_u8(4),
         VmaKind::Reserved => w.put_u8(5),
+        VmaKind::Shared => w.put_u8(7),
         VmaKind::File { path, delta } => {
             w.put_u8(6)?;
             w.put_u64(*delta)?;
@@ -532,6 +533,7 @@ fn get_kind(r: &mut WireReader<'_>) -> Result<VmaKind, WireError> {
         3 => VmaKind::Stack,
         4 => VmaKind::Anon,
         5 => VmaKind::Reserved,
+        7 => VmaKind::Shared,
         6 => {
             let delta = r.get_u64()?;
             let n = r.get_u16()? as usize;

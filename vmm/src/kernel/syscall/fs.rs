@@ -329,5 +329,12 @@ fn ppoll(c: &FileCx<'_>, a: [u64; 6]) -> SysResult {
         }
         (sec.saturating_mul(1000) + nsec / 1_000_000).min(i32::MAX as i64) as i32
     };
+    // A signal mask must be a whole sigset_t (and readable).
+    if a[3] != 0 {
+        if a[4] != 8 {
+            return Err(Errno::EINVAL);
+        }
+        c.user.read_obj::<u64>(a[3])?;
+    }
     fs::sys_poll(c, a[0], a[1], timeout)
 }
