@@ -316,12 +316,14 @@ impl FdTable {
         Ok(i as i32)
     }
 
-    fn close(&mut self, fd: i32) -> Result<(), Errno> {
+    /// Takes descriptor `fd` out of the table; the caller drops it (closing the host descriptor
+    /// when it is the last reference) after letting go of the table.
+    fn close(&mut self, fd: i32) -> Result<Slot, Errno> {
         let slot = usize::try_from(fd)
             .ok()
             .and_then(|i| self.slots.get_mut(i))
             .ok_or(Errno::EBADF)?;
-        slot.take().map(|_| ()).ok_or(Errno::EBADF)
+        slot.take().ok_or(Errno::EBADF)
     }
 }
 
@@ -336,7 +338,9 @@ fn read_path(user: &UserMemory, addr: u64) -> Result<Vec<u8>, Errno> {
 
 pub fn sys_close(p: &FileCx<'_>, fd: i32) -> SysResult {
     // The file (and its host descriptor) goes when the last reference does, outside the lock.
-    p.files.table().close(fd).map(|_| 0)
+    let slot = p.files.table().close(fd)?;
+    drop(slot);
+    Ok(0)
 }
 
 pub fn sys_lseek(p: &FileCx<'_>, fd: i32, off: u64, whence: u64) -> SysResult {
