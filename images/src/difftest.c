@@ -7,7 +7,8 @@
  * line by line. So nothing here may depend on where memory is mapped, on pids, times or the
  * umask: addresses are printed as "ok" or as an offset from what the program chose, and only
  * stable fields of a stat are shown. Paths under /dev and /proc are left out (the native root has
- * none). Usage: difftest [SECTION...] (all sections by default). */
+ * none). Stdout must be a pipe, as in the test (a write from a partly mapped buffer answers as a
+ * pipe does). Usage: difftest [SECTION...] (all sections by default). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

@@ -2,8 +2,8 @@
 //! writev, getdents64.
 //!
 //! Data goes through a host buffer of at most [`IO_CHUNK`] bytes per call in flight, whatever the
-//! count: a call over a larger count loops (a regular file or terminal under the file's `io` lock,
-//! so that it moves the position as one call, as Linux's `f_pos_lock` makes it). A write or
+//! count: a call over a larger count loops (a regular file under the file's `io` lock, so that it
+//! moves the position as one call, as Linux's `f_pos_lock` makes it). A write or
 //! writev of at most `IO_CHUNK` bytes is one host write, so it is as atomic as Linux makes it (a
 //! pipe write of at most PIPE_BUF bytes never interleaves with another); larger ones to a pipe may
 //! interleave, as on Linux.
@@ -53,10 +53,12 @@ fn stream_of(f: &OpenFile) -> Stream {
     }
 }
 
-/// The `io` lock of `f` when a call must hold it across several host calls: not for a pipe,
-/// where a write may block for as long as nobody reads (and may interleave, as on Linux).
+/// The `io` lock of `f` when a call must hold it across several host calls: for a regular file
+/// (or a device), as Linux's `f_pos_lock`. Not for a pipe or terminal, where a call may block for
+/// as long as nobody writes or reads, and a thread waiting for the lock could not be interrupted
+/// by a signal: there a call over more than IO_CHUNK bytes may interleave with another's.
 fn io_lock(f: &OpenFile, stream: Stream) -> Option<MutexGuard<'_, ()>> {
-    (stream != Stream::Pipe).then(|| lock(&f.io))
+    (stream == Stream::File).then(|| lock(&f.io))
 }
 
 /// The accessible parts of a list of guest buffers, in order, up to the first fault, and the

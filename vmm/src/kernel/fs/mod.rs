@@ -169,8 +169,8 @@ pub struct OpenFile {
     host: HostFd,
     kind: FileKind,
     regular: bool,
-    /// Held across a read or write of a regular file or terminal done in several host calls, so
-    /// that it moves the file position as one, as Linux's `f_pos_lock` makes it.
+    /// Held across a read or write of a regular file done in several host calls (and a
+    /// getdents64), so that it moves the file position as one, as Linux's `f_pos_lock` makes it.
     io: Mutex<()>,
 }
 
