@@ -35,8 +35,18 @@ fn final_name(path: &[u8]) -> Option<&[u8]> {
     })
 }
 
-/// The device `path` names from `base`, if it is one popvmm serves (`/dev/null`...).
-fn device(p: &FileCx<'_>, base: &Base, path: &[u8]) -> Option<(&'static str, bool)> {
+/// The device `path` names from `base`, if it is one popvmm serves (`/dev/null`...). A device
+/// named with a trailing `/` is ENOTDIR.
+fn device(p: &FileCx<'_>, base: &Base, path: &[u8]) -> Result<Option<(&'static str, bool)>, Errno> {
+    let trimmed = &path[..path.len() - path.iter().rev().take_while(|&&b| b == b'/').count()];
+    if trimmed.len() < path.len() && !trimmed.is_empty() && device_named(p, base, trimmed).is_some()
+    {
+        return Err(Errno::ENOTDIR);
+    }
+    Ok(device_named(p, base, path))
+}
+
+fn device_named(p: &FileCx<'_>, base: &Base, path: &[u8]) -> Option<(&'static str, bool)> {
     let name = final_name(path)?;
     let &(_, dev, writable) = DEVICES.iter().find(|d| d.0.as_bytes() == name)?;
     let full = p.files.root.joined(base, path).ok()?;
@@ -110,7 +120,7 @@ fn lookup(
         }));
     }
     let base = p.files.base(dirfd, path)?;
-    if let Some((dev, _)) = device(p, &base, path) {
+    if let Some((dev, _)) = device(p, &base, path)? {
         return Ok(Target::Fd(
             open_device(dev, libc::O_PATH)?,
             FileKind::Device(dev),
@@ -157,7 +167,7 @@ pub fn sys_openat(p: &FileCx<'_>, dirfd: i32, path: u64, flags: u64) -> SysResul
     }
     let base = p.files.base(dirfd, &path)?;
     let cloexec = flags & libc::O_CLOEXEC != 0;
-    if let Some((dev, writable)) = device(p, &base, &path) {
+    if let Some((dev, writable)) = device(p, &base, &path)? {
         if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL {
             return Err(Errno::EEXIST);
         }

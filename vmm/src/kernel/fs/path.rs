@@ -94,7 +94,15 @@ impl Root {
     pub fn open(rootfs: &std::path::Path) -> std::io::Result<Root> {
         let dir = std::fs::File::open(rootfs)?;
         let fd = OwnedFd::from(dir);
-        let host = host_path(fd.as_raw_fd()).map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
+        // The host's own name for it (as /proc/self/fd gives its files' names), or, without
+        // /proc, its canonical path.
+        let host = match host_path(fd.as_raw_fd()) {
+            Ok(h) => h,
+            Err(_) => {
+                std::os::unix::ffi::OsStrExt::as_bytes(std::fs::canonicalize(rootfs)?.as_os_str())
+                    .to_vec()
+            }
+        };
         Ok(Root { fd, host })
     }
 
