@@ -26,9 +26,9 @@ build() {
 
 ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
      demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing fig7 prodcons
-     migratee sigfpu)
+     migratee sigfpu regress difftest)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
-          demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing)
+          demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing difftest)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm
@@ -143,8 +143,11 @@ build_with "$OUT/rust/migrate" "$OUT/lib/rust/libpopcorn.rlib" src/rust_migrate.
     --extern popcorn="$OUT"/lib/rust/libpopcorn.rlib
 
 # The root file system the "files" program reads (relative paths resolve against the rootfs).
+# data/tree holds symlinks (relative, absolute, a loop, a dangling one): cp -r copies them as links.
 rm -rf "$OUT/data"
 cp -r rootfs/data "$OUT/data"
+# A file of 2.6 MB whose every position differs from its neighbours' (regress readv).
+seq 1 400000 > "$OUT/data/big.txt"
 # A file that is not an ELF, for the loader's error path.
 printf 'not an elf\n' > "$OUT/not-elf"
 chmod +x "$OUT/not-elf" # executable, so that the loader's format check is what refuses it

@@ -96,6 +96,107 @@ pub fn native(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.output().expect("run natively").into()
 }
 
+/// Runs `images/out/<prog>` natively the way popvmm runs it: with `images/out` as the root (a
+/// chroot), bind-mounted read-only, and as the working directory; the island's default environment
+/// plus `env`, stdin empty, and the island's descriptor limit (1024). The mount and the chroot live in a user and mount namespace of the
+/// child alone (`unshare(CLONE_NEWUSER | CLONE_NEWNS)`, as `unshare -r` does), so the test needs no
+/// privilege beyond unprivileged user namespaces, and the host's mounts never change.
+pub fn native_in_root(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    native_in_dir(&images(), &format!("/{prog}"), args, env)
+}
+
+/// Runs `exe` (a path inside `root`) natively with `root` as its read-only root and working
+/// directory (see [`native_in_root`]).
+pub fn native_in_dir(root: &Path, exe: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let cstr = |b: &[u8]| CString::new(b).expect("no NUL in paths");
+    let root_c = cstr(root.as_os_str().as_bytes());
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let uid_map = format!("0 {uid} 1\n");
+    let gid_map = format!("0 {gid} 1\n");
+    let files = [
+        (cstr(b"/proc/self/setgroups"), b"deny\n".to_vec()),
+        (cstr(b"/proc/self/uid_map"), uid_map.into_bytes()),
+        (cstr(b"/proc/self/gid_map"), gid_map.into_bytes()),
+    ];
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .current_dir(root)
+        .env_clear()
+        .envs(DEFAULT_ENV.iter().copied())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    let setup = move || -> std::io::Result<()> {
+        let fail = |r: libc::c_int| {
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        // Only async-signal-safe calls from here on (this runs between fork and exec), on data
+        // prepared before the fork.
+        // SAFETY: plain system calls on NUL-terminated strings and buffers that outlive them.
+        unsafe {
+            // The island's descriptor limit (RLIMIT_NOFILE 1024, soft and hard).
+            let nofile = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            fail(libc::setrlimit(libc::RLIMIT_NOFILE, &nofile))?;
+            fail(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
+            for (path, data) in &files {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                fail(fd)?;
+                let n = libc::write(fd, data.as_ptr().cast(), data.len());
+                libc::close(fd);
+                if n != data.len() as isize {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let none = std::ptr::null::<libc::c_char>();
+            fail(libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            fail(libc::mount(
+                root_c.as_ptr(),
+                root_c.as_ptr(),
+                none,
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            fail(libc::mount(
+                none,
+                root_c.as_ptr(),
+                none,
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                std::ptr::null(),
+            ))?;
+            fail(libc::chroot(root_c.as_ptr()))?;
+            fail(libc::chdir(c"/".as_ptr()))?;
+        }
+        Ok(())
+    };
+    // SAFETY: `setup` only makes async-signal-safe system calls (see above).
+    unsafe { cmd.pre_exec(setup) };
+    cmd.output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {exe} natively in a read-only root {}: {e} (the tests need unprivileged \
+                 user namespaces)",
+                root.display()
+            )
+        })
+        .into()
+}
+
 /// Runs the same program on an island with `--rootfs images/out`.
 pub fn island(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     island_with(prog, args, env, &[])
@@ -110,17 +211,28 @@ pub fn island_with(prog: &str, args: &[&str], env: &[(&str, &str)], extra: &[&st
 /// `popvmm launch --rootfs images/out [--env K=V...] [extra...] -- images/out/<prog> args`, run
 /// from images/out.
 fn launch_command(prog: &str, args: &[&str], env: &[(&str, &str)], extra: &[&str]) -> Command {
-    let out = images();
+    launch_in(&images(), prog, args, env, extra)
+}
+
+/// `popvmm launch --rootfs ROOTFS [--env K=V...] [extra...] -- images/out/<prog> args`, run from
+/// `rootfs`.
+pub fn launch_in(
+    rootfs: &Path,
+    prog: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(popvmm());
-    cmd.arg("launch").arg("--rootfs").arg(&out);
+    cmd.arg("launch").arg("--rootfs").arg(rootfs);
     for (k, v) in env {
         cmd.arg("--env").arg(format!("{k}={v}"));
     }
     cmd.args(extra)
         .arg("--")
-        .arg(out.join(prog))
+        .arg(images().join(prog))
         .args(args)
-        .current_dir(&out);
+        .current_dir(rootfs);
     cmd
 }
 
@@ -173,6 +285,25 @@ pub fn compare(prog: &str, args: &[&str], env: &[(&str, &str)]) {
     let n = native(prog, args, env);
     let i = island(prog, args, env);
     assert_same(&format!("{prog} {args:?}"), &n, &i);
+}
+
+/// Runs natively in the read-only root ([`native_in_root`]) and on an island, and compares.
+pub fn compare_in_root(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let n = native_in_root(prog, args, env);
+    let i = island(prog, args, env);
+    assert_same(&format!("{prog} {args:?}"), &n, &i);
+    i
+}
+
+/// The answer printed for call `what` on a line `what   = answer` (the regress and difftest
+/// programs' format).
+pub fn answer<'a>(out: &'a str, what: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| {
+            let (call, value) = l.split_once(" = ")?;
+            (call.trim_end() == what).then_some(value.trim())
+        })
+        .unwrap_or_else(|| panic!("no line for {what:?} in:\n{out}"))
 }
 
 // ---------------------------------------------------------------------------------------------

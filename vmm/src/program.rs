@@ -32,6 +32,7 @@ use crate::kernel::fs::Files;
 use crate::kernel::island::PopcornAbi;
 use crate::kernel::link::{IslandFabric, Link};
 use crate::kernel::messages::{IslandMessage, ThreadImage, ThreadOp};
+use crate::kernel::vma::ExecImage;
 use crate::kernel::{
     service_loop, vcpu_loop, ExitStatus, Island, IslandParts, KernelConfig, Member, Origin,
     Placement, Services, ThreadState, ORIGIN,
@@ -206,7 +207,7 @@ impl LaunchConfig {
         }
         let path = self.argv.first().ok_or(LaunchError::NoProgram)?.clone();
         let load_err = |e| LaunchError::Load(path.clone(), e);
-        let file = read_executable(&path).map_err(load_err)?;
+        let file: Arc<[u8]> = read_executable(&path).map_err(load_err)?.into();
         let image = ElfImage::parse(&file).map_err(load_err)?;
         let exe = std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(&path));
         let rootfs = match &self.rootfs {
@@ -330,6 +331,18 @@ impl LaunchConfig {
         image.load(&islands[ORIGIN], &file).map_err(load_err)?;
         for island in &islands[1..] {
             image.load_local(island, &file).map_err(load_err)?;
+        }
+        // Kept: a page of a segment the program drops (MADV_DONTNEED) is read from it again.
+        let exec = Arc::new(ExecImage::new(
+            Arc::clone(&file),
+            image
+                .segments
+                .iter()
+                .map(|s| (s.vaddr, s.memsz, s.offset, s.filesz))
+                .collect(),
+        ));
+        for island in &islands {
+            let _ = island.image.set(Arc::clone(&exec));
         }
         drop(file);
         phase("loaded");

@@ -10,7 +10,6 @@ macro_rules! errnos {
 errnos!(
     EPERM,
     ENOENT,
-    EBUSY,
     ESRCH,
     EINTR,
     EIO,
@@ -37,7 +36,10 @@ errnos!(
     EXDEV,
     ECHILD,
     ENODEV,
-    EPIPE
+    EPIPE,
+    ENXIO,
+    ENOTEMPTY,
+    EBUSY
 );
 
 impl Errno {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use vmm_sys_util::eventfd::EventFd;
@@ -20,6 +20,7 @@ use super::messages::{IslandId, ThreadImage, ThreadOp};
 use super::services::Services;
 use super::thread::{ThreadState, ThreadStatus};
 use super::uaccess::UserMemory;
+use super::vma::ExecImage;
 use crate::dsm::DsmPort;
 use crate::kvm::{IslandVm, KvmError, Vcpu};
 use crate::sync::lock;
@@ -120,6 +121,8 @@ pub struct Island {
     /// Nanoseconds from `started` to the first entry into the guest (0: not yet).
     pub first_entry_ns: AtomicU64,
     logged_unknown: Mutex<HashSet<u64>>,
+    /// The executable as loaded (what a dropped page of its segments holds again).
+    pub image: OnceLock<Arc<ExecImage>>,
 }
 
 impl Island {
@@ -161,6 +164,7 @@ impl Island {
             started,
             first_entry_ns: AtomicU64::new(0),
             logged_unknown: Mutex::new(HashSet::new()),
+            image: OnceLock::new(),
         }))
     }
 

@@ -5,14 +5,17 @@
 //! under the layout's write lock so no kernel access to user memory runs meanwhile. Which island
 //! decides a change and how it reaches the others is the origin's business (`origin.rs`).
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::errno::{Errno, SysResult};
+use super::fs::IO_CHUNK;
 use super::fs::{Files, OpenFile};
 use super::island::Island;
 use super::messages::{LayoutOp, MmCall};
+use super::uaccess::USER_END;
 use super::vma::{AddressSpace, BrkChange, Prot, VmaError, VmaKind};
 use crate::memory::layout::{page_up, PAGE_SIZE};
 use crate::memory::{HostProt, IslandMemory};
@@ -71,8 +74,10 @@ fn map_locked(
     // The heap, data segments and anonymous mmaps are worth making resident up front; the main
     // stack (8 MiB, mostly untouched) is not.
     // Coherent memory is never prefaulted: its pages come through the protocol.
-    let populate = !matches!(kind, VmaKind::Stack | VmaKind::File(_) | VmaKind::Reserved)
-        && !island.config.no_prefault
+    let populate = !matches!(
+        kind,
+        VmaKind::Stack | VmaKind::File { .. } | VmaKind::Reserved
+    ) && !island.config.no_prefault
         && !island.dsm.coherent();
     let coherent = island.dsm.coherent() && !kind.is_local();
     let kind_for_thp = kind.clone();
@@ -233,32 +238,63 @@ pub fn sys_mmap(
 ) -> SysResult {
     let flags = flags as i32;
     let kind_flags = flags & libc::MAP_SHARED_VALIDATE;
-    if len == 0 || kind_flags == 0 || off % PAGE_SIZE != 0 || prot & !PROT_MASK != 0 {
+    // In Linux's order: the offset, the descriptor, the length, where it goes, the mapping type,
+    // then what the file allows.
+    if off % PAGE_SIZE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let anon = flags & libc::MAP_ANONYMOUS != 0;
+    let f = if anon {
+        None
+    } else {
+        let f = files.get(fd as i32)?;
+        if f.path_only() {
+            return Err(Errno::EBADF);
+        }
+        Some(f)
+    };
+    if len == 0 {
         return Err(Errno::EINVAL);
     }
     let len = page_up(len).ok_or(Errno::ENOMEM)?;
     let fixed = flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) != 0;
-    if fixed && addr % PAGE_SIZE != 0 {
+    if fixed {
+        if len > USER_END || addr > USER_END - len {
+            return Err(Errno::ENOMEM);
+        }
+        if addr % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        // The island kernel's area is below the lowest address a program may map (Linux's
+        // mmap_min_addr answers EPERM), and an island's address space ends below Linux's.
+        if addr < crate::memory::layout::KERNEL_AREA_END {
+            return Err(Errno::EPERM);
+        }
+        if addr + len > crate::memory::layout::MMAP_TOP {
+            return Err(Errno::ENOMEM);
+        }
+    }
+    if kind_flags == 0 {
         return Err(Errno::EINVAL);
     }
-    let prot = Prot(prot as u32);
-    let anon = flags & libc::MAP_ANONYMOUS != 0;
+    // Bits beyond read, write and exec change nothing (Linux ignores them here).
+    let prot = Prot((prot & PROT_MASK) as u32);
     // File mappings are copies: the root file system is read-only, so a private or read-only
     // shared mapping of a file cannot observe any difference.
-    let file = if anon {
-        None
-    } else {
-        let f = files.table().get(fd as i32)?;
-        if !f.readable() {
-            return Err(Errno::EACCES);
+    let file = match f {
+        None => None,
+        Some(f) => {
+            if !f.readable() {
+                return Err(Errno::EACCES);
+            }
+            if kind_flags == libc::MAP_SHARED && prot.writable() {
+                return Err(Errno::EACCES);
+            }
+            if !f.mappable() {
+                return Err(Errno::ENODEV);
+            }
+            Some(f)
         }
-        if kind_flags == libc::MAP_SHARED && prot.writable() {
-            return Err(Errno::EACCES);
-        }
-        if !f.mappable() {
-            return Err(Errno::ENODEV);
-        }
-        Some(f)
     };
     let mut space = island.user.layout_mut();
     let start = if fixed {
@@ -270,8 +306,9 @@ pub fn sys_mmap(
         space.find_free(len, addr).map_err(vma_err)?
     };
     let kind = match &file {
-        Some(f) => VmaKind::File(f.path().to_string()),
+        Some(f) => VmaKind::file(files.path_of(f), start, off),
         // MAP_NORESERVE: the program expects to touch little of it; never prefault.
+        None if kind_flags != libc::MAP_PRIVATE => VmaKind::Shared,
         None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,
     };
@@ -291,7 +328,7 @@ fn copy_file(
     start: u64,
     g: &GuestMemoryMmap,
 ) -> Result<(), Errno> {
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; (len as usize).min(IO_CHUNK)];
     let mut done = 0u64;
     while done < len {
         let want = ((len - done) as usize).min(buf.len());
@@ -307,85 +344,316 @@ fn copy_file(
 }
 
 pub fn sys_munmap(island: &Island, addr: u64, len: u64) -> SysResult {
-    if addr % PAGE_SIZE != 0 || len == 0 {
+    if addr % PAGE_SIZE != 0 || len == 0 || addr > USER_END || len > USER_END - addr {
         return Err(Errno::EINVAL);
     }
     let mut space = island.user.layout_mut();
+    // (The island kernel's area holds no mapping of the program's: nothing to unmap there.)
     unmap_locked(island, &mut space, addr, len)?;
     Ok(0)
 }
 
+/// PROT_SEM: accepted by mprotect on x86, changes nothing.
+const PROT_SEM: u64 = 0x8;
+
+/// mprotect. As on Linux, the range must start in a mapping; the change applies up to the first
+/// hole, and a hole answers ENOMEM. (With several islands, a change is pushed to the others only
+/// when the call succeeds: there, nothing changes unless all of it does.)
 pub fn sys_mprotect(island: &Island, addr: u64, len: u64, prot: u64) -> SysResult {
-    let grow = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
-    if addr % PAGE_SIZE != 0 || prot & !(PROT_MASK | grow) != 0 {
+    let (down, up) = (libc::PROT_GROWSDOWN as u64, libc::PROT_GROWSUP as u64);
+    let grows = prot & (down | up);
+    let prot = prot & !(down | up);
+    if grows == down | up || addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
-    let len = page_up(len).ok_or(Errno::ENOMEM)?;
     if len == 0 {
         return Ok(0);
+    }
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    let mut end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    if prot & !(PROT_MASK | PROT_SEM) != 0 {
+        return Err(Errno::EINVAL);
     }
     let prot = Prot((prot & PROT_MASK) as u32);
     let mem = island.user.island_memory();
     let mut space = island.user.layout_mut();
-    space.protect(addr, len, prot).map_err(vma_err)?;
-    mem.protect(addr, len, host_prot(prot)).map_err(host_err)?;
-    Ok(0)
+    let first = space
+        .vmas()
+        .find(|v| v.end > addr && v.start < end)
+        .cloned()
+        .ok_or(Errno::ENOMEM)?;
+    let mut start = addr;
+    if grows == down {
+        // From the start of a stack that grows down.
+        if first.start >= end {
+            return Err(Errno::ENOMEM);
+        }
+        if first.kind != VmaKind::Stack {
+            return Err(Errno::EINVAL);
+        }
+        start = first.start;
+    } else {
+        if first.start > start {
+            return Err(Errno::ENOMEM);
+        }
+        if grows == up {
+            return Err(Errno::EINVAL);
+        }
+    }
+    // The mapped part from `start` on, up to the first hole.
+    let mut at = start;
+    while at < end {
+        match space.find(at) {
+            Some(v) => at = v.end,
+            None => break,
+        }
+    }
+    let hole = at < end;
+    if hole {
+        if island.dsm.coherent() {
+            return Err(Errno::ENOMEM);
+        }
+        end = at;
+    }
+    space.protect(start, end - start, prot).map_err(vma_err)?;
+    mem.protect(start, end - start, host_prot(prot))
+        .map_err(host_err)?;
+    if hole {
+        Err(Errno::ENOMEM)
+    } else {
+        Ok(0)
+    }
 }
 
-pub fn sys_madvise(island: &Island, addr: u64, len: u64, advice: u64) -> SysResult {
-    if addr % PAGE_SIZE != 0 {
+/// MADV_* values Linux knows (`madvise_behavior_valid`).
+fn advice_known(advice: i32) -> bool {
+    matches!(advice, 0..=4 | 8..=25 | 100..=103)
+}
+
+/// Whether pages of this kind are backed by a file on Linux (a private file mapping: the
+/// executable's segments, a file mmap).
+fn file_backed(kind: &VmaKind) -> bool {
+    matches!(kind, VmaKind::Elf | VmaKind::ElfCode | VmaKind::File { .. })
+}
+
+/// madvise. As on Linux, the advice applies to the mapped parts of the range and a hole makes
+/// the answer ENOMEM; MADV_DONTNEED drops pages: anonymous ones read back as zeros, those of a
+/// private file mapping (the executable's segments, a file mmap) as the file's bytes again.
+pub fn sys_madvise(island: &Island, files: &Files, addr: u64, len: u64, advice: u64) -> SysResult {
+    let advice = advice as i32;
+    if !advice_known(advice) || addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
     let len = page_up(len).ok_or(Errno::EINVAL)?;
-    match advice as i32 {
-        libc::MADV_DONTNEED | libc::MADV_FREE => {
-            let mem = island.user.island_memory();
-            let space = island.user.layout();
-            if len == 0 {
-                return Ok(0);
-            }
-            if !space.fully_mapped(addr, addr.checked_add(len).ok_or(Errno::EINVAL)?) {
-                return Err(Errno::ENOMEM);
-            }
-            // Anonymous pages read back as zeros; file mappings (copies) keep their contents, as
-            // re-reading the unchanged read-only file would give the same bytes.
-            let ranges: Vec<(u64, u64)> = space
-                .vmas()
-                .filter(|v| {
-                    v.end > addr && v.start < addr + len && !matches!(v.kind, VmaKind::File(_))
-                })
-                .map(|v| (v.start.max(addr), v.end.min(addr + len)))
-                .collect();
-            drop(space);
-            for (s, e) in ranges {
-                if island.dsm.coherent() {
-                    // Fresh zero pages on every island: forget them and start over.
-                    drop_pages(island, s, e - s)?;
-                    make_coherent(island, s, e - s)?;
-                } else {
-                    mem.discard(s, e - s).map_err(host_err)?;
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    match advice {
+        // MADV_HWPOISON, MADV_SOFT_OFFLINE: CAP_SYS_ADMIN only.
+        100 | 101 => return Err(Errno::EPERM),
+        // MADV_GUARD_INSTALL/REMOVE (guard pages) are not served.
+        102 | 103 => return Err(Errno::EINVAL),
+        _ => {}
+    }
+    let space = island.user.layout_mut();
+    let hole = !space.fully_mapped(addr, end);
+    let parts: Vec<(u64, u64, Prot, VmaKind)> = space
+        .vmas()
+        .filter(|v| v.end > addr && v.start < end)
+        .map(|v| (v.start.max(addr), v.end.min(end), v.prot, v.kind.clone()))
+        .collect();
+    // Linux applies the advice VMA by VMA and stops at the first one it refuses.
+    let refused = parts
+        .iter()
+        .enumerate()
+        .find_map(|(i, (s, e, prot, kind))| {
+            let shared = *kind == VmaKind::Shared;
+            let e = match advice {
+                libc::MADV_FREE if file_backed(kind) && !elf_bss(island, kind, *s, *e) => {
+                    Errno::EINVAL
                 }
-            }
-            Ok(0)
+                libc::MADV_FREE if shared => Errno::EINVAL,
+                libc::MADV_REMOVE if file_backed(kind) => Errno::EACCES,
+                libc::MADV_REMOVE if !shared => Errno::EINVAL,
+                // MADV_WIPEONFORK: private anonymous memory only.
+                18 if file_backed(kind) || shared => Errno::EINVAL,
+                // MADV_POPULATE_READ / MADV_POPULATE_WRITE: the access must be allowed.
+                22 if !prot.readable() => Errno::EINVAL,
+                23 if !prot.writable() => Errno::EINVAL,
+                _ => return None,
+            };
+            Some((i, e))
+        });
+    // With several islands, a change is pushed to the others only when the call succeeds: apply
+    // nothing unless all of it applies (as before).
+    if island.dsm.coherent() && (hole || refused.is_some()) {
+        return Err(refused.map_or(Errno::ENOMEM, |(_, e)| e));
+    }
+    let applied = refused.map_or(parts.len(), |(i, _)| i);
+    for (s, e, prot, kind) in &parts[..applied] {
+        // MADV_DONTNEED, MADV_DONTNEED_LOCKED (shared memory keeps its pages); MADV_FREE frees
+        // lazily on Linux (the contents may go at any time): here at once; MADV_REMOVE frees
+        // shared memory.
+        let drops = match advice {
+            libc::MADV_DONTNEED | 24 => *kind != VmaKind::Shared,
+            libc::MADV_FREE | libc::MADV_REMOVE => true,
+            _ => false,
+        };
+        if drops {
+            drop_range(island, files, *s, *e, *prot, kind)?;
         }
-        libc::MADV_NORMAL
-        | libc::MADV_RANDOM
-        | libc::MADV_SEQUENTIAL
-        | libc::MADV_WILLNEED
-        | libc::MADV_HUGEPAGE
-        | libc::MADV_NOHUGEPAGE
-        | libc::MADV_DONTDUMP
-        | libc::MADV_DODUMP
-        | libc::MADV_DONTFORK
-        | libc::MADV_DOFORK
-        | libc::MADV_MERGEABLE
-        | libc::MADV_UNMERGEABLE => Ok(0),
-        _ => Err(Errno::EINVAL),
+    }
+    if let Some((_, e)) = refused {
+        Err(e)
+    } else if hole {
+        Err(Errno::ENOMEM)
+    } else {
+        Ok(0)
     }
 }
 
+/// Whether `[s, e)` of an executable segment lies in its .bss beyond its file pages (anonymous
+/// memory on Linux).
+fn elf_bss(island: &Island, kind: &VmaKind, s: u64, e: u64) -> bool {
+    let (VmaKind::Elf | VmaKind::ElfCode) = kind else {
+        return false;
+    };
+    let Some(image) = island.image.get() else {
+        return false;
+    };
+    (s..e)
+        .step_by(PAGE_SIZE as usize)
+        .all(|page| image.file_offset(page).is_none())
+}
+
+/// MADV_DONTNEED of `[s, e)`, part of one VMA (the caller holds the layout's write lock).
+fn drop_range(
+    island: &Island,
+    files: &Files,
+    s: u64,
+    e: u64,
+    prot: Prot,
+    kind: &VmaKind,
+) -> Result<(), Errno> {
+    if island.dsm.coherent() && !kind.is_local() {
+        // Several islands: the pages are the protocol's. Anonymous ones (and, as before, the
+        // executable's writable segment) become fresh zero pages on every island (the origin
+        // pushes the change); a file mapping's copies keep their contents. Reading the file
+        // again would have to go through the protocol: not done yet.
+        if !matches!(kind, VmaKind::File { .. }) {
+            drop_pages(island, s, e - s)?;
+            make_coherent(island, s, e - s)?;
+        }
+        return Ok(());
+    }
+    let mem = island.user.island_memory();
+    mem.discard(s, e - s).map_err(host_err)?;
+    match kind {
+        VmaKind::Elf | VmaKind::ElfCode => {
+            if let Some(image) = island.image.get() {
+                refill(island, s, e, prot, |page, buf| image.page(page, buf))?;
+            }
+        }
+        VmaKind::File { path, delta } => {
+            // The file as it is now, as Linux would read it (a file gone since: zeros).
+            if let Ok(fd) = files.open_read_only(path) {
+                refill(island, s, e, prot, |page, buf| {
+                    buf.fill(0);
+                    let off = page.wrapping_add(*delta);
+                    if off > i64::MAX as u64 {
+                        return false;
+                    }
+                    // SAFETY: pread writes at most `buf.len()` bytes into `buf`.
+                    let n = unsafe {
+                        libc::pread(
+                            fd.as_raw_fd(),
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            off as i64,
+                        )
+                    };
+                    n > 0
+                })?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Writes the pages of `[s, e)` that `fill` gives contents to (it returns false for a zero
+/// page), into this island's memory. The host protection is lifted for the copy and put back.
+fn refill(
+    island: &Island,
+    s: u64,
+    e: u64,
+    prot: Prot,
+    mut fill: impl FnMut(u64, &mut [u8]) -> bool,
+) -> Result<(), Errno> {
+    let mem = island.user.island_memory();
+    let mut buf = vec![0u8; PAGE_SIZE as usize];
+    let mut opened = false;
+    let mut result = Ok(());
+    for page in (s..e).step_by(PAGE_SIZE as usize) {
+        if !fill(page, &mut buf) {
+            continue;
+        }
+        if !opened && host_prot(prot) != HostProt::ReadWrite {
+            mem.protect(s, e - s, HostProt::ReadWrite)
+                .map_err(host_err)?;
+            opened = true;
+        }
+        if vm_memory::Bytes::write_slice(mem.guest(), &buf, GuestAddress(page)).is_err() {
+            result = Err(Errno::EFAULT);
+            break;
+        }
+    }
+    if opened {
+        mem.protect(s, e - s, host_prot(prot)).map_err(host_err)?;
+    }
+    result
+}
+
+/// Writes into `[start, start+len)` (being mapped: writable on the host) what a private file
+/// mapping of kind `kind` holds there (nothing for other kinds; zeros past the file's end).
+fn fill_file_part(
+    files: &Files,
+    kind: &VmaKind,
+    start: u64,
+    len: u64,
+    g: &GuestMemoryMmap,
+) -> Result<(), Errno> {
+    let VmaKind::File { path, delta } = kind else {
+        return Ok(());
+    };
+    let Ok(fd) = files.open_read_only(path) else {
+        return Ok(());
+    };
+    let mut buf = vec![0u8; (len as usize).min(1 << 16)];
+    let mut done = 0u64;
+    while done < len {
+        let want = ((len - done) as usize).min(buf.len());
+        let off = (start + done).wrapping_add(*delta);
+        if off > i64::MAX as u64 {
+            break;
+        }
+        // SAFETY: pread writes at most `want` bytes into `buf`.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want, off as i64) };
+        if n <= 0 {
+            break;
+        }
+        vm_memory::Bytes::write_slice(g, &buf[..n as usize], GuestAddress(start + done))
+            .map_err(|_| Errno::EFAULT)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // mremap's five arguments, and who serves it
 pub fn sys_mremap(
     island: &Island,
+    files: &Files,
     old: u64,
     old_len: u64,
     new_len: u64,
@@ -395,36 +663,71 @@ pub fn sys_mremap(
     let flags = flags as i32;
     let may_move = flags & libc::MREMAP_MAYMOVE != 0;
     let fixed = flags & libc::MREMAP_FIXED != 0;
-    if old % PAGE_SIZE != 0
-        || flags & !(libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) != 0
-        || (fixed && (!may_move || new_addr % PAGE_SIZE != 0))
+    // Linux's order: the flags, the old address, the lengths; then a move to a fixed place
+    // (mremap_to) or a shrink, which only unmaps the tail, or a grow.
+    if flags & !(libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) != 0
+        || (fixed && !may_move)
+        || old % PAGE_SIZE != 0
     {
         return Err(Errno::EINVAL);
     }
-    let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+    let mut old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
     let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
-    if new_len == 0 || old_len == 0 {
+    if new_len == 0 {
         return Err(Errno::EINVAL);
     }
     let mem = island.user.island_memory();
     let mut space = island.user.layout_mut();
+    if fixed {
+        if new_addr % PAGE_SIZE != 0
+            || new_len > USER_END
+            || new_addr > USER_END - new_len
+            || (old.saturating_add(old_len) > new_addr && new_addr + new_len > old)
+        {
+            return Err(Errno::EINVAL);
+        }
+        if new_addr < crate::memory::layout::KERNEL_AREA_END
+            || new_addr + new_len > crate::memory::layout::MMAP_TOP
+        {
+            return Err(Errno::ENOMEM);
+        }
+        // (What was at the new place goes when the moved pages are mapped there.)
+        if old_len > new_len {
+            unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
+            old_len = new_len;
+        }
+    } else if old_len >= new_len {
+        // Shrinking only unmaps the tail (whatever is there).
+        if old_len > new_len {
+            unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
+        }
+        return Ok(old);
+    }
+    // Linux's vma_to_resize: the old range must lie in one mapping; here, VMAs that follow each
+    // other with the same protection and contents (Linux would have merged them into one).
     let vma = space.find(old).cloned().ok_or(Errno::EFAULT)?;
+    let mut covered = vma.end;
+    while covered - old < old_len {
+        match space.find(covered) {
+            Some(next) if next.prot == vma.prot && next.kind == vma.kind => covered = next.end,
+            _ => break,
+        }
+    }
     // Both ranges are bounded by the address space from here on, so the sums below cannot wrap.
-    if old_len > vma.end - old {
+    if old_len > covered - old {
         return Err(Errno::EFAULT);
+    }
+    if old_len == 0 {
+        // Linux duplicates a shared mapping for an old length of 0; not a private one.
+        return Err(Errno::EINVAL);
     }
     if new_len > crate::memory::layout::STACK_TOP {
         return Err(Errno::ENOMEM);
     }
     if !fixed {
-        if new_len <= old_len {
-            if new_len < old_len {
-                unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
-            }
-            return Ok(old);
-        }
         let tail = old + old_len;
         if space.check_free(tail, new_len - old_len) {
+            // A file mapping grows into the file's next bytes.
             map_locked(
                 island,
                 &mut space,
@@ -432,7 +735,7 @@ pub fn sys_mremap(
                 new_len - old_len,
                 vma.prot,
                 vma.kind.clone(),
-                |_| Ok(()),
+                |g| fill_file_part(files, &vma.kind, tail, new_len - old_len, g),
             )?;
             return Ok(old);
         }
@@ -441,12 +744,6 @@ pub fn sys_mremap(
         }
     }
     let target = if fixed {
-        if new_addr.checked_add(new_len).is_none() {
-            return Err(Errno::EINVAL);
-        }
-        if new_addr < old + old_len && old < new_addr + new_len {
-            return Err(Errno::EINVAL);
-        }
         new_addr
     } else {
         space.find_free(new_len, 0).map_err(vma_err)?
@@ -458,13 +755,15 @@ pub fn sys_mremap(
         mem.protect(old, old_len, HostProt::Read)
             .map_err(host_err)?;
     }
+    // The same bytes of the file at the new place.
+    let moved_kind = vma.kind.moved(old, target);
     let moved = map_locked(
         island,
         &mut space,
         target,
         new_len,
         vma.prot,
-        vma.kind.clone(),
+        moved_kind.clone(),
         |g| {
             let src = g
                 .get_host_address(GuestAddress(old))
@@ -481,7 +780,7 @@ pub fn sys_mremap(
             // readable, target writable by map_locked) and do not overlap (target is a free range or,
             // with MREMAP_FIXED, checked disjoint). No Rust reference aliases guest memory.
             unsafe { std::ptr::copy_nonoverlapping(src, dst, copy as usize) };
-            Ok(())
+            fill_file_part(files, &moved_kind, target + copy, new_len - copy, g)
         },
     );
     if let Err(e) = moved {
@@ -521,14 +820,14 @@ pub fn apply_call(island: &Island, files: &Files, call: MmCall) -> SysResult {
         } => sys_mmap(island, files, addr, len, prot, flags, fd, off),
         MmCall::Munmap { addr, len } => sys_munmap(island, addr, len),
         MmCall::Mprotect { addr, len, prot } => sys_mprotect(island, addr, len, prot),
-        MmCall::Madvise { addr, len, advice } => sys_madvise(island, addr, len, advice),
+        MmCall::Madvise { addr, len, advice } => sys_madvise(island, files, addr, len, advice),
         MmCall::Mremap {
             old,
             old_len,
             new_len,
             flags,
             new_addr,
-        } => sys_mremap(island, old, old_len, new_len, flags, new_addr),
+        } => sys_mremap(island, files, old, old_len, new_len, flags, new_addr),
     }
 }
 
@@ -574,23 +873,36 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
             start: addr,
             len: pages(len),
         }],
-        MmCall::Mprotect { addr, len, prot } => vec![LayoutOp::Protect {
-            start: addr,
-            len: pages(len),
-            prot: Prot((prot & PROT_MASK) as u32),
-        }],
+        MmCall::Mprotect { addr, len, prot } => {
+            // PROT_GROWSDOWN changed the stack from its start.
+            let start = if prot & libc::PROT_GROWSDOWN as u64 != 0 {
+                space.find(addr).map_or(addr, |v| v.start)
+            } else {
+                addr
+            };
+            vec![LayoutOp::Protect {
+                start,
+                len: (addr + pages(len)).saturating_sub(start),
+                prot: Prot((prot & PROT_MASK) as u32),
+            }]
+        }
         MmCall::Madvise { addr, len, advice } => {
-            if matches!(advice as i32, libc::MADV_DONTNEED | libc::MADV_FREE) {
+            // The pages dropped become fresh on every island (what sys_madvise dropped: never a
+            // file mapping's copies with several islands, nor shared memory but by MADV_REMOVE).
+            let advice = advice as i32;
+            if matches!(
+                advice,
+                libc::MADV_DONTNEED | 24 | libc::MADV_FREE | libc::MADV_REMOVE
+            ) {
                 map_of(addr, pages(len))
                     .into_iter()
-                    .filter(|op| {
-                        !matches!(
-                            op,
-                            LayoutOp::Map {
-                                kind: VmaKind::File(_),
-                                ..
-                            }
-                        )
+                    .filter(|op| match op {
+                        LayoutOp::Map { kind, .. } => match kind {
+                            VmaKind::File { .. } => false,
+                            VmaKind::Shared => advice == libc::MADV_REMOVE,
+                            _ => true,
+                        },
+                        _ => true,
                     })
                     .collect()
             } else {

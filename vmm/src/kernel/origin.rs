@@ -479,14 +479,22 @@ impl Origin {
 }
 
 /// FUTEX_WAKE_OP's atomic update of the second word; returns the comparison's result.
+/// (Linux's `futex_atomic_op_inuser`: 12-bit signed arguments, a shift by the argument's low 5
+/// bits, ENOSYS for an unknown operation before the word is touched, for an unknown comparison
+/// after.)
 fn wake_op_update(island: &Island, addr: u64, encoded: u32) -> Result<bool, Errno> {
     let op = (encoded >> 28) & 0x7;
     let shift = (encoded >> 28) & 0x8 != 0;
     let cmp = (encoded >> 24) & 0xf;
-    let mut oparg = (encoded >> 12) & 0xfff;
-    let cmparg = encoded & 0xfff;
+    // Sign-extend the 12-bit fields.
+    let mut oparg = (((encoded >> 12) & 0xfff) << 20) as i32 >> 20;
+    let cmparg = ((encoded & 0xfff) << 20) as i32 >> 20;
     if shift {
-        oparg = 1u32.checked_shl(oparg).unwrap_or(0);
+        oparg = 1i32.wrapping_shl((oparg & 31) as u32);
+    }
+    let oparg = oparg as u32;
+    if op > 4 {
+        return Err(Errno::ENOSYS);
     }
     let old = island.user.with_atomic_u32(addr, Access::Write, |w| {
         w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
@@ -500,7 +508,6 @@ fn wake_op_update(island: &Island, addr: u64, encoded: u32) -> Result<bool, Errn
         })
     })?;
     let old = old.unwrap_or_else(|v| v) as i32;
-    let cmparg = cmparg as i32;
     Ok(match cmp {
         0 => old == cmparg,
         1 => old != cmparg,

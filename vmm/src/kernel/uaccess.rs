@@ -23,6 +23,19 @@ pub struct UserMemory {
 /// Longest path a system call may pass (PATH_MAX).
 pub const PATH_MAX: usize = 4096;
 
+/// The end of the user part of a Linux x86-64 address space (`TASK_SIZE_MAX`, 4-level paging):
+/// what `access_ok` checks a user range against, and the highest FS or GS base a thread may set.
+pub const USER_END: u64 = (1 << 47) - 4096;
+
+/// Linux's `access_ok`: whether `[addr, addr+len)` lies in the user part of an address space
+/// (mapped or not). Calls check it before they copy anything, and answer EFAULT when it fails.
+pub fn access_ok(addr: u64, len: u64) -> bool {
+    addr.checked_add(len).is_some_and(|end| end <= USER_END)
+}
+
+/// The most bytes one read or write moves (`MAX_RW_COUNT`); larger counts are cut to it.
+pub const MAX_RW_COUNT: u64 = 0x7fff_f000;
+
 impl UserMemory {
     /// The memory of an island, with an empty layout.
     pub fn new(mem: Arc<IslandMemory>) -> Self {

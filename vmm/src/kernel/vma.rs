@@ -41,13 +41,89 @@ pub enum VmaKind {
     Anon,
     /// Anonymous, mapped with MAP_NORESERVE.
     Reserved,
-    File(String),
+    /// Anonymous and MAP_SHARED: without fork, private memory, except that Linux keeps its
+    /// pages through MADV_DONTNEED (they belong to a shared memory object) and frees them with
+    /// MADV_REMOVE.
+    Shared,
+    /// A private copy of a file of the root (its guest path). Address `a` of it holds the file's
+    /// bytes at offset `a + delta` (wrapping): `delta` is the same for every part of the
+    /// mapping, so a VMA keeps it when it is split.
+    File {
+        path: String,
+        delta: u64,
+    },
 }
 
 impl VmaKind {
     /// Island-local memory, outside the coherency protocol.
     pub fn is_local(&self) -> bool {
         matches!(self, VmaKind::ElfCode)
+    }
+
+    /// A mapping of `path` whose first byte, at `start`, is the file's byte at `offset`.
+    pub fn file(path: String, start: u64, offset: u64) -> VmaKind {
+        VmaKind::File {
+            path,
+            delta: offset.wrapping_sub(start),
+        }
+    }
+
+    /// The same mapping moved from `from` to `to` (mremap).
+    pub fn moved(&self, from: u64, to: u64) -> VmaKind {
+        match self {
+            VmaKind::File { path, delta } => VmaKind::File {
+                path: path.clone(),
+                delta: delta.wrapping_add(from).wrapping_sub(to),
+            },
+            k => k.clone(),
+        }
+    }
+}
+
+/// The executable's bytes and segments, for what a page of a segment holds when the program
+/// drops it (MADV_DONTNEED): Linux maps each PT_LOAD segment privately from the file, so a dropped
+/// page is read from the file again.
+#[derive(Debug)]
+pub struct ExecImage {
+    bytes: std::sync::Arc<[u8]>,
+    /// (vaddr, memsz, offset, filesz) of each PT_LOAD segment, load base applied.
+    segments: Vec<(u64, u64, u64, u64)>,
+}
+
+impl ExecImage {
+    pub fn new(bytes: std::sync::Arc<[u8]>, segments: Vec<(u64, u64, u64, u64)>) -> Self {
+        Self { bytes, segments }
+    }
+
+    /// Fills `out` (one page) with what page `page` of the executable holds as Linux maps it:
+    /// the file's bytes for a page of a segment's file part (the last segment mapped there wins),
+    /// zeros for its .bss pages and anywhere else. Returns false when the page is all zeros.
+    pub fn page(&self, page: u64, out: &mut [u8]) -> bool {
+        out.fill(0);
+        let Some(from) = self.file_offset(page) else {
+            return false;
+        };
+        let Some(bytes) = usize::try_from(from).ok().and_then(|f| self.bytes.get(f..)) else {
+            return false;
+        };
+        let n = bytes.len().min(out.len());
+        out[..n].copy_from_slice(&bytes[..n]);
+        true
+    }
+
+    /// The file offset page `page` maps, if it is in a segment's file part (Linux maps a
+    /// segment's .bss beyond its last file page anonymously).
+    pub fn file_offset(&self, page: u64) -> Option<u64> {
+        let &(vaddr, _, offset, filesz) =
+            self.segments.iter().rev().find(|&&(vaddr, memsz, _, _)| {
+                page >= vaddr - vaddr % PAGE_SIZE
+                    && page_up(vaddr.saturating_add(memsz)).is_some_and(|end| page < end)
+            })?;
+        let start = vaddr - vaddr % PAGE_SIZE;
+        if page_up(vaddr.saturating_add(filesz)).is_none_or(|end| page >= end) {
+            return None;
+        }
+        (offset - offset % PAGE_SIZE).checked_add(page - start)
     }
 }
 
@@ -156,6 +232,27 @@ impl AddressSpace {
         true
     }
 
+    /// How many bytes from `addr` on, up to `len`, the program may access this way: where a copy
+    /// of `[addr, addr+len)` to or from user memory stops with a fault (Linux copies that much).
+    pub fn accessible(&self, addr: u64, len: u64, access: Access) -> u64 {
+        let end = addr.saturating_add(len);
+        let mut at = addr;
+        while at < end {
+            let Some(v) = self.find(at) else {
+                break;
+            };
+            let ok = match access {
+                Access::Read => v.prot.readable(),
+                Access::Write => v.prot.writable(),
+            };
+            if !ok {
+                break;
+            }
+            at = v.end;
+        }
+        at.min(end) - addr
+    }
+
     /// Splits the VMA that contains `addr` (strictly inside it) into two at `addr`.
     fn split_at(&mut self, addr: u64) {
         let Some(v) = self.find(addr).cloned() else {
@@ -252,10 +349,19 @@ impl AddressSpace {
     }
 
     /// Unmaps `[start, start+len)`; returns the ranges that were mapped there.
+    /// (The part of the range outside the program's address space, below KERNEL_AREA_END or
+    /// above STACK_TOP, holds no mapping: nothing to do there.)
     pub fn unmap(&mut self, start: u64, len: u64) -> Result<Vec<(u64, u64)>, VmaError> {
         let len = page_up(len).ok_or(VmaError::Invalid)?;
-        let end = valid_range(start, len)?;
-        Ok(self.remove_range(start, end))
+        let end = start.checked_add(len).ok_or(VmaError::Invalid)?;
+        if start % PAGE_SIZE != 0 || len == 0 {
+            return Err(VmaError::Invalid);
+        }
+        let (s, e) = (start.max(KERNEL_AREA_END), end.min(STACK_TOP));
+        if s >= e {
+            return Ok(Vec::new());
+        }
+        Ok(self.remove_range(s, e))
     }
 
     /// Changes the protection of `[start, start+len)`, which must be fully mapped.
@@ -367,6 +473,55 @@ mod tests {
             Err(VmaError::NotMapped)
         );
         assert!(s.check(A + 3 * PAGE_SIZE, 1, Access::Write));
+    }
+
+    #[test]
+    fn exec_image_pages_are_the_files_as_linux_maps_them() {
+        let bytes: Vec<u8> = (0..3 * PAGE_SIZE)
+            .map(|i| (i / PAGE_SIZE + 1) as u8)
+            .collect();
+        // Text: file pages 0-1 at 0x400000; data: from offset 0x2010, 0x100 bytes of file and
+        // two pages of .bss, at 0x402010.
+        let img = ExecImage::new(
+            bytes.into(),
+            vec![
+                (A, 2 * PAGE_SIZE, 0, 2 * PAGE_SIZE),
+                (A + 0x2010, 0x2000, 0x2010, 0x100),
+            ],
+        );
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        assert!(img.page(A + PAGE_SIZE, &mut page));
+        assert!(page.iter().all(|&b| b == 2));
+        // The data segment's first page is the file's third page, whole (before and after its
+        // file part too, as Linux maps it).
+        assert!(img.page(A + 2 * PAGE_SIZE, &mut page));
+        assert!(page.iter().all(|&b| b == 3));
+        assert_eq!(img.file_offset(A + 2 * PAGE_SIZE), Some(0x2000));
+        // .bss beyond the last file page, and outside every segment: zeros.
+        assert!(!img.page(A + 3 * PAGE_SIZE, &mut page));
+        assert!(page.iter().all(|&b| b == 0));
+        assert!(!img.page(A + 9 * PAGE_SIZE, &mut page));
+    }
+
+    #[test]
+    fn accessible_prefix_stops_at_the_first_fault() {
+        let mut s = AddressSpace::new();
+        s.map_fixed(A, 2 * PAGE_SIZE, Prot::RW, VmaKind::Anon)
+            .expect("map");
+        s.map_fixed(A + 2 * PAGE_SIZE, PAGE_SIZE, Prot::R, VmaKind::Anon)
+            .expect("map");
+        assert_eq!(s.accessible(A + 10, 100, Access::Write), 100);
+        assert_eq!(
+            s.accessible(A + 10, 3 * PAGE_SIZE, Access::Write),
+            2 * PAGE_SIZE - 10
+        );
+        assert_eq!(
+            s.accessible(A + 10, 4 * PAGE_SIZE, Access::Read),
+            3 * PAGE_SIZE - 10
+        );
+        assert_eq!(s.accessible(A - 1, 4, Access::Read), 0);
+        assert_eq!(s.accessible(u64::MAX - 1, 4, Access::Read), 0);
+        assert_eq!(s.accessible(A, 0, Access::Read), 0);
     }
 
     #[test]

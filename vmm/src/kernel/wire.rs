@@ -560,8 +560,10 @@ fn put_kind(w: &mut WireWriter<'_>, kind: &VmaKind) -> Result<(), WireError> {
         VmaKind::Stack => w.put_u8(3),
         VmaKind::Anon => w.put_u8(4),
         VmaKind::Reserved => w.put_u8(5),
-        VmaKind::File(path) => {
+        VmaKind::Shared => w.put_u8(7),
+        VmaKind::File { path, delta } => {
             w.put_u8(6)?;
+            w.put_u64(*delta)?;
             let bytes = path.as_bytes();
             let mut n = bytes.len().min(MAX_PATH);
             while !path.is_char_boundary(n) {
@@ -581,10 +583,15 @@ fn get_kind(r: &mut WireReader<'_>) -> Result<VmaKind, WireError> {
         3 => VmaKind::Stack,
         4 => VmaKind::Anon,
         5 => VmaKind::Reserved,
+        7 => VmaKind::Shared,
         6 => {
+            let delta = r.get_u64()?;
             let n = r.get_u16()? as usize;
             let bytes = r.get_bytes(n)?;
-            VmaKind::File(String::from_utf8_lossy(bytes).into_owned())
+            VmaKind::File {
+                path: String::from_utf8_lossy(bytes).into_owned(),
+                delta,
+            }
         }
         v => return Err(invalid("mapping kind", u64::from(v))),
     })
@@ -643,9 +650,9 @@ fn get_layout_op(r: &mut WireReader<'_>) -> Result<LayoutOp, WireError> {
 fn layout_op_size(op: &LayoutOp) -> usize {
     match op {
         LayoutOp::Map {
-            kind: VmaKind::File(p),
+            kind: VmaKind::File { path, .. },
             ..
-        } => 1 + 8 + 8 + 4 + 1 + 2 + p.len().min(MAX_PATH),
+        } => 1 + 8 + 8 + 4 + 1 + 8 + 2 + path.len().min(MAX_PATH),
         LayoutOp::Map { .. } => 1 + 8 + 8 + 4 + 1,
         LayoutOp::Unmap { .. } => 1 + 8 + 8,
         LayoutOp::Protect { .. } => 1 + 8 + 8 + 4,
@@ -843,7 +850,7 @@ mod tests {
                         start: 0x10000,
                         len: 0x2000,
                         prot: Prot::RW,
-                        kind: VmaKind::File("/data/poem.txt".into()),
+                        kind: VmaKind::file("/data/poem.txt".into(), 0x10000, 0x3000),
                     },
                     LayoutOp::Protect {
                         start: 0x10000,
@@ -1100,7 +1107,7 @@ mod tests {
                 start: i * 0x1000,
                 len: 0x1000,
                 prot: Prot::RW,
-                kind: VmaKind::File("x".repeat(600)),
+                kind: VmaKind::file("x".repeat(600), i * 0x1000, 0),
             })
             .collect();
         let chunks = layout_chunks(ops.clone());

@@ -10,17 +10,64 @@ use crate::kernel::errno::{Errno, SysResult};
 use crate::kernel::futex::BITSET_MATCH_ANY;
 use crate::kernel::island::Island;
 use crate::kernel::messages::FutexCall;
+use crate::kernel::uaccess::access_ok;
+use crate::kernel::vma::Access;
 use crate::kernel::wait::Waiting;
 use crate::sync::Wakeup;
 
 pub const CALLS: &[Syscall] = &[blocking(libc::SYS_futex, "futex", Sys(sys_futex))];
 
+/// Whether a futex op needs to write its word (Linux's `FUTEX_WRITE` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyAccess {
+    Read,
+    Write,
+}
+
+/// Linux's `get_futex_key`: the word must be 4-byte aligned (EINVAL) and in the user part of the
+/// address space (EFAULT); a shared (not PRIVATE) futex is keyed by its page, which must be
+/// mapped (readable, or writable for a write), else EFAULT. A private one needs no mapping: a
+/// wake on an unmapped address wakes nobody.
+fn futex_key(c: &Call<'_>, addr: u64, private: bool, access: KeyAccess) -> Result<(), Errno> {
+    if addr % 4 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !access_ok(addr, 4) {
+        return Err(Errno::EFAULT);
+    }
+    let wanted = match access {
+        KeyAccess::Read => Access::Read,
+        KeyAccess::Write => Access::Write,
+    };
+    if !private && !c.island.user.layout().check(addr, 4, wanted) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
+}
+
+/// How many waiters a wake wakes: Linux wakes one before it compares with the count, so a count of
+/// 0 or less wakes one.
+fn wake_count(val: u32) -> u32 {
+    (val as i32).max(1) as u32
+}
+
 fn sys_futex(c: &mut Call<'_>) -> SysResult {
     let a = c.a;
     let (uaddr, op, val) = (a[0], a[1] as i32, a[2] as u32);
     let cmd = op & !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME);
+    let private = op & libc::FUTEX_PRIVATE_FLAG != 0;
     let realtime = op & libc::FUTEX_CLOCK_REALTIME != 0;
     let mut deadline = None;
+    // The timeout is read first (EFAULT, EINVAL), before anything else is looked at.
+    let timeout = if a[3] != 0 && matches!(cmd, libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET) {
+        Some(read_timespec(&c.island.user, a[3])?)
+    } else {
+        None
+    };
+    // FUTEX_CLOCK_REALTIME goes with FUTEX_WAIT_BITSET only (and the PI waits, not served).
+    if realtime && cmd != libc::FUTEX_WAIT_BITSET {
+        return Err(Errno::ENOSYS);
+    }
     let call = match cmd {
         libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
             let bitset = if cmd == libc::FUTEX_WAIT {
@@ -28,8 +75,7 @@ fn sys_futex(c: &mut Call<'_>) -> SysResult {
             } else {
                 a[5] as u32
             };
-            if a[3] != 0 {
-                let ts = read_timespec(&c.island.user, a[3])?;
+            if let Some(ts) = timeout {
                 let d = if cmd == libc::FUTEX_WAIT {
                     Duration::new(ts.sec as u64, ts.nsec as u32)
                 } else {
@@ -49,21 +95,29 @@ fn sys_futex(c: &mut Call<'_>) -> SysResult {
                 bitset,
             }
         }
-        libc::FUTEX_WAKE => FutexCall::Wake {
-            addr: uaddr,
-            n: val,
-            bitset: BITSET_MATCH_ANY,
-        },
-        libc::FUTEX_WAKE_BITSET => FutexCall::Wake {
-            addr: uaddr,
-            n: val,
-            bitset: a[5] as u32,
-        },
+        libc::FUTEX_WAKE | libc::FUTEX_WAKE_BITSET => {
+            let bitset = if cmd == libc::FUTEX_WAKE {
+                BITSET_MATCH_ANY
+            } else {
+                a[5] as u32
+            };
+            if bitset == 0 {
+                return Err(Errno::EINVAL);
+            }
+            futex_key(c, uaddr, private, KeyAccess::Read)?;
+            FutexCall::Wake {
+                addr: uaddr,
+                n: wake_count(val),
+                bitset,
+            }
+        }
         libc::FUTEX_REQUEUE | libc::FUTEX_CMP_REQUEUE => {
             let n_requeue = a[3] as u32;
             if (val as i32) < 0 || (n_requeue as i32) < 0 {
                 return Err(Errno::EINVAL);
             }
+            futex_key(c, uaddr, private, KeyAccess::Read)?;
+            futex_key(c, a[4], private, KeyAccess::Read)?;
             FutexCall::Requeue {
                 addr: uaddr,
                 addr2: a[4],
@@ -72,13 +126,21 @@ fn sys_futex(c: &mut Call<'_>) -> SysResult {
                 check: (cmd == libc::FUTEX_CMP_REQUEUE).then_some(a[5] as u32),
             }
         }
-        libc::FUTEX_WAKE_OP => FutexCall::WakeOp {
-            addr: uaddr,
-            addr2: a[4],
-            n: val,
-            n2: a[3] as u32,
-            encoded: a[5] as u32,
-        },
+        libc::FUTEX_WAKE_OP => {
+            futex_key(c, uaddr, private, KeyAccess::Read)?;
+            futex_key(c, a[4], private, KeyAccess::Write)?;
+            // An operation Linux does not know is refused before the word is touched.
+            if (a[5] as u32 >> 28) & 0x7 > 4 {
+                return Err(Errno::ENOSYS);
+            }
+            FutexCall::WakeOp {
+                addr: uaddr,
+                addr2: a[4],
+                n: wake_count(val),
+                n2: wake_count(a[3] as u32),
+                encoded: a[5] as u32,
+            }
+        }
         _ => {
             c.island
                 .log_unknown_once(202_000 + cmd as u64, "futex operation");

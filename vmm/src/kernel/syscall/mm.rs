@@ -4,6 +4,7 @@
 use super::{sys, Call, Handler::Sys, Syscall};
 use crate::kernel::errno::{Errno, SysResult};
 use crate::kernel::messages::MmCall;
+use crate::memory::layout::{page_up, PAGE_SIZE};
 
 pub const CALLS: &[Syscall] = &[
     sys(libc::SYS_mmap, "mmap", Sys(mmap)),
@@ -87,14 +88,20 @@ fn mremap(c: &mut Call<'_>) -> SysResult {
 }
 
 /// msync: file mappings are copies of a read-only file, so there is never anything to write
-/// back; the range must be mapped.
+/// back. Linux's checks: the flags (EINVAL), the alignment (EINVAL), then every page of the range
+/// must be mapped (ENOMEM).
 fn msync(c: &mut Call<'_>) -> SysResult {
-    let (addr, len) = (c.a[0], c.a[1]);
-    if c.island
-        .user
-        .layout()
-        .fully_mapped(addr, addr.saturating_add(len))
+    let (addr, len, flags) = (c.a[0], c.a[1], c.a[2] as i32);
+    if flags & !(libc::MS_ASYNC | libc::MS_INVALIDATE | libc::MS_SYNC) != 0
+        || addr % PAGE_SIZE != 0
+        || (flags & libc::MS_ASYNC != 0 && flags & libc::MS_SYNC != 0)
     {
+        return Err(Errno::EINVAL);
+    }
+    let end = page_up(len)
+        .and_then(|len| addr.checked_add(len))
+        .ok_or(Errno::ENOMEM)?;
+    if c.island.user.layout().fully_mapped(addr, end) {
         Ok(0)
     } else {
         Err(Errno::ENOMEM)

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use crate::kernel::island::outside_of;
 use crate::kernel::messages::{Request, ThreadImage, ThreadOp};
 use crate::kernel::services::value;
+use crate::kernel::uaccess::USER_END;
 
 pub const CALLS: &[Syscall] = &[
     sys(
@@ -128,7 +129,7 @@ fn arch_prctl(c: &mut Call<'_>) -> SysResult {
     const ARCH_GET_GS: u64 = 0x1004;
     match code {
         ARCH_SET_FS => {
-            if addr >= 1 << 47 {
+            if addr >= USER_END {
                 return Err(Errno::EPERM);
             }
             t.new_fs_base = Some(addr);
@@ -142,7 +143,7 @@ fn arch_prctl(c: &mut Call<'_>) -> SysResult {
             c.island.user.write_obj(addr, fs).map(|_| 0)
         }
         ARCH_SET_GS => {
-            if addr >= 1 << 47 {
+            if addr >= USER_END {
                 return Err(Errno::EPERM);
             }
             let mut s = t.vcpu.sregs().map_err(|_| Errno::EIO)?;
@@ -307,12 +308,18 @@ fn thread_start(c: &mut Call<'_>, a: CloneArgs) -> Result<ThreadImage, Errno> {
         );
         return Err(Errno::EINVAL);
     }
+    // The child's FS base is checked as arch_prctl(ARCH_SET_FS) checks it, before the thread
+    // exists (Linux's copy_thread): a TLS outside user space is EPERM.
+    if a.flags & libc::CLONE_SETTLS as u64 != 0 && a.tls >= USER_END {
+        return Err(Errno::EPERM);
+    }
     let tid = p.alloc_tid();
+    // Linux ignores a failure to store the tid (a bad pointer does not fail the clone).
     if a.flags & libc::CLONE_PARENT_SETTID as u64 != 0 {
-        p.user.write_obj(a.parent_tid, tid)?;
+        let _ = p.user.write_obj(a.parent_tid, tid);
     }
     if a.flags & libc::CLONE_CHILD_SETTID as u64 != 0 {
-        p.user.write_obj(a.child_tid, tid)?;
+        let _ = p.user.write_obj(a.child_tid, tid);
     }
     let fpu = parent.vcpu.fxsave().map_err(|_| Errno::EAGAIN)?;
     let fs_base = if a.flags & libc::CLONE_SETTLS as u64 != 0 {
