@@ -98,7 +98,7 @@ static int online_nodes(int *me)
 /* migrate() to `nid`, checked: popcorn_getnid and getcpu say `nid` afterwards. */
 static void hop(int nid)
 {
-	if (migrate_retrying(nid, NULL, NULL) < 0)
+	if (migrate(nid, NULL, NULL) < 0)
 		die("migrate to node %d: %s", nid, errname(errno));
 	int now = popcorn_getnid(), c = cpu();
 	if (now != nid || c != nid)
@@ -197,11 +197,7 @@ static int cmd_status(void)
 	printf("popcorn_propose_migration(0, %d): %s\n", there, r ? errname(errno) : "ok");
 	print_status();
 	int ran_on = -1;
-	for (int attempt = 0;; attempt++) {
-		r = check_migrate(note_node, &ran_on);
-		if (r >= 0 || !popcorn_retry_ebusy(there, errno, attempt))
-			break;
-	}
+	r = check_migrate(note_node, &ran_on);
 	if (r < 0)
 		die("check_migrate: %s", errname(errno));
 	printf("check_migrate: %d, now on node %d, callback ran on node %d\n", r, popcorn_getnid(),
@@ -346,7 +342,7 @@ static int cmd_basic(void)
 	printf("basic: node %d -> %d -> %d\n", a, b, a);
 
 	int ran_on = -1;
-	if (migrate_retrying(b, note_node, &ran_on) < 0)
+	if (migrate(b, note_node, &ran_on) < 0)
 		die("migrate(%d): %s", b, errname(errno));
 	migrations++;
 	if (ran_on != b || popcorn_getnid() != b || cpu() != b)
@@ -446,7 +442,7 @@ static void *mt_thread(void *p)
 		mt_tls = (unsigned long)idx * 1000 + r;
 		pthread_barrier_wait(&m->barrier);
 		int to = r % 2 == 0 ? away : home;
-		if (migrate_retrying(to, NULL, NULL) < 0)
+		if (migrate(to, NULL, NULL) < 0)
 			die("thread %d, round %d: migrate(%d): %s", idx, r, to, errname(errno));
 		atomic_fetch_add(&m->migrations, 1);
 		if (popcorn_getnid() != to || cpu() != to)
@@ -713,10 +709,10 @@ static int cmd_bench(int iters)
 	}
 	for (int i = 0; i < iters; i++) {
 		double t0 = now_us();
-		if (migrate_retrying(b, NULL, NULL) < 0)
+		if (migrate(b, NULL, NULL) < 0)
 			die("migrate(%d): %s", b, errname(errno));
 		double t1 = now_us();
-		if (migrate_retrying(a, NULL, NULL) < 0)
+		if (migrate(a, NULL, NULL) < 0)
 			die("migrate(%d): %s", a, errname(errno));
 		double t2 = now_us();
 		there[i] = t1 - t0;
@@ -731,8 +727,6 @@ static int cmd_bench(int iters)
 	snprintf(label, sizeof label, "one way, node %d -> %d", b, a);
 	report(label, back, iters);
 	report("round trip", round, iters);
-	printf("EBUSY answers retried (popvmm's race, see README): %ld\n",
-	       atomic_load(&popcorn_ebusy_retries));
 	return 0;
 }
 

@@ -151,40 +151,6 @@ __asm__(
     "  fstpt 64(%rcx)\n  fstpt 80(%rcx)\n  fstpt 96(%rcx)\n  fstpt 112(%rcx)\n"
     "  ret\n");
 
-/*
- * Workaround for a popvmm race (reported; the tests in tests/tests/migration.rs that show it are
- * marked #[ignore]): a thread that has just arrived on an island may get EBUSY from its next
- * migration while the origin still records the previous one as in progress (the destination
- * runs the thread before the origin hears the move is done). popcorn_retry_ebusy() tells such
- * an EBUSY (the thread is not on `nid`) from Popcorn's own (it is), and retries the first kind.
- */
-#include <errno.h>
-#include <sched.h>
-#include <stdatomic.h>
-
-static atomic_long popcorn_ebusy_retries;
-
-/* Whether a migration to `nid` that answered `err` should be tried again. */
-static int popcorn_retry_ebusy(int nid, int err, int attempt)
-{
-	if (err != EBUSY || attempt >= 1000000 || popcorn_getnid() == nid)
-		return 0;
-	atomic_fetch_add(&popcorn_ebusy_retries, 1);
-	sched_yield();
-	return 1;
-}
-
-/* migrate(), with popvmm's transient EBUSY retried. */
-static int migrate_retrying(int nid, void (*callback)(void *), void *arg)
-{
-	for (int attempt = 0;; attempt++) {
-		if (migrate(nid, callback, arg) == 0)
-			return 0;
-		if (!popcorn_retry_ebusy(nid, errno, attempt))
-			return -1;
-	}
-}
-
 /* The patterns probe_gprs_null loads (rsi and rdi: the call's arguments). */
 static const unsigned long probe_null_want[12] = {
     0x0123456789abcdefUL, 0x1032547698badcfeUL, 0x2301674520efcdabUL, 0, 0,
@@ -200,11 +166,7 @@ static const char *const probe_null_names[12] = {
 static long check_gprs_null(long nr, int nid, int *bad, char *what, size_t len)
 {
 	long r;
-	for (int attempt = 0;; attempt++) {
-		r = probe_gprs_null(nr, nid);
-		if (r >= 0 || !popcorn_retry_ebusy(nid, (int)-r, attempt))
-			break;
-	}
+	r = probe_gprs_null(nr, nid);
 	*bad = 0;
 	if (what && len)
 		what[0] = 0;
@@ -238,11 +200,7 @@ static long check_gprs_uregs(long nr, int nid, int *bad, char *what, size_t len)
 	regs.rflags = PROBE_FLAGS;
 	memset(probe_out, 0, sizeof probe_out);
 	long r;
-	for (int attempt = 0;; attempt++) {
-		r = probe_gprs_uregs(nr, nid, &regs);
-		if (r >= 0 || !popcorn_retry_ebusy(nid, (int)-r, attempt))
-			break;
-	}
+	r = probe_gprs_uregs(nr, nid, &regs);
 	*bad = 0;
 	if (what && len)
 		what[0] = 0;
@@ -275,11 +233,7 @@ static long check_xmm(long nr, int nid, unsigned seed, int *bad)
 		in[i] = (unsigned char)(seed * 131 + i * 7 + (i >> 4));
 	memset(out, 0, sizeof out);
 	long r;
-	for (int attempt = 0;; attempt++) {
-		r = probe_xmm(nr, nid, in, out);
-		if (r >= 0 || !popcorn_retry_ebusy(nid, (int)-r, attempt))
-			break;
-	}
+	r = probe_xmm(nr, nid, in, out);
 	*bad = 0;
 	for (int i = 0; i < 16; i++)
 		if (memcmp(in + 16 * i, out + 16 * i, 16) != 0)
@@ -295,11 +249,7 @@ static long check_x87(long nr, int nid, unsigned seed, int *bad)
 		in[i] = (long double)(seed + 1) / (long double)(3 + i) + (long double)i * 1e300L * 1e300L;
 	memset(out, 0, sizeof out);
 	long r;
-	for (int attempt = 0;; attempt++) {
-		r = probe_x87(nr, nid, in, out);
-		if (r >= 0 || !popcorn_retry_ebusy(nid, (int)-r, attempt))
-			break;
-	}
+	r = probe_x87(nr, nid, in, out);
 	*bad = 0;
 	for (int i = 0; i < 8; i++)
 		if (memcmp(&in[i], &out[i], 10) != 0)

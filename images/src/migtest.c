@@ -93,7 +93,7 @@ static int go(int nid)
 {
 	if (under_popvmm && popcorn_getnid() == nid)
 		return 0; /* already there (placement put it there) */
-	if (migrate_retrying(nid, NULL, NULL) < 0) {
+	if (migrate(nid, NULL, NULL) < 0) {
 		if (errno == ENOSYS && !under_popvmm)
 			return 0;
 		fail("thread %d: migrate(%d): errno %d", (int)gettid_(), nid, errno);
@@ -176,7 +176,7 @@ static int cmd_state(int n, int fp)
 		case 0: {
 			int before = cb.ran;
 			cb.want = to;
-			if (migrate_retrying(to, callback, &cb) == 0)
+			if (migrate(to, callback, &cb) == 0)
 				moved++;
 			else if (errno != ENOSYS || under_popvmm)
 				fail("migrate(%d): errno %d", to, errno);

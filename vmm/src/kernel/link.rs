@@ -176,8 +176,12 @@ impl Link {
         let _ = self.tx.post(to, &msg);
     }
 
-    /// The service loop hands over a reply that came in.
+    /// The service loop hands over a reply that came in (a `Queued` one says the outcome comes
+    /// later: the caller keeps waiting).
     pub fn complete(&self, id: u64, reply: Reply) {
+        if reply == Reply::Queued {
+            return;
+        }
         if let Some(slot) = lock(&self.pending).get(&id).cloned() {
             *lock(&slot.reply) = Some(reply);
             slot.wakeup.notify();

@@ -256,6 +256,11 @@ pub enum Request {
     },
     /// The program has ended: stop every thread.
     Exit(ExitStatus),
+    /// The outcome of this island's request `request`, which was answered `Reply::Queued`.
+    Complete {
+        request: u64,
+        reply: Reply,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -266,6 +271,10 @@ pub enum Reply {
     /// rt_sigaction's previous action.
     Action(Result<SigAction, i32>),
     Done,
+    /// The request is taken and may take long (a futex wait, a file call that waits for input):
+    /// its outcome comes later in a `Complete` request. This reply returns the request's credit
+    /// at once, so that threads waiting at the origin do not hold their link's credits.
+    Queued,
 }
 
 /// Everything island kernels say to each other.
@@ -286,7 +295,7 @@ pub enum IslandMessage {
 /// The names of the kernel services' message types, for the counters (`/stats`, `/metrics`), in
 /// the order of [`Request::type_index`], with the reply last. The coherency protocol's names come
 /// before these on the wire (see `wire::TYPE_NAMES`).
-pub const SERVICE_TYPES: [&str; 20] = [
+pub const SERVICE_TYPES: [&str; 21] = [
     "vma_request",
     "futex_request",
     "file_request",
@@ -306,6 +315,7 @@ pub const SERVICE_TYPES: [&str; 20] = [
     "move_done",
     "thread_control",
     "migrate",
+    "complete",
     "reply",
 ];
 
@@ -332,9 +342,10 @@ impl Request {
             Request::MoveDone { .. } => 16,
             Request::ThreadControl { .. } => 17,
             Request::Migrate(_) => 18,
+            Request::Complete { .. } => 19,
         }
     }
 }
 
 /// Position of the reply in [`SERVICE_TYPES`].
-pub const REPLY_TYPE: usize = 19;
+pub const REPLY_TYPE: usize = 20;

@@ -383,7 +383,13 @@ impl Origin {
             let link = Arc::clone(&island.link);
             Box::new(move || {
                 lock(&me.in_flight).remove(&key);
-                link.reply(from, id, Reply::Value(Ok(0)));
+                link.notify(
+                    from,
+                    Request::Complete {
+                        request: id,
+                        reply: Reply::Value(Ok(0)),
+                    },
+                );
             })
         };
         let queued =
@@ -462,7 +468,13 @@ impl Origin {
                 drop(flights);
                 if self.futexes.cancel(waiter) {
                     if let Ok(island) = self.island() {
-                        island.link.reply(from, request, reply_of(Err(why.errno())));
+                        island.link.notify(
+                            from,
+                            Request::Complete {
+                                request,
+                                reply: reply_of(Err(why.errno())),
+                            },
+                        );
                     }
                 }
             }
@@ -713,7 +725,7 @@ impl Services for Origin {
             Request::Mm(call) => Served::Work(Box::new(move || Some(reply_of(self.mm(call))))),
             Request::Futex(call @ FutexCall::Wait { .. }) => {
                 lock(&self.in_flight).insert((from, id), InFlight::Pending);
-                Served::Work(Box::new(move || self.remote_wait(from, id, call)))
+                Served::Detached(Box::new(move || self.remote_wait(from, id, call)))
             }
             Request::Futex(call) => Served::Work(Box::new(move || {
                 Some(reply_of(
@@ -723,6 +735,9 @@ impl Services for Origin {
             })),
             Request::File(call) => {
                 lock(&self.in_flight).insert((from, id), InFlight::Pending);
+                // Answered directly (most file calls are short): a thread blocked in one holds its
+                // link's credit meanwhile, which only matters with more blocked file calls on one
+                // island than its link has credits.
                 Served::Work(Box::new(move || Some(self.remote_file(from, id, call))))
             }
             Request::Clone { tid } => Served::Work(Box::new(move || {
@@ -765,6 +780,7 @@ impl Services for Origin {
             | Request::StartThread(_)
             | Request::Migrate(_)
             | Request::PostSignal { .. }
+            | Request::Complete { .. }
             | Request::Exit(_) => Served::Now(reply_of(Err(Errno::EINVAL))),
         }
     }

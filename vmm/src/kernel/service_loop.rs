@@ -136,6 +136,13 @@ fn request(island: &Arc<Island>, workers: &WorkerPool, from: IslandId, id: u64, 
             island.stop();
             reply(Reply::Done);
         }
+        Request::Complete {
+            request,
+            reply: outcome,
+        } => {
+            island.link.complete(request, outcome);
+            reply(Reply::Done);
+        }
         body => match Arc::clone(&island.services).serve(from, id, body) {
             Served::Now(r) => reply(r),
             Served::Work(work) => {
@@ -143,6 +150,21 @@ fn request(island: &Arc<Island>, workers: &WorkerPool, from: IslandId, id: u64, 
                 workers.run(move || {
                     if let Some(r) = work() {
                         link.reply(from, id, r);
+                    }
+                });
+            }
+            Served::Detached(work) => {
+                reply(Reply::Queued);
+                let link = Arc::clone(&island.link);
+                workers.run(move || {
+                    if let Some(r) = work() {
+                        link.notify(
+                            from,
+                            Request::Complete {
+                                request: id,
+                                reply: r,
+                            },
+                        );
                     }
                 });
             }

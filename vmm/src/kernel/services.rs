@@ -83,6 +83,10 @@ pub enum Served {
     Now(Reply),
     /// Work that may block, for a worker thread.
     Work(Work),
+    /// Work that may block for long, for a worker thread: the request is answered `Queued` at
+    /// once and its outcome goes in a `Complete` request (sent by the work's result, or later by
+    /// whoever completes it).
+    Detached(Work),
 }
 
 impl fmt::Debug for Served {
@@ -90,6 +94,7 @@ impl fmt::Debug for Served {
         match self {
             Served::Now(r) => write!(f, "Now({r:?})"),
             Served::Work(_) => f.write_str("Work"),
+            Served::Detached(_) => f.write_str("Detached"),
         }
     }
 }
@@ -100,7 +105,7 @@ pub fn value(reply: Reply) -> SysResult {
         Reply::Value(Ok(v)) => Ok(v),
         Reply::Value(Err(e)) | Reply::Action(Err(e)) => Err(Errno(e)),
         Reply::Done => Ok(0),
-        Reply::Action(Ok(_)) => Err(Errno::EIO),
+        Reply::Action(Ok(_)) | Reply::Queued => Err(Errno::EIO),
     }
 }
 

@@ -167,7 +167,12 @@ fn migrate(
     // Out of this island's table before its pending signals are read: a signal posted here from
     // now on finds no thread and goes back to the origin, which holds it.
     let status = island.release_thread(tid);
-    let sent = capture(t, regs).and_then(|image| {
+    let sent = capture(t, regs).and_then(|mut image| {
+        // An explicit migration is a placement too: the destination joins the thread's
+        // affinity (island i is CPU i), as a Popcorn migration moves the thread's CPU.
+        if to < 64 {
+            image.affinity |= 1 << to;
+        }
         island
             .link
             .call(to, Request::Migrate(Box::new(image)))

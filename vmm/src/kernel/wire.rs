@@ -224,6 +224,7 @@ fn put_reply(w: &mut WireWriter<'_>, body: &Reply) -> Result<(), WireError> {
             w.put_u8(6)?;
             put_errno(w, *e)
         }
+        Reply::Queued => w.put_u8(7),
     }
 }
 
@@ -234,6 +235,7 @@ fn get_reply(r: &mut WireReader<'_>) -> Result<Reply, WireError> {
         2 => Reply::Action(Ok(get_action(r)?)),
         5 => Reply::Value(Err(get_errno(r)?)),
         6 => Reply::Action(Err(get_errno(r)?)),
+        7 => Reply::Queued,
         v => return Err(invalid("reply", u64::from(v))),
     })
 }
@@ -296,6 +298,13 @@ fn put_request(w: &mut WireWriter<'_>, body: &Request) -> Result<(), WireError> 
             w.put_u32(*code as u32)
         }
         Request::ExitGroup(status) | Request::Exit(status) => put_status(w, status),
+        Request::Complete { request, reply } => {
+            if *reply == Reply::Queued {
+                return Err(invalid("completion", 7));
+            }
+            w.put_u64(*request)?;
+            put_reply(w, reply)
+        }
         Request::Cancel { request, why } => {
             w.put_u64(*request)?;
             w.put_u8(match why {
@@ -389,6 +398,14 @@ fn get_request(r: &mut WireReader<'_>) -> Result<Request, WireError> {
             Request::ThreadControl { tid, op }
         }
         18 => Request::Migrate(Box::new(get_thread(r)?)),
+        19 => {
+            let request = r.get_u64()?;
+            let reply = get_reply(r)?;
+            if reply == Reply::Queued {
+                return Err(invalid("completion", 7));
+            }
+            Request::Complete { request, reply }
+        }
         v => return Err(invalid("request type", u64::from(v))),
     })
 }
@@ -999,6 +1016,18 @@ mod tests {
             IslandMessage::Reply {
                 id: 12,
                 body: Reply::Action(Ok(SigAction::default())),
+            },
+            IslandMessage::Reply {
+                id: 13,
+                body: Reply::Queued,
+            },
+            IslandMessage::Request {
+                id: 28,
+                from: 0,
+                body: Request::Complete {
+                    request: 13,
+                    reply: Reply::Value(Err(4)),
+                },
             },
             IslandMessage::Reply {
                 id: 9,

@@ -25,6 +25,7 @@ pub const CALLS: &[Syscall] = &[
         }),
     ),
     sys(libc::SYS_sigaltstack, "sigaltstack", Sys(sigaltstack)),
+    sys(libc::SYS_rt_sigpending, "rt_sigpending", Sys(rt_sigpending)),
     sys(
         libc::SYS_tkill,
         "tkill",
@@ -114,6 +115,18 @@ fn rt_sigreturn(c: &mut Call<'_>) -> Action {
             Action::Stop
         }
     }
+}
+
+/// rt_sigpending: the signals raised for the thread and not delivered yet (the blocked ones:
+/// the others are delivered on the way back to user mode).
+fn rt_sigpending(c: &mut Call<'_>) -> SysResult {
+    let (set, size) = (c.a[0], c.a[1]);
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let pending = c.t.status.pending.load(Ordering::SeqCst);
+    c.island.user.write_obj(set, pending)?;
+    Ok(0)
 }
 
 const SS_AUTODISARM: u32 = 1 << 31;
