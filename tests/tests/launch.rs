@@ -216,3 +216,64 @@ fn launch_without_a_program_and_without_the_demo_says_how_to_build_it() {
     );
     assert!(o.stdout.is_empty());
 }
+
+/// /proc and /sys: the program sees its own machine (island i is CPU i), served by popvmm; with a
+/// root that holds the host's /proc and /sys (`--rootfs /`), those stay out of reach, so the
+/// guest cannot read popvmm's memory through /proc/self/mem.
+#[test]
+fn the_guest_sees_its_islands_in_proc_and_sys_and_never_the_hosts() {
+    let prog = images().join("glibc/procview");
+    let prog = prog.to_str().expect("utf-8 path");
+    for (args, islands) in [
+        (vec!["--islands", "4", "--", prog], 4),
+        (vec!["--islands", "2", "--rootfs", "/", "--", prog], 2),
+    ] {
+        let o = launch(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let last = islands - 1;
+        for want in [
+            format!("sysconf(_SC_NPROCESSORS_ONLN): {islands}\n"),
+            format!("/sys/devices/system/cpu/online: 0-{last}\n"),
+            "/sys/devices/system/cpu/cpu1/topology/thread_siblings_list: 1\n".to_string(),
+            format!("/sys/devices/system/cpu/cpu1/topology/core_siblings_list: 0-{last}\n"),
+            format!("/proc/cpuinfo processors: {islands}\n"),
+            "/proc/self/maps [stack] lines: 1\n".to_string(),
+        ] {
+            assert!(out.contains(&want), "{args:?}: missing {want:?} in\n{out}");
+        }
+        // Not served; with the host's /proc in the root, refused.
+        let absent = if args.contains(&"/") {
+            "Permission denied"
+        } else {
+            "No such file or directory"
+        };
+        for path in [
+            "/proc/self/mem",
+            "/proc/self/environ",
+            "/sys/kernel/mm/transparent_hugepage/enabled",
+        ] {
+            let want = format!("{path}: {absent}\n");
+            assert!(out.contains(&want), "{args:?}: missing {want:?} in\n{out}");
+        }
+    }
+}
+
+/// The system-call stub is the one page of the kernel area a program reaches: read-only and
+/// executable at user level (PVM runs `syscall`'s target at CPL3). Calling it directly is a
+/// system call with the caller's own return address, nothing more; writing to it, or touching
+/// the rest of the kernel area, faults.
+#[test]
+fn calling_the_syscall_stub_directly_gains_nothing() {
+    let prog = images().join("glibc/stubcall");
+    let o = launch(&["--", prog.to_str().expect("utf-8 path")]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_eq!(
+        out,
+        "stub page readable: e6 10\n\
+         getpid through the stub equals getpid\n\
+         a write to the stub page faults\n\
+         the rest of the kernel area faults\n"
+    );
+}

@@ -589,9 +589,6 @@ fn openmp_places_bind_the_team_to_islands_0_to_3() {
 }
 
 #[test]
-#[ignore = "popvmm serves no /sys: OMP_PLACES=cores (and threads, sockets) need \
-            /sys/devices/system/cpu/cpuN/topology; libgomp prints 'Error reading core/socket \
-            topology' and binds nothing"]
 fn openmp_places_cores_bind_the_team() {
     let env = [
         ("OMP_PLACES", "cores"),

@@ -253,7 +253,7 @@ impl LaunchConfig {
                 e.0
             ))
         })?;
-        let files = Files::new(&rootfs, std::process::id(), config.exe_path.clone())
+        let files = Files::new(&rootfs, std::process::id(), config.exe_path.clone(), n)
             .map_err(|e| island_err(&e))?;
         let ProgramStdio {
             stdin,

@@ -16,6 +16,7 @@
 mod io;
 mod names;
 mod path;
+mod synthetic;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -59,10 +60,12 @@ pub struct Files {
     /// The program's pid and executable, as `/proc/self/exe` and `/proc/PID/exe` show them.
     pub pid: u32,
     pub exe_path: String,
+    /// The program's islands: its CPUs, as /proc and /sys show them (`synthetic.rs`).
+    pub islands: usize,
 }
 
 impl Files {
-    pub fn new(rootfs: &Path, pid: u32, exe_path: String) -> Result<Self, FsError> {
+    pub fn new(rootfs: &Path, pid: u32, exe_path: String, islands: usize) -> Result<Self, FsError> {
         let root = Root::open(rootfs).map_err(|source| FsError::Root {
             path: rootfs.display().to_string(),
             source,
@@ -79,6 +82,7 @@ impl Files {
             umask: AtomicU32::new(0o022),
             pid,
             exe_path,
+            islands,
         })
     }
 
@@ -115,6 +119,7 @@ impl Files {
         let bytes = match &f.kind {
             FileKind::Stdio => format!("/dev/fd/{}", f.raw()).into_bytes(),
             FileKind::Device(name) => name.as_bytes().to_vec(),
+            FileKind::Served(name) => name.as_bytes().to_vec(),
             FileKind::InRoot => self
                 .root
                 .guest_path_of(f.raw())
@@ -161,6 +166,8 @@ enum FileKind {
     Device(&'static str),
     /// A file or directory of the root.
     InRoot,
+    /// A file popvmm makes up (`synthetic.rs`; its guest path).
+    Served(String),
 }
 
 /// An open file description (shared by dup'ed descriptors, like Linux's `struct file`).
@@ -579,7 +586,7 @@ mod tests {
         std::fs::write(dir.join("top"), b"t").expect("write");
         std::os::unix::fs::symlink("/etc/passwd", dir.join("escape")).expect("symlink");
         std::os::unix::fs::symlink("sub/deeper", dir.join("link")).expect("symlink");
-        let files = Files::new(&dir, 1, "/x".into()).expect("root");
+        let files = Files::new(&dir, 1, "/x".into(), 1).expect("root");
         let root = &files.root;
         let open = |base: &Base, p: &str| root.resolve(base, p.as_bytes(), libc::O_RDONLY);
         assert!(open(&Base::Root, "/sub/f").is_ok());

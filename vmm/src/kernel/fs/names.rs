@@ -53,6 +53,64 @@ fn device_named(p: &FileCx<'_>, base: &Base, path: &[u8]) -> Option<(&'static st
     (normalize(&full) == dev.as_bytes()).then_some((dev, writable))
 }
 
+/// A /proc or /sys file popvmm serves itself (`synthetic.rs`), opened as a sealed in-memory
+/// file holding its content. None: not one of them.
+fn served(
+    p: &FileCx<'_>,
+    base: &Base,
+    path: &[u8],
+    flags: i32,
+) -> Result<Option<Arc<OpenFile>>, Errno> {
+    let Ok(full) = p.files.root.joined(base, path) else {
+        return Ok(None);
+    };
+    let full = normalize(&full);
+    if !(full.starts_with(b"/proc/") || full.starts_with(b"/sys/")) {
+        return Ok(None);
+    }
+    let Some(content) = super::synthetic::content(p.files, p.user, &full) else {
+        return Ok(None);
+    };
+    if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0 {
+        return Err(Errno::EACCES);
+    }
+    if flags & libc::O_DIRECTORY != 0 {
+        return Err(Errno::ENOTDIR);
+    }
+    // SAFETY: memfd_create reads the NUL-terminated name; we own the returned descriptor.
+    let raw = unsafe { libc::memfd_create(c"popvmm-served".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `raw` is a fresh descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut at = 0;
+    while at < content.len() {
+        // SAFETY: writes from a live buffer of the given length to a descriptor we own.
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                content[at..].as_ptr().cast(),
+                content.len() - at,
+            )
+        };
+        if n <= 0 {
+            return Err(Errno::last());
+        }
+        at += n as usize;
+    }
+    // SAFETY: lseek on a descriptor we own.
+    if unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_SET) } != 0 {
+        return Err(Errno::last());
+    }
+    let name = String::from_utf8_lossy(&full).into_owned();
+    Ok(Some(OpenFile::new(
+        super::HostFd::Owned(fd),
+        FileKind::Served(name),
+        true,
+    )))
+}
+
 fn open_device(dev: &str, flags: i32) -> Result<OwnedFd, Errno> {
     let c = std::ffi::CString::new(dev).map_err(|_| Errno::EINVAL)?;
     // SAFETY: open reads the NUL-terminated path; we own the returned descriptor.
@@ -95,7 +153,7 @@ impl Target {
     fn change(&self) -> Errno {
         match self.kind() {
             FileKind::InRoot => Errno::EROFS,
-            FileKind::Device(_) | FileKind::Stdio => Errno::EPERM,
+            FileKind::Device(_) | FileKind::Stdio | FileKind::Served(_) => Errno::EPERM,
         }
     }
 }
@@ -183,6 +241,13 @@ pub fn sys_openat(p: &FileCx<'_>, dirfd: i32, path: u64, flags: u64) -> SysResul
             FileKind::Device(dev),
             false,
         );
+        return p
+            .files
+            .table()
+            .install(file, cloexec, 0)
+            .map(|fd| fd as u64);
+    }
+    if let Some(file) = served(p, &base, &path, flags)? {
         return p
             .files
             .table()

@@ -90,6 +90,40 @@ fn openat2(dirfd: RawFd, path: &[u8], flags: i32, resolve: u64) -> Result<OwnedF
     }
 }
 
+/// File systems through which a guest could reach popvmm's own process or the host's kernel
+/// (`/proc/self/mem`, sysfs, debugfs...), when the root holds them (say `--rootfs /`): never
+/// served, whatever path leads there. What a program may read of /proc and /sys, popvmm serves
+/// itself from the island kernel's view (`synthetic.rs`).
+const HOST_INTERNAL_FS: [i64; 13] = [
+    0x9fa0,                 // proc
+    0x6265_6572,            // sysfs
+    0x6462_6720,            // debugfs
+    0x7472_6163,            // tracefs
+    0x7363_6673,            // securityfs
+    0xcafe_4a11,            // bpf
+    0x6367_7270,            // cgroup2
+    0x0027_e0eb,            // cgroup
+    0x1cd1,                 // devpts
+    0xf97c_ff8c_u32 as i64, // selinuxfs
+    0x6165_676c,            // pstore
+    0x6265_6570,            // configfs
+    0x6573_5543,            // fusectl
+];
+
+/// EACCES for a descriptor on one of [`HOST_INTERNAL_FS`].
+fn host_internals_refused(fd: &OwnedFd) -> Result<(), Errno> {
+    // SAFETY: an all-zero statfs is a valid value for fstatfs to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes one statfs into `st` for a descriptor we own.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Errno::last());
+    }
+    if HOST_INTERNAL_FS.contains(&(st.f_type as i64)) {
+        return Err(Errno::EACCES);
+    }
+    Ok(())
+}
+
 impl Root {
     pub fn open(rootfs: &std::path::Path) -> std::io::Result<Root> {
         let dir = std::fs::File::open(rootfs)?;
@@ -126,6 +160,12 @@ impl Root {
     /// Opens `path` from `base` on the host with `flags` (O_CLOEXEC added), confined to the root.
     /// Blocks as the host's open does (a FIFO without a writer): never call it holding a lock.
     pub fn resolve(&self, base: &Base, path: &[u8], flags: i32) -> Result<OwnedFd, Errno> {
+        let fd = self.resolve_any(base, path, flags)?;
+        host_internals_refused(&fd)?;
+        Ok(fd)
+    }
+
+    fn resolve_any(&self, base: &Base, path: &[u8], flags: i32) -> Result<OwnedFd, Errno> {
         if path.is_empty() {
             return Err(Errno::ENOENT);
         }
