@@ -12,5 +12,6 @@ pub mod kernel;
 pub mod kvm;
 pub mod loader;
 pub mod memory;
+pub mod metrics;
 pub mod program;
 pub mod sync;

@@ -12,12 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::types::{
-    self, Address, FaultLatency, FaultStats, IslandFaults, IslandInfo, IslandMemory, LinkMessages,
+    self, Address, FaultStats, IslandFaults, IslandInfo, IslandMemory, LatencyUs, LinkMessages,
     Mapping, MessageStats, PageCopy, PageList, PageRow, SharingPattern, Stats, Summary, ThreadInfo,
 };
-use crate::dsm::{latency_quantile, DsmStats, PageTraffic, Quantile, PAGE_SIZE};
+use crate::dsm::{DsmStats, PageTraffic, PAGE_SIZE};
 use crate::fabric::PAGE_MESSAGE_TYPES;
 use crate::kernel::Island;
+use crate::metrics::Latencies;
 
 /// Counters of a whole run, summed over the islands: what `/stats` and `/metrics` are made of.
 #[derive(Debug, Clone, Default)]
@@ -29,10 +30,10 @@ pub struct Counters {
     pub write_missing: u64,
     pub write_protect: u64,
     pub local: u64,
-    pub resolved: u64,
-    pub latency_ns_sum: u64,
-    pub p50: Option<Quantile>,
-    pub p99: Option<Quantile>,
+    /// Resolved faults, by latency.
+    pub fault_latency: Latencies,
+    /// Migrations, by latency.
+    pub migrations: Latencies,
     pub stale_messages: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
@@ -44,33 +45,27 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
         islands: islands.len(),
         ..Counters::default()
     };
-    let mut buckets: Vec<u64> = Vec::new();
     for p in islands {
+        s.migrations.add(&p.migration_latency.snapshot());
         let Some(st) = p.dsm.stats() else {
             s.per_island.push([0; 4]);
             continue;
         };
         let st: Arc<DsmStats> = st;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let latency = st.latency.snapshot();
         let island = [
             get(&st.read_missing),
             get(&st.write_missing),
             get(&st.write_protect),
-            get(&st.resolved),
+            latency.count,
         ];
         s.read_missing += island[0];
         s.write_missing += island[1];
         s.write_protect += island[2];
-        s.resolved += island[3];
         s.local += get(&st.local);
-        s.latency_ns_sum += get(&st.latency_ns_sum);
+        s.fault_latency.add(&latency);
         s.stale_messages += get(&st.stale_messages);
-        if buckets.is_empty() {
-            buckets = vec![0; st.latency_buckets.len()];
-        }
-        for (b, c) in buckets.iter_mut().zip(st.latency_buckets.iter()) {
-            *b += get(c);
-        }
         s.per_island.push(island);
     }
     if let Some(p) = islands.first() {
@@ -88,18 +83,12 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
             .map(|l| ((l.from as u8, l.to as u8), l.sent.messages))
             .collect();
     }
-    s.p50 = latency_quantile(&buckets, 0.5);
-    s.p99 = latency_quantile(&buckets, 0.99);
     s
 }
 
 impl Counters {
     pub fn faults(&self) -> u64 {
         self.read_missing + self.write_missing + self.write_protect
-    }
-
-    pub fn mean_latency_us(&self) -> Option<f64> {
-        (self.resolved > 0).then(|| self.latency_ns_sum as f64 / self.resolved as f64 / 1000.0)
     }
 
     pub fn total_messages(&self) -> u64 {
@@ -124,7 +113,7 @@ impl Counters {
                 read_missing: self.read_missing,
                 write_missing: self.write_missing,
                 write_protect: self.write_protect,
-                resolved: self.resolved,
+                resolved: self.fault_latency.count,
                 local: self.local,
                 by_island: self
                     .per_island
@@ -139,12 +128,10 @@ impl Counters {
                     })
                     .collect(),
             },
-            fault_latency_us: FaultLatency {
-                mean: self.mean_latency_us(),
-                p50: self.p50.and_then(Quantile::upper_us),
-                p99: self.p99.and_then(Quantile::upper_us),
-            },
+            fault_latency_us: LatencyUs::of(&self.fault_latency),
             stale_messages: self.stale_messages,
+            migrations: self.migrations.count,
+            migration_latency_us: LatencyUs::of(&self.migrations),
         }
     }
 
@@ -189,10 +176,30 @@ impl Counters {
         let _ = writeln!(
             out,
             "popvmm_fault_latency_seconds_sum {}",
-            self.latency_ns_sum as f64 / 1e9
+            self.fault_latency.sum_ns as f64 / 1e9
         );
         let _ = writeln!(out, "# TYPE popvmm_fault_latency_seconds_count counter");
-        let _ = writeln!(out, "popvmm_fault_latency_seconds_count {}", self.resolved);
+        let _ = writeln!(
+            out,
+            "popvmm_fault_latency_seconds_count {}",
+            self.fault_latency.count
+        );
+        let _ = writeln!(
+            out,
+            "# HELP popvmm_migration_latency_seconds_sum Sum of migration latencies (stop to start)."
+        );
+        let _ = writeln!(out, "# TYPE popvmm_migration_latency_seconds_sum counter");
+        let _ = writeln!(
+            out,
+            "popvmm_migration_latency_seconds_sum {}",
+            self.migrations.sum_ns as f64 / 1e9
+        );
+        let _ = writeln!(out, "# TYPE popvmm_migration_latency_seconds_count counter");
+        let _ = writeln!(
+            out,
+            "popvmm_migration_latency_seconds_count {}",
+            self.migrations.count
+        );
         out
     }
 }
@@ -367,6 +374,7 @@ fn page_row(per_island: &[IslandPages], page: u64) -> PageRow {
 mod tests {
     use super::*;
     use crate::api::action::ControlAnswer;
+    use crate::metrics::BUCKETS;
     use coherency::{KernelSet, MessageType, PageView, State};
     use serde_json::{json, Value};
 
@@ -469,6 +477,18 @@ mod tests {
         );
     }
 
+    fn latencies(count: u64, sum_ns: u64, buckets: &[(usize, u64)]) -> Latencies {
+        let mut l = Latencies {
+            count,
+            sum_ns,
+            ..Latencies::default()
+        };
+        for &(b, n) in buckets {
+            l.buckets[b] = n;
+        }
+        l
+    }
+
     fn counters() -> Counters {
         Counters {
             islands: 2,
@@ -482,10 +502,10 @@ mod tests {
             write_missing: 3,
             write_protect: 1,
             local: 2,
-            resolved: 8,
-            latency_ns_sum: 3_298_000,
-            p50: Some(Quantile::Below(256)),
-            p99: Some(Quantile::AtLeast(1 << 20)),
+            // Mean 412.25 us; the median in [128, 256) us, the 99th percentile in the last bucket.
+            fault_latency: latencies(8, 3_298_000, &[(7, 5), (BUCKETS - 1, 3)]),
+            // Two migrations of ~150 us.
+            migrations: latencies(2, 300_000, &[(7, 2)]),
             stale_messages: 0,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }
@@ -511,6 +531,8 @@ mod tests {
                          "resolved": 4}]},
                 "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},
                 "stale_messages": 0,
+                "migrations": 2,
+                "migration_latency_us": {"mean": 150.0, "p50": 256, "p99": 256},
             })
         );
         let back: Stats = serde_json::from_value(body).expect("Stats");
@@ -539,6 +561,8 @@ mod tests {
         );
         assert!(text.contains("popvmm_link_messages_total{from=\"1\",to=\"0\"} 12\n"));
         assert!(text.contains("popvmm_fault_latency_seconds_count 8\n"));
+        assert!(text.contains("popvmm_migration_latency_seconds_count 2\n"));
+        assert!(text.contains("popvmm_migration_latency_seconds_sum 0.0003\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').expect("name value");
             assert!(name.starts_with("popvmm_"), "{line}");

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::metrics::{Latencies, Quantile, BUCKETS};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A guest address, written `0x`-hex in JSON (`"0x4bb000"`).
@@ -199,9 +200,15 @@ pub struct Stats {
     pub islands: usize,
     pub messages: MessageStats,
     pub faults: FaultStats,
-    pub fault_latency_us: FaultLatency,
+    pub fault_latency_us: LatencyUs,
     /// Messages for pages an island no longer maps (after munmap), dropped.
     pub stale_messages: u64,
+    /// Threads that migrated, and how long each took: from its island stopping it to its new
+    /// island starting it (absent in runs of older popvmm versions).
+    #[serde(default)]
+    pub migrations: u64,
+    #[serde(default)]
+    pub migration_latency_us: LatencyUs,
 }
 
 /// Messages between island kernels.
@@ -246,30 +253,53 @@ pub struct IslandFaults {
     pub resolved: u64,
 }
 
-/// Fault latency in microseconds: the mean, and the upper bounds of the histogram buckets that
-/// hold the median and the 99th percentile (null: no fault resolved, or the quantile is in the
-/// last, open-ended bucket; see [`FaultLatency::quantile_text`]).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct FaultLatency {
+/// A latency in microseconds (of page faults, of migrations): the mean, and the upper bounds of
+/// the histogram buckets that hold the median and the 99th percentile (null: nothing measured, or
+/// the quantile is in the last, open-ended bucket; see [`LatencyUs::quantile_text`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyUs {
     pub mean: Option<f64>,
     pub p50: Option<u64>,
     pub p99: Option<u64>,
 }
 
-impl FaultLatency {
+impl LatencyUs {
     /// A quantile as the exit summary writes it: `< 128 us`, `>= N us` for the last bucket (where
     /// there were faults but no upper bound), `-` without faults.
     pub fn quantile_text(&self, q: Option<u64>) -> String {
         match (q, self.mean) {
             (Some(us), _) => format!("< {us} us"),
-            (None, Some(_)) => format!("{}", crate::dsm::Quantile::AtLeast(LAST_BUCKET_US)),
+            (None, Some(_)) => format!("{}", Quantile::AtLeast(LAST_BUCKET_US)),
             (None, None) => "-".to_string(),
         }
     }
 }
 
-/// The lower bound of the fault-latency histogram's last, open-ended bucket.
-const LAST_BUCKET_US: u64 = 1 << (crate::dsm::BUCKETS - 1);
+/// The lower bound of the latency histograms' last, open-ended bucket.
+const LAST_BUCKET_US: u64 = 1 << (BUCKETS - 1);
+
+impl LatencyUs {
+    /// As the exit summary writes it: `mean 180.2 us (p50 < 128 us, p99 < 4096 us)`, or `-`.
+    pub fn text(&self) -> String {
+        match self.mean {
+            Some(us) => format!(
+                "{us:.1} us (p50 {}, p99 {})",
+                self.quantile_text(self.p50),
+                self.quantile_text(self.p99)
+            ),
+            None => "-".to_string(),
+        }
+    }
+
+    /// The summary of a histogram's counts.
+    pub fn of(l: &Latencies) -> LatencyUs {
+        LatencyUs {
+            mean: l.mean_us(),
+            p50: l.quantile(0.5).and_then(Quantile::upper_us),
+            p99: l.quantile(0.99).and_then(Quantile::upper_us),
+        }
+    }
+}
 
 /// `PUT /shutdown`'s body: an optional JSON object, no fields yet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,18 +379,19 @@ impl Summary {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        let lat = &s.fault_latency_us;
-        let latency = match lat.mean {
-            Some(us) => format!(
-                "{us:.1} us (p50 {}, p99 {})",
-                lat.quantile_text(lat.p50),
-                lat.quantile_text(lat.p99)
-            ),
-            None => "-".to_string(),
+        let latency = s.fault_latency_us.text();
+        let migrations = if s.migrations > 0 {
+            format!(
+                "; {} migrations, latency {}",
+                s.migrations,
+                s.migration_latency_us.text()
+            )
+        } else {
+            String::new()
         };
         let mut lines = vec![
             format!(
-                "{} islands: {} messages ({})",
+                "{} islands: {} messages ({}){migrations}",
                 s.islands,
                 s.messages.total,
                 by_type.join(", ")
@@ -525,12 +556,14 @@ mod tests {
                     resolved: 8,
                 }],
             },
-            fault_latency_us: FaultLatency {
+            fault_latency_us: LatencyUs {
                 mean: Some(412.25),
                 p50: Some(256),
                 p99: None,
             },
             stale_messages: 0,
+            migrations: 0,
+            migration_latency_us: LatencyUs::default(),
         }
     }
 
@@ -546,8 +579,19 @@ mod tests {
                                       "write_protect": 1, "resolved": 8}]},
             "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},
             "stale_messages": 0,
+            "migrations": 0,
+            "migration_latency_us": {"mean": null, "p50": null, "p99": null},
         });
         assert_eq!(serde_json::to_value(stats()).expect("stats"), want);
+        // A summary written before migrations were counted still reads.
+        let mut old = want.clone();
+        let fields = old.as_object_mut().expect("object");
+        fields.remove("migrations");
+        fields.remove("migration_latency_us");
+        assert_eq!(
+            serde_json::from_value::<Stats>(old).expect("old stats"),
+            stats()
+        );
         // One island: the summary is the stats alone; several: the pages are added.
         let mut one = Summary {
             stats: stats(),
@@ -581,7 +625,7 @@ mod tests {
              0x1000 3 (untouched)\n"
         );
         s.hot_pages = Some(vec![]);
-        s.stats.fault_latency_us = FaultLatency {
+        s.stats.fault_latency_us = LatencyUs {
             mean: None,
             p50: None,
             p99: None,
@@ -589,6 +633,20 @@ mod tests {
         let lines = s.lines();
         assert_eq!(lines.len(), 2);
         assert!(lines[1].ends_with("mean latency -"), "{lines:?}");
+        // Migrations, when there were any, join the first line.
+        s.stats.migrations = 3;
+        s.stats.migration_latency_us = LatencyUs {
+            mean: Some(95.5),
+            p50: Some(128),
+            p99: Some(256),
+        };
+        assert!(
+            s.lines()[0].ends_with(
+                "(copy 10, fetch 20); 3 migrations, latency 95.5 us (p50 < 128 us, p99 < 256 us)"
+            ),
+            "{:?}",
+            s.lines()
+        );
     }
 
     #[test]

@@ -765,7 +765,7 @@ stale messages: 0
             local: 0,
             by_island: vec![],
         };
-        s.fault_latency_us = types::FaultLatency {
+        s.fault_latency_us = types::LatencyUs {
             mean: None,
             p50: None,
             p99: None,

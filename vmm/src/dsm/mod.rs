@@ -36,6 +36,7 @@ pub use port::{DsmPort, PageSnapshot, SendPage};
 pub use uffd::{Fault, Userfaultfd};
 
 pub use crate::memory::layout::PAGE_SIZE;
+use crate::metrics::LatencyHistogram;
 
 /// The content of one page, as a Copy message carries it (the messaging layer's page buffer).
 pub use crate::fabric::PageBuf;
@@ -71,60 +72,6 @@ pub enum DsmError {
     },
 }
 
-/// Latency histogram buckets: powers of two of microseconds, from 1 us to ~1 s; the last one
-/// holds everything slower.
-pub const BUCKETS: usize = 21;
-
-/// Where a latency quantile falls in the histogram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quantile {
-    /// Below this many microseconds (a bucket's upper bound).
-    Below(u64),
-    /// In the last, open-ended bucket: at least this many microseconds.
-    AtLeast(u64),
-}
-
-impl Quantile {
-    /// The upper bound in microseconds, if the histogram has one.
-    pub fn upper_us(self) -> Option<u64> {
-        match self {
-            Quantile::Below(us) => Some(us),
-            Quantile::AtLeast(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for Quantile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Quantile::Below(us) => write!(f, "< {us} us"),
-            Quantile::AtLeast(us) => write!(f, ">= {us} us"),
-        }
-    }
-}
-
-/// The bucket of a latency histogram (bucket b counts latencies in [2^b, 2^(b+1)) microseconds,
-/// the last one everything above) below which a fraction `q` of the counts fall. None: no counts.
-pub fn latency_quantile(buckets: &[u64], q: f64) -> Option<Quantile> {
-    let total: u64 = buckets.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let target = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (b, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= target {
-            return Some(if b + 1 < buckets.len() {
-                Quantile::Below(1u64 << (b + 1))
-            } else {
-                Quantile::AtLeast(1u64 << b)
-            });
-        }
-    }
-    None
-}
-
 /// Fault counters and latencies of one island, readable from other threads at any time.
 #[derive(Debug, Default)]
 pub struct DsmStats {
@@ -136,38 +83,10 @@ pub struct DsmStats {
     pub write_protect: AtomicU64,
     /// Faults that needed no message (the page was already valid, or first touch on one island).
     pub local: AtomicU64,
-    /// Faults resolved, and the sum of their latencies in nanoseconds.
-    pub resolved: AtomicU64,
-    pub latency_ns_sum: AtomicU64,
-    /// Resolved faults by latency, bucket b counting latencies in [2^b, 2^(b+1)) microseconds.
-    pub latency_buckets: [AtomicU64; BUCKETS],
+    /// Faults resolved, by latency.
+    pub latency: LatencyHistogram,
     /// Messages for pages this island no longer maps (after munmap), dropped.
     pub stale_messages: AtomicU64,
-}
-
-impl DsmStats {
-    fn record_latency(&self, ns: u64) {
-        self.resolved.fetch_add(1, Ordering::Relaxed);
-        self.latency_ns_sum.fetch_add(ns, Ordering::Relaxed);
-        let us = (ns / 1000).max(1);
-        let bucket = (63 - us.leading_zeros() as usize).min(BUCKETS - 1);
-        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The latency below which `q` of the faults resolved (see [`latency_quantile`]).
-    pub fn latency_quantile_us(&self, q: f64) -> Option<Quantile> {
-        let counts: Vec<u64> = self
-            .latency_buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        latency_quantile(&counts, q)
-    }
-
-    pub fn mean_latency_us(&self) -> Option<f64> {
-        let n = self.resolved.load(Ordering::Relaxed);
-        (n > 0).then(|| self.latency_ns_sum.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0)
-    }
 }
 
 /// What one island saw of one page since the protocol started: the faults its threads (and its
@@ -345,7 +264,8 @@ impl Host<PageBuf> for IslandHost<'_> {
         self.uffd_result(page, "wake", r);
         if let Some(started) = self.waiting.get_mut(&page).and_then(|v| v.pop()) {
             self.stats
-                .record_latency(started.elapsed().as_nanos().min(u64::MAX as u128) as u64);
+                .latency
+                .record(started.elapsed().as_nanos().min(u64::MAX as u128) as u64);
         }
     }
 }

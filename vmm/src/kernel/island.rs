@@ -23,6 +23,7 @@ use super::uaccess::UserMemory;
 use super::vma::ExecImage;
 use crate::dsm::DsmPort;
 use crate::kvm::{IslandVm, KvmError, Vcpu};
+use crate::metrics::LatencyHistogram;
 use crate::sync::lock;
 
 /// Launch-time settings of the island kernels (the same on every island).
@@ -120,6 +121,8 @@ pub struct Island {
     pub started: Instant,
     /// Nanoseconds from `started` to the first entry into the guest (0: not yet).
     pub first_entry_ns: AtomicU64,
+    /// Threads that migrated here, by latency (stopped on their island to started here).
+    pub migration_latency: LatencyHistogram,
     logged_unknown: Mutex<HashSet<u64>>,
     /// The executable as loaded (what a dropped page of its segments holds again).
     pub image: OnceLock<Arc<ExecImage>>,
@@ -163,6 +166,7 @@ impl Island {
             exit_event,
             started,
             first_entry_ns: AtomicU64::new(0),
+            migration_latency: LatencyHistogram::default(),
             logged_unknown: Mutex::new(HashSet::new()),
             image: OnceLock::new(),
         }))

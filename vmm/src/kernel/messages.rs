@@ -141,6 +141,8 @@ pub struct ThreadImage {
     pub proposed: Option<IslandId>,
     /// Migrations so far.
     pub migrations: u32,
+    /// When its island stopped it to migrate (CLOCK_MONOTONIC ns; 0: a new thread).
+    pub departed_ns: u64,
 }
 
 impl ThreadImage {
@@ -160,6 +162,7 @@ impl ThreadImage {
             affinity: u64::MAX,
             proposed: None,
             migrations: 0,
+            departed_ns: 0,
         }
     }
 }

@@ -125,6 +125,10 @@ fn run_arrival(island: &Arc<Island>, mut vcpu: Vcpu, a: Arrival) -> Vcpu {
             .exit_group(ExitStatus::Signal(libc::SIGKILL));
         return vcpu;
     }
+    if image.departed_ns != 0 {
+        let took = crate::metrics::monotonic_ns().saturating_sub(image.departed_ns);
+        island.migration_latency.record(took);
+    }
     run(island, Thread::from_image(vcpu, a.status, &image))
 }
 
@@ -147,6 +151,7 @@ fn capture(t: &mut Thread, regs: &kvm_regs) -> Result<ThreadImage, Errno> {
         // A proposal is for the next migration: this one.
         proposed: None,
         migrations: t.status.migrations.load(Ordering::Relaxed) + 1,
+        departed_ns: crate::metrics::monotonic_ns(),
     })
 }
 

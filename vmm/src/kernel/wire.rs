@@ -759,7 +759,8 @@ fn put_thread(w: &mut WireWriter<'_>, t: &ThreadImage) -> Result<(), WireError> 
             put_island(w, i)?;
         }
     }
-    w.put_u32(t.migrations)
+    w.put_u32(t.migrations)?;
+    w.put_u64(t.departed_ns)
 }
 
 fn get_thread(r: &mut WireReader<'_>) -> Result<ThreadImage, WireError> {
@@ -786,6 +787,7 @@ fn get_thread(r: &mut WireReader<'_>) -> Result<ThreadImage, WireError> {
             v => return Err(invalid("proposed island", u64::from(v))),
         },
         migrations: r.get_u32()?,
+        departed_ns: r.get_u64()?,
     })
 }
 

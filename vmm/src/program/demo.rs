@@ -154,7 +154,7 @@ fn exit_status(s: std::process::ExitStatus) -> ExitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{FaultLatency, FaultStats, MessageStats, Stats, Summary};
+    use crate::api::types::{FaultStats, LatencyUs, MessageStats, Stats, Summary};
     use std::collections::BTreeMap;
 
     fn captured(stdout: &str, status: ExitStatus) -> Captured {
@@ -179,12 +179,14 @@ mod tests {
                         local: 0,
                         by_island: vec![],
                     },
-                    fault_latency_us: FaultLatency {
+                    fault_latency_us: LatencyUs {
                         mean: None,
                         p50: None,
                         p99: None,
                     },
                     stale_messages: 0,
+                    migrations: 0,
+                    migration_latency_us: LatencyUs::default(),
                 },
                 hot_pages: None,
                 pages: None,
