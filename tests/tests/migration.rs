@@ -310,6 +310,41 @@ fn bad_input_gets_popcorns_errors_and_popvmm_keeps_running() {
     }
 }
 
+/// The stack follows a migrating thread: the top of it is brought writable before the thread
+/// starts on its new island, so `bench`'s round trips take (almost) no page faults; without the
+/// prefetch each arrival costs a read fault and then a write fault on the stack. popvmm counts
+/// each migration once, and times it.
+#[test]
+fn the_top_of_the_stack_follows_a_migrating_thread() {
+    let run = |extra: &[&str]| {
+        let (run, stats) =
+            islands_run_with_stats("glibc/popcorn-migrate", &["bench", "40"], 2, extra);
+        assert_eq!(run.code, Some(0), "{extra:?}: {}", run.stderr_text());
+        // 10 warm-up round trips and 40 measured ones.
+        assert_eq!(migrations(&stats), 100, "{extra:?}: {stats}");
+        assert_eq!(stats["migrations"], 100, "{extra:?}: {stats}");
+        assert!(
+            stats["migration_latency_us"]["mean"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0,
+            "{stats}"
+        );
+        stats
+    };
+    let with = run(&[]);
+    let without = run(&["--no-stack-prefetch"]);
+    let faults = |s: &serde_json::Value| s["faults"]["total"].as_u64().unwrap_or(u64::MAX);
+    assert!(faults(&without) >= 200, "{without}");
+    assert_eq!(without["faults"]["prefetched"], 0, "{without}");
+    // A prefetch that outlasts its patience on a loaded machine leaves a fault or two.
+    assert!(faults(&with) <= 10, "{with}");
+    assert!(
+        with["faults"]["prefetched"].as_u64().unwrap_or(0) >= 100,
+        "{with}"
+    );
+}
+
 #[test]
 fn bench_measures_one_way_and_round_trip_latency() {
     // Figures are printed, never asserted (shared 2-core machine): only the report's shape.

@@ -67,6 +67,8 @@ pub struct LaunchConfig {
     pub verbose: u8,
     pub allow_port_io: bool,
     pub no_prefault: bool,
+    /// See `KernelConfig::stack_prefetch`.
+    pub no_stack_prefetch: bool,
     /// Where Popcorn's migration calls are numbered.
     pub popcorn_abi: PopcornAbi,
     /// Serve the control socket on this Unix socket path while the program runs.
@@ -98,6 +100,7 @@ impl LaunchConfig {
             verbose: 0,
             allow_port_io: false,
             no_prefault: false,
+            no_stack_prefetch: false,
             popcorn_abi: PopcornAbi::default(),
             api_sock: None,
             stdio: ProgramStdio::default(),
@@ -234,6 +237,7 @@ impl LaunchConfig {
             verbose: self.verbose,
             allow_port_io: self.allow_port_io,
             no_prefault: self.no_prefault,
+            stack_prefetch: !self.no_stack_prefetch,
             popcorn_abi: self.popcorn_abi,
         };
         let phase = |what: &str| {

@@ -35,6 +35,7 @@ pub struct Counters {
     /// Migrations, by latency.
     pub migrations: Latencies,
     pub stale_messages: u64,
+    pub prefetched: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
 }
@@ -66,6 +67,7 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
         s.local += get(&st.local);
         s.fault_latency.add(&latency);
         s.stale_messages += get(&st.stale_messages);
+        s.prefetched += get(&st.prefetched);
         s.per_island.push(island);
     }
     if let Some(p) = islands.first() {
@@ -115,6 +117,7 @@ impl Counters {
                 write_protect: self.write_protect,
                 resolved: self.fault_latency.count,
                 local: self.local,
+                prefetched: self.prefetched,
                 by_island: self
                     .per_island
                     .iter()
@@ -168,6 +171,12 @@ impl Counters {
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP popvmm_prefetched_pages_total Pages asked for ahead of the thread that needed them."
+        );
+        let _ = writeln!(out, "# TYPE popvmm_prefetched_pages_total counter");
+        let _ = writeln!(out, "popvmm_prefetched_pages_total {}", self.prefetched);
         let _ = writeln!(
             out,
             "# HELP popvmm_fault_latency_seconds_sum Sum of resolved fault latencies."
@@ -507,6 +516,7 @@ mod tests {
             // Two migrations of ~150 us.
             migrations: latencies(2, 300_000, &[(7, 2)]),
             stale_messages: 0,
+            prefetched: 3,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }
     }
@@ -523,7 +533,7 @@ mod tests {
                     "by_link": [{"from": 0, "to": 1, "messages": 18},
                                 {"from": 1, "to": 0, "messages": 12}]},
                 "faults": {"total": 9, "read_missing": 5, "write_missing": 3, "write_protect": 1,
-                    "resolved": 8, "local": 2,
+                    "resolved": 8, "local": 2, "prefetched": 3,
                     "by_island": [
                         {"island": 0, "read_missing": 1, "write_missing": 3, "write_protect": 0,
                          "resolved": 4},
@@ -562,6 +572,7 @@ mod tests {
         assert!(text.contains("popvmm_link_messages_total{from=\"1\",to=\"0\"} 12\n"));
         assert!(text.contains("popvmm_fault_latency_seconds_count 8\n"));
         assert!(text.contains("popvmm_migration_latency_seconds_count 2\n"));
+        assert!(text.contains("popvmm_prefetched_pages_total 3\n"));
         assert!(text.contains("popvmm_migration_latency_seconds_sum 0.0003\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').expect("name value");

@@ -507,6 +507,13 @@ pub fn render_stats(s: &Stats) -> String {
         opt_us(lat.p99),
     );
     let _ = writeln!(out, "stale messages: {}", s.stale_messages);
+    let _ = writeln!(out, "prefetched pages: {}", f.prefetched);
+    let _ = writeln!(
+        out,
+        "migrations: {}, latency {}",
+        s.migrations,
+        s.migration_latency_us.text()
+    );
     out
 }
 
@@ -749,6 +756,8 @@ page faults: 9 (resolved 8, served locally 2)
 
 fault latency: mean 412.2 us, p50 < 256 us, p99 < 4096 us
 stale messages: 0
+prefetched pages: 0
+migrations: 0, latency -
 ";
         assert_eq!(out, want);
     }
@@ -763,6 +772,7 @@ stale messages: 0
             write_protect: 0,
             resolved: 0,
             local: 0,
+            prefetched: 0,
             by_island: vec![],
         };
         s.fault_latency_us = types::LatencyUs {

@@ -51,6 +51,10 @@ pub struct LaunchArgs {
     /// mmap memory (up to 64 MiB a call) resident at once; slower on first touch under KVM.
     #[arg(long)]
     pub no_prefault: bool,
+    /// Let a migrated thread fault in the top of its stack on its new island (a read fault, then
+    /// a write fault) instead of having it brought writable before it starts.
+    #[arg(long)]
+    pub no_stack_prefetch: bool,
     /// Where Popcorn's migration calls are numbered: `popvmm` (900-903, the default) or `4.4`
     /// (Popcorn's 4.4 kernel, 330-333; hides pkey_alloc, pkey_free, statx and io_pgetevents).
     #[arg(long, value_name = "ABI", default_value = "popvmm", value_parser = parse_abi)]
@@ -131,6 +135,7 @@ fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
         verbose: args.verbose,
         allow_port_io: args.allow_port_io,
         no_prefault: args.no_prefault,
+        no_stack_prefetch: args.no_stack_prefetch,
         popcorn_abi: args.popcorn_abi,
         api_sock: args.api_sock.clone(),
         stdio: ProgramStdio::default(),

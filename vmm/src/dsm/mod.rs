@@ -37,6 +37,7 @@ pub use uffd::{Fault, Userfaultfd};
 
 pub use crate::memory::layout::PAGE_SIZE;
 use crate::metrics::LatencyHistogram;
+use crate::sync::Wakeup;
 
 /// The content of one page, as a Copy message carries it (the messaging layer's page buffer).
 pub use crate::fabric::PageBuf;
@@ -87,6 +88,9 @@ pub struct DsmStats {
     pub latency: LatencyHistogram,
     /// Messages for pages this island no longer maps (after munmap), dropped.
     pub stale_messages: AtomicU64,
+    /// Pages asked for ahead of a thread (the top of an arriving thread's stack) that needed the
+    /// protocol: each saves that thread one or two faults.
+    pub prefetched: AtomicU64,
 }
 
 /// What one island saw of one page since the protocol started: the faults its threads (and its
@@ -125,7 +129,13 @@ pub struct Dsm {
     faults: Vec<Fault>,
     /// Per-page faults and messages (for `/pages`), dropped with the page on munmap.
     traffic: HashMap<PageId, PageTraffic>,
+    /// Notified when a prefetch completes (see [`Dsm::prefetch_write`]).
+    prefetch_done: Arc<Wakeup>,
 }
+
+/// The access token of popvmm's own accesses (prefetches), told apart from the faulting threads'
+/// ids (host thread ids, below 2^32).
+const PREFETCH: u64 = u64::MAX;
 
 impl fmt::Debug for Dsm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,6 +154,7 @@ struct IslandHost<'a> {
     outbox: &'a mut Vec<(KernelId, PageMessage)>,
     waiting: &'a mut HashMap<PageId, Vec<Instant>>,
     stats: &'a DsmStats,
+    prefetch_done: &'a Wakeup,
     error: Option<DsmError>,
 }
 
@@ -257,7 +268,12 @@ impl Host<PageBuf> for IslandHost<'_> {
         }
     }
 
-    fn complete(&mut self, page: PageId, _token: u64, _access: Access) {
+    fn complete(&mut self, page: PageId, token: u64, _access: Access) {
+        if token == PREFETCH {
+            // No thread waits in the userfaultfd for this one, and it is no fault to time.
+            self.prefetch_done.notify();
+            return;
+        }
         // Installing or unprotecting already woke the faulting threads; a completion without a
         // mapping change (the page became valid meanwhile) needs the wake.
         let r = self.uffd.wake(self.addr(page), PAGE_SIZE);
@@ -290,6 +306,7 @@ impl Dsm {
             forgotten: HashMap::new(),
             traffic: HashMap::new(),
             faults: Vec::new(),
+            prefetch_done: Arc::new(Wakeup::new()),
         })
     }
 
@@ -385,6 +402,7 @@ impl Dsm {
             outbox: &mut self.outbox,
             waiting: &mut self.waiting,
             stats: &self.stats,
+            prefetch_done: &self.prefetch_done,
             error: None,
         };
         (&mut self.engine, host)
@@ -455,6 +473,40 @@ impl Dsm {
             self.stats.local.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Asks the protocol for the page at guest address `addr` writable, as a write of this island
+    /// would, but with no thread waiting in a fault: a thread about to write there (one arriving
+    /// by migration, at the top of its stack) then finds it ready instead of taking a read fault
+    /// and a write fault in turn. Returns whether the page is writable here already. The caller
+    /// checks that the program may write there; the thread's own faults stay correct whatever
+    /// becomes of the prefetch.
+    pub fn prefetch_write(&mut self, addr: u64) -> Result<bool, DsmError> {
+        let page = addr / PAGE_SIZE;
+        if self.writable(addr) {
+            return Ok(true);
+        }
+        self.stats.prefetched.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        let (engine, mut host) = self.engine_and_host();
+        let ready = engine.access(page, Access::Write, PREFETCH, now, &mut host)?;
+        if let Some(e) = host.error.take() {
+            return Err(e);
+        }
+        Ok(ready || self.writable(addr))
+    }
+
+    /// Whether the page at guest address `addr` is mapped writable here.
+    pub fn writable(&self, addr: u64) -> bool {
+        self.engine
+            .view(addr / PAGE_SIZE)
+            .mapping
+            .permits(Access::Write)
+    }
+
+    /// Notified whenever a prefetch completes.
+    pub fn prefetch_done(&self) -> Arc<Wakeup> {
+        self.prefetch_done.clone()
     }
 
     /// One message from another island.

@@ -10,12 +10,13 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use coherency::{KernelId, KernelSet, PageId, PageView};
 
 use super::{Dsm, DsmError, DsmStats, PageMessage, PageTraffic};
 use crate::fabric::FabricError;
-use crate::sync::lock;
+use crate::sync::{lock, Wakeup};
 
 /// Sends one coherency message to another island (never waits).
 pub type SendPage = Box<dyn Fn(KernelId, &PageMessage) -> Result<(), FabricError> + Send + Sync>;
@@ -39,6 +40,8 @@ pub struct DsmPort {
     /// Whether the protocol runs (paper §5.2: off while the program runs on one island).
     coherent: AtomicBool,
     send: SendPage,
+    /// Notified when a prefetch completes.
+    prefetch_done: Option<Arc<Wakeup>>,
 }
 
 impl std::fmt::Debug for DsmPort {
@@ -56,7 +59,9 @@ impl DsmPort {
     pub fn new(dsm: Option<Dsm>, coherent: bool, send: SendPage) -> Self {
         let stats = dsm.as_ref().map(Dsm::stats);
         let fault_fd = dsm.as_ref().map(Dsm::fault_fd);
+        let prefetch_done = dsm.as_ref().map(Dsm::prefetch_done);
         Self {
+            prefetch_done,
             coherent: AtomicBool::new(coherent && dsm.is_some()),
             dsm: dsm.map(Mutex::new),
             stats,
@@ -130,6 +135,27 @@ impl DsmPort {
             return Ok(0);
         }
         self.with(Dsm::poll_faults)
+    }
+
+    /// Asks for the page at guest address `addr` writable on this island, ahead of a thread that
+    /// is about to write it (see [`Dsm::prefetch_write`]); [`DsmPort::wait_writable`] waits for
+    /// it. Returns whether it is writable already. The caller has checked that the program may
+    /// write there.
+    pub fn prefetch_write(&self, addr: u64) -> Result<bool, DsmError> {
+        if self.dsm.is_none() || !self.coherent() {
+            return Ok(false);
+        }
+        self.with(|d| d.prefetch_write(addr))
+    }
+
+    /// Waits until the page at `addr` is writable here (a prefetch completed) or until
+    /// `deadline`. Returns whether it is.
+    pub fn wait_writable(&self, addr: u64, deadline: Instant) -> bool {
+        let (Some(dsm), Some(done)) = (&self.dsm, &self.prefetch_done) else {
+            return false;
+        };
+        done.wait_for(Some(deadline), || lock(dsm).writable(addr).then_some(()))
+            .is_some()
     }
 
     /// One message from another island (the service thread).

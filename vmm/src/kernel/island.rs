@@ -41,6 +41,9 @@ pub struct KernelConfig {
     pub no_prefault: bool,
     /// Where Popcorn's migration calls are numbered.
     pub popcorn_abi: PopcornAbi,
+    /// Ask for the top of a migrating thread's stack before it starts on its new island
+    /// (`vcpu_loop::prefetch_stack`).
+    pub stack_prefetch: bool,
 }
 
 /// Where the Popcorn calls are numbered.

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_regs;
 
@@ -18,6 +19,7 @@ use super::signal::{signal_for_vector, Disposition, SigAction};
 use super::syscall::{dispatch, futex_wake, restartable, ret, Action};
 use super::thread::{Thread, ThreadState, ThreadStatus};
 use super::vma::Access;
+use crate::dsm::PAGE_SIZE;
 use crate::kvm::{Exit, Vcpu};
 
 /// Host stack of a vCPU thread: it only runs the island kernel, never guest code.
@@ -113,6 +115,12 @@ fn spawn_runner(island: &Arc<Island>, vcpu: Vcpu, first: Option<Arrival>) -> Res
 /// Runs an arriving thread on `vcpu` until it leaves this island; gives the vCPU back.
 fn run_arrival(island: &Arc<Island>, mut vcpu: Vcpu, a: Arrival) -> Vcpu {
     let image = a.image;
+    // Asked for before the vCPU is set up, waited for after: the two overlap.
+    let stack = if image.departed_ns != 0 {
+        prefetch_stack(island, image.regs.rsp)
+    } else {
+        Vec::new()
+    };
     if let Err(e) = vcpu.start_user(&image.regs, image.fs_base, image.gs_base, Some(&image.fpu)) {
         // The thread was promised (clone returned its tid, or its old island let it go).
         eprintln!(
@@ -125,12 +133,60 @@ fn run_arrival(island: &Arc<Island>, mut vcpu: Vcpu, a: Arrival) -> Vcpu {
             .exit_group(ExitStatus::Signal(libc::SIGKILL));
         return vcpu;
     }
+    let deadline = Instant::now() + STACK_PREFETCH_PATIENCE;
+    for page in stack {
+        island.dsm.wait_writable(page, deadline);
+    }
     if image.departed_ns != 0 {
         let took = crate::metrics::monotonic_ns().saturating_sub(image.departed_ns);
         island.migration_latency.record(took);
     }
     run(island, Thread::from_image(vcpu, a.status, &image))
 }
+
+/// How long a migrated thread waits for the top of its stack before it starts anyway (and faults
+/// there as it would have without the prefetch).
+const STACK_PREFETCH_PATIENCE: Duration = Duration::from_millis(50);
+
+/// The stack follows a migrating thread: the pages it writes first on arrival (the one at `rsp`
+/// and the red zone below it) are asked for writable before it starts, in one protocol exchange
+/// each, instead of a read fault and then a write fault (each ~100 us on this platform) once it
+/// runs. Only pages of a coherent mapping the program may write: `rsp` is the guest's. Returns
+/// the pages that are on their way.
+fn prefetch_stack(island: &Island, rsp: u64) -> Vec<u64> {
+    if !island.config.stack_prefetch || !island.dsm.coherent() {
+        return Vec::new();
+    }
+    let top = rsp & !(PAGE_SIZE - 1);
+    let below = rsp.saturating_sub(RED_ZONE) & !(PAGE_SIZE - 1);
+    let pages: Vec<u64> = {
+        let layout = island.user.layout();
+        [top, below]
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, p)| i == 0 || p != top)
+            .map(|(_, p)| p)
+            .filter(|&p| {
+                layout
+                    .find(p)
+                    .is_some_and(|v| !v.kind.is_local() && v.prot.writable())
+            })
+            .collect()
+    };
+    pages
+        .into_iter()
+        .filter(|&p| match island.dsm.prefetch_write(p) {
+            Ok(ready) => !ready,
+            Err(e) => {
+                island.log(1, format_args!("prefetching the stack page {p:#x}: {e}"));
+                false
+            }
+        })
+        .collect()
+}
+
+/// The System V x86-64 ABI's red zone: the 128 bytes below rsp a function may use unannounced.
+const RED_ZONE: u64 = 128;
 
 /// The image of thread `t`, to resume with `regs` elsewhere.
 fn capture(t: &mut Thread, regs: &kvm_regs) -> Result<ThreadImage, Errno> {

@@ -177,6 +177,7 @@ mod tests {
                         write_protect: 0,
                         resolved: 0,
                         local: 0,
+                        prefetched: 0,
                         by_island: vec![],
                     },
                     fault_latency_us: LatencyUs {
