@@ -98,3 +98,32 @@ fn unordered_delivery_breaks_the_protocol() {
     assert!(!report.holds());
     assert!(report.counterexample.is_some());
 }
+
+#[test]
+fn tmp_forget_mode() {
+    use coherency_lab::model::{LayoutConfig, ResetMode};
+    let layout = LayoutConfig {
+        changes: 1,
+        resets: true,
+        protects: false,
+        mode: ResetMode::Forget,
+        forced_reads: true,
+    };
+    let report = CoherencyModel::new(
+        ModelConfig::new(Config::new(2), 1, 2, Delivery::Fifo).with_layout(layout),
+    )
+    .check(2, false);
+    println!("{report}");
+    let layout = LayoutConfig {
+        changes: 1,
+        resets: false,
+        protects: true,
+        mode: ResetMode::Forget,
+        forced_reads: false,
+    };
+    let report = CoherencyModel::new(
+        ModelConfig::new(Config::new(2), 1, 2, Delivery::Fifo).with_layout(layout),
+    )
+    .check(2, false);
+    println!("{report}");
+}
