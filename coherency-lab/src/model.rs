@@ -296,6 +296,14 @@ impl Host<u8> for ModelHost<'_> {
         }
         self.perform(op);
     }
+
+    fn retry(&mut self, page: PageId, _token: AccessToken, access: Access) {
+        let me = self.me as usize;
+        match &mut self.world.in_flight[me] {
+            Some(op) if op.page == page && op.access == access && !op.retry => op.retry = true,
+            _ => self.violate(format!("kernel {me}: retry of an access not waiting")),
+        }
+    }
 }
 
 impl ModelHost<'_> {
@@ -475,6 +483,19 @@ impl CoherencyModel {
                 next.world.violation = Some(format!("protocol error: {e}"));
             }
         }
+        if self.config.layout.mode == ResetMode::Generations && next.world.violation.is_none() {
+            // The model follows the engines' generations; they must agree.
+            for (k, engine) in next.engines.iter().enumerate() {
+                for page in 0..self.config.pages {
+                    let (model, real) = (next.world.gens[k][page], engine.gen(page as PageId));
+                    if model != real {
+                        next.world.violation = Some(format!(
+                            "kernel {k} page {page}: generation {real}, the model expected {model}"
+                        ));
+                    }
+                }
+            }
+        }
         next
     }
 
@@ -490,6 +511,9 @@ impl CoherencyModel {
         to: KernelId,
         msg: Message<u8>,
     ) -> Result<(), ProtocolError> {
+        // A newer generation heard of resets the page first (decision 16): reads see it.
+        let gen = &mut next.world.gens[to as usize][msg.page as usize];
+        *gen = (*gen).max(msg.gen);
         let mut host = ModelHost {
             me: to,
             delivery: self.config.delivery,
@@ -533,7 +557,18 @@ impl CoherencyModel {
                     }
                     Ok(())
                 }
-                ResetMode::Generations => unimplemented!(),
+                ResetMode::Generations => {
+                    let gen = &mut next.world.gens[k][page];
+                    *gen = (*gen).max(change.gen);
+                    let mut host = ModelHost {
+                        me: to,
+                        delivery: self.config.delivery,
+                        forced_reads: self.config.layout.forced_reads,
+                        world: &mut next.world,
+                    };
+                    next.engines[k].reset(change.page..change.page + 1, change.gen, &mut host);
+                    Ok(())
+                }
             },
         };
         if change.pending.is_empty() {

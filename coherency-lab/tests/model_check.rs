@@ -102,28 +102,24 @@ fn unordered_delivery_breaks_the_protocol() {
 #[test]
 fn tmp_forget_mode() {
     use coherency_lab::model::{LayoutConfig, ResetMode};
+    let k: usize = std::env::var("K").unwrap().parse().unwrap();
+    let ops: usize = std::env::var("OPS").unwrap().parse().unwrap();
+    let pages: usize = std::env::var("PAGES").unwrap().parse().unwrap();
+    let changes: usize = std::env::var("CHANGES").unwrap().parse().unwrap();
     let layout = LayoutConfig {
-        changes: 1,
-        resets: true,
-        protects: false,
-        mode: ResetMode::Forget,
-        forced_reads: true,
+        changes,
+        resets: std::env::var("RESETS").is_ok(),
+        protects: std::env::var("PROTECTS").is_ok(),
+        mode: if std::env::var("FORGET").is_ok() {
+            ResetMode::Forget
+        } else {
+            ResetMode::Generations
+        },
+        forced_reads: std::env::var("UNFORCED").is_err(),
     };
     let report = CoherencyModel::new(
-        ModelConfig::new(Config::new(2), 1, 2, Delivery::Fifo).with_layout(layout),
+        ModelConfig::new(Config::new(k), pages, ops, Delivery::Fifo).with_layout(layout),
     )
-    .check(2, false);
-    println!("{report}");
-    let layout = LayoutConfig {
-        changes: 1,
-        resets: false,
-        protects: true,
-        mode: ResetMode::Forget,
-        forced_reads: false,
-    };
-    let report = CoherencyModel::new(
-        ModelConfig::new(Config::new(2), 1, 2, Delivery::Fifo).with_layout(layout),
-    )
-    .check(2, false);
+    .check(2, true);
     println!("{report}");
 }

@@ -98,10 +98,12 @@ fn messages_from_nowhere_are_errors() {
         memory: &mut net.memory,
         completed: &mut net.completed,
         write_values: &net.write_values,
+        retried: &mut net.retried,
     };
     let bogus = |from, kind| Message {
         page: 0,
         from,
+        gen: 0,
         kind,
         users: Default::default(),
     };

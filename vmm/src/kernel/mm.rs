@@ -46,7 +46,8 @@ fn vma_err(e: VmaError) -> Errno {
 }
 
 /// Maps `[start, start+len)` fresh (zero-filled), replacing what was there, lets `fill` write
-/// initial contents (the host range is writable during `fill`), then applies `prot`.
+/// initial contents (the host range is writable during `fill`), then applies `prot`. For the
+/// loader, before the program runs (the protocol is off: no generation).
 pub fn map_fixed_with(
     island: &Island,
     start: u64,
@@ -56,9 +57,11 @@ pub fn map_fixed_with(
     fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
     let mut space = island.user.layout_mut();
-    map_locked(island, &mut space, start, len, prot, kind, fill)
+    map_locked(island, &mut space, start, len, prot, kind, 0, fill)
 }
 
+/// `gen`: the generation the origin gave this layout change (see `drop_pages`).
+#[allow(clippy::too_many_arguments)] // a mapping, and the change's generation
 fn map_locked(
     island: &Island,
     space: &mut AddressSpace,
@@ -66,6 +69,7 @@ fn map_locked(
     len: u64,
     prot: Prot,
     kind: VmaKind,
+    gen: u32,
     fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
     // The heap, data segments and anonymous mmaps are worth making resident up front; the main
@@ -85,13 +89,13 @@ fn map_locked(
         .vm
         .ensure_slots(start, len)
         .map_err(|_| Errno::ENOMEM)
-        .and_then(|_| drop_pages(island, start, len))
+        .and_then(|_| drop_pages(island, start, len, gen))
         .and_then(|_| {
             mem.protect(start, len, HostProt::ReadWrite)
                 .map_err(host_err)
         });
     if let Err(e) = host {
-        let _ = unmap_locked(island, space, start, len);
+        let _ = unmap_locked(island, space, start, len, gen);
         return Err(e);
     }
     if island.spans_islands() && matches!(kind_for_thp, VmaKind::Stack) {
@@ -101,12 +105,12 @@ fn map_locked(
     }
     let filled = fill(mem.guest());
     if let Err(e) = mem.protect(start, len, host_prot(prot)).map_err(host_err) {
-        let _ = unmap_locked(island, space, start, len);
+        let _ = unmap_locked(island, space, start, len, gen);
         return Err(e);
     }
     if coherent {
         if let Err(e) = make_coherent(island, start, len) {
-            let _ = unmap_locked(island, space, start, len);
+            let _ = unmap_locked(island, space, start, len, gen);
             return Err(e);
         }
     } else if prot.writable() && populate && len <= POPULATE_MAX {
@@ -116,10 +120,14 @@ fn map_locked(
 }
 
 /// Drops the pages of `[start, start+len)`: they read back as zeros. With several islands, the
-/// protocol forgets them too (the layout change reaches every island).
-fn drop_pages(island: &Island, start: u64, len: u64) -> Result<(), Errno> {
+/// protocol resets them to generation `gen` (decision 16 of `coherency`): the origin gives every
+/// layout change that drops pages a new generation, applies it, then pushes it with the change
+/// to every island, which applies the same one (or has already: it heard of it from a
+/// message). Accesses waiting on those pages fault again; messages of older generations are
+/// dropped or answered with a notice.
+fn drop_pages(island: &Island, start: u64, len: u64, gen: u32) -> Result<(), Errno> {
     if island.dsm.coherent() {
-        island.dsm.forget(start, len).map_err(|e| {
+        island.dsm.reset(start, len, gen).map_err(|e| {
             island.log(1, format_args!("dropping {start:#x}+{len:#x}: {e}"));
             Errno::ENOMEM
         })
@@ -179,16 +187,30 @@ fn unmap_locked(
     space: &mut AddressSpace,
     start: u64,
     len: u64,
+    gen: u32,
 ) -> Result<(), Errno> {
     let mem = island.user.island_memory();
     for (s, e) in space.unmap(start, len).map_err(vma_err)? {
-        drop_pages(island, s, e - s)?;
+        leave_range(island, s, e - s, gen)?;
         mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
     }
     Ok(())
 }
 
-pub fn sys_brk(island: &Island, want: u64) -> SysResult {
+/// The pages of `[start, start+len)` leave the layout (munmap, brk shrink): reset, and out of
+/// the protocol (a thread that faulted there faults again and meets PROT_NONE).
+fn leave_range(island: &Island, start: u64, len: u64, gen: u32) -> Result<(), Errno> {
+    drop_pages(island, start, len, gen)?;
+    if island.dsm.coherent() {
+        island.dsm.unregister(start, len).map_err(|e| {
+            island.log(1, format_args!("unregistering {start:#x}+{len:#x}: {e}"));
+            Errno::ENOMEM
+        })?;
+    }
+    Ok(())
+}
+
+pub fn sys_brk(island: &Island, want: u64, gen: u32) -> SysResult {
     let mem = island.user.island_memory();
     let mut space = island.user.layout_mut();
     let old = space.brk_value();
@@ -196,7 +218,7 @@ pub fn sys_brk(island: &Island, want: u64) -> SysResult {
         BrkChange::Unchanged(b) => Ok(b),
         BrkChange::Grew(s, e) => {
             if island.vm.ensure_slots(s, e - s).is_err()
-                || drop_pages(island, s, e - s).is_err()
+                || drop_pages(island, s, e - s, gen).is_err()
                 || mem.protect(s, e - s, HostProt::ReadWrite).is_err()
                 || make_coherent(island, s, e - s).is_err()
             {
@@ -211,7 +233,7 @@ pub fn sys_brk(island: &Island, want: u64) -> SysResult {
             Ok(space.brk_value())
         }
         BrkChange::Shrank(s, e) => {
-            drop_pages(island, s, e - s)?;
+            leave_range(island, s, e - s, gen)?;
             mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
             Ok(space.brk_value())
         }
@@ -230,6 +252,7 @@ pub fn sys_mmap(
     flags: u64,
     fd: u64,
     off: u64,
+    gen: u32,
 ) -> SysResult {
     let flags = flags as i32;
     let kind_flags = flags & libc::MAP_SHARED_VALIDATE;
@@ -275,7 +298,7 @@ pub fn sys_mmap(
         None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,
     };
-    map_locked(island, &mut space, start, len, prot, kind, |g| {
+    map_locked(island, &mut space, start, len, prot, kind, gen, |g| {
         if let Some(f) = &file {
             copy_file(f, off, len, start, g)?;
         }
@@ -306,12 +329,12 @@ fn copy_file(
     Ok(())
 }
 
-pub fn sys_munmap(island: &Island, addr: u64, len: u64) -> SysResult {
+pub fn sys_munmap(island: &Island, addr: u64, len: u64, gen: u32) -> SysResult {
     if addr % PAGE_SIZE != 0 || len == 0 {
         return Err(Errno::EINVAL);
     }
     let mut space = island.user.layout_mut();
-    unmap_locked(island, &mut space, addr, len)?;
+    unmap_locked(island, &mut space, addr, len, gen)?;
     Ok(0)
 }
 
@@ -332,7 +355,7 @@ pub fn sys_mprotect(island: &Island, addr: u64, len: u64, prot: u64) -> SysResul
     Ok(0)
 }
 
-pub fn sys_madvise(island: &Island, addr: u64, len: u64, advice: u64) -> SysResult {
+pub fn sys_madvise(island: &Island, addr: u64, len: u64, advice: u64, gen: u32) -> SysResult {
     if addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
     }
@@ -358,10 +381,10 @@ pub fn sys_madvise(island: &Island, addr: u64, len: u64, advice: u64) -> SysResu
                 .collect();
             drop(space);
             for (s, e) in ranges {
+                // Fresh zero pages on every island: a new generation. The range stays
+                // registered: a page touched meanwhile faults into the protocol.
                 if island.dsm.coherent() {
-                    // Fresh zero pages on every island: forget them and start over.
-                    drop_pages(island, s, e - s)?;
-                    make_coherent(island, s, e - s)?;
+                    drop_pages(island, s, e - s, gen)?;
                 } else {
                     mem.discard(s, e - s).map_err(host_err)?;
                 }
@@ -391,6 +414,7 @@ pub fn sys_mremap(
     new_len: u64,
     flags: u64,
     new_addr: u64,
+    gen: u32,
 ) -> SysResult {
     let flags = flags as i32;
     let may_move = flags & libc::MREMAP_MAYMOVE != 0;
@@ -419,7 +443,7 @@ pub fn sys_mremap(
     if !fixed {
         if new_len <= old_len {
             if new_len < old_len {
-                unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
+                unmap_locked(island, &mut space, old + new_len, old_len - new_len, gen)?;
             }
             return Ok(old);
         }
@@ -432,6 +456,7 @@ pub fn sys_mremap(
                 new_len - old_len,
                 vma.prot,
                 vma.kind.clone(),
+                gen,
                 |_| Ok(()),
             )?;
             return Ok(old);
@@ -465,6 +490,7 @@ pub fn sys_mremap(
         new_len,
         vma.prot,
         vma.kind.clone(),
+        gen,
         |g| {
             let src = g
                 .get_host_address(GuestAddress(old))
@@ -489,7 +515,7 @@ pub fn sys_mremap(
             .map_err(host_err)?;
         return Err(e);
     }
-    unmap_locked(island, &mut space, old, old_len)?;
+    unmap_locked(island, &mut space, old, old_len, gen)?;
     Ok(target)
 }
 
@@ -507,10 +533,11 @@ impl AddressSpace {
 }
 
 /// Applies a memory call to this island's layout (the origin's: it decides every change).
-/// `files`: the program's files, for file mappings.
-pub fn apply_call(island: &Island, files: &Files, call: MmCall) -> SysResult {
+/// `files`: the program's files, for file mappings. `gen`: the generation of the pages the call
+/// drops (a new one for each call; see `drop_pages`).
+pub fn apply_call(island: &Island, files: &Files, call: MmCall, gen: u32) -> SysResult {
     match call {
-        MmCall::Brk(want) => sys_brk(island, want),
+        MmCall::Brk(want) => sys_brk(island, want, gen),
         MmCall::Mmap {
             addr,
             len,
@@ -518,22 +545,29 @@ pub fn apply_call(island: &Island, files: &Files, call: MmCall) -> SysResult {
             flags,
             fd,
             off,
-        } => sys_mmap(island, files, addr, len, prot, flags, fd, off),
-        MmCall::Munmap { addr, len } => sys_munmap(island, addr, len),
+        } => sys_mmap(island, files, addr, len, prot, flags, fd, off, gen),
+        MmCall::Munmap { addr, len } => sys_munmap(island, addr, len, gen),
         MmCall::Mprotect { addr, len, prot } => sys_mprotect(island, addr, len, prot),
-        MmCall::Madvise { addr, len, advice } => sys_madvise(island, addr, len, advice),
+        MmCall::Madvise { addr, len, advice } => sys_madvise(island, addr, len, advice, gen),
         MmCall::Mremap {
             old,
             old_len,
             new_len,
             flags,
             new_addr,
-        } => sys_mremap(island, old, old_len, new_len, flags, new_addr),
+        } => sys_mremap(island, old, old_len, new_len, flags, new_addr, gen),
     }
 }
 
 /// What a served memory call changed in the layout, as the other islands apply it.
-pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> Vec<LayoutOp> {
+/// `gen`: the generation the call gave the pages it dropped; each op that drops pages carries it.
+pub fn layout_ops(
+    island: &Island,
+    call: MmCall,
+    result: u64,
+    old_brk: u64,
+    gen: u32,
+) -> Vec<LayoutOp> {
     let space = island.user.layout();
     let map_of = |start: u64, len: u64| -> Vec<LayoutOp> {
         let end = start.saturating_add(len);
@@ -547,6 +581,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                     len: v.end.min(end) - s,
                     prot: v.prot,
                     kind: v.kind.clone(),
+                    gen,
                 }
             })
             .collect()
@@ -564,6 +599,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                 vec![LayoutOp::Unmap {
                     start: new,
                     len: old - new,
+                    gen,
                 }]
             } else {
                 Vec::new()
@@ -573,6 +609,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
         MmCall::Munmap { addr, len } => vec![LayoutOp::Unmap {
             start: addr,
             len: pages(len),
+            gen,
         }],
         MmCall::Mprotect { addr, len, prot } => vec![LayoutOp::Protect {
             start: addr,
@@ -581,16 +618,23 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
         }],
         MmCall::Madvise { addr, len, advice } => {
             if matches!(advice as i32, libc::MADV_DONTNEED | libc::MADV_FREE) {
-                map_of(addr, pages(len))
-                    .into_iter()
-                    .filter(|op| {
-                        !matches!(
-                            op,
-                            LayoutOp::Map {
-                                kind: VmaKind::File(_),
-                                ..
-                            }
-                        )
+                // The anonymous parts read back as zeros: a new generation of their pages.
+                let end = addr.saturating_add(pages(len));
+                space
+                    .vmas()
+                    .filter(|v| {
+                        v.start < end
+                            && addr < v.end
+                            && !v.kind.is_local()
+                            && !matches!(v.kind, VmaKind::File(_))
+                    })
+                    .map(|v| {
+                        let s = v.start.max(addr);
+                        LayoutOp::Discard {
+                            start: s,
+                            len: v.end.min(end) - s,
+                            gen,
+                        }
                     })
                     .collect()
             } else {
@@ -611,6 +655,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                     vec![LayoutOp::Unmap {
                         start: old + new_len,
                         len: old_len - new_len,
+                        gen,
                     }]
                 } else {
                     Vec::new()
@@ -620,6 +665,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                 ops.push(LayoutOp::Unmap {
                     start: old,
                     len: old_len,
+                    gen,
                 });
                 ops
             }
@@ -636,6 +682,7 @@ pub fn apply_layout_op(island: &Island, op: &LayoutOp) -> Result<(), Errno> {
             len,
             prot,
             kind,
+            gen,
         } => map_locked(
             island,
             &mut space,
@@ -643,9 +690,11 @@ pub fn apply_layout_op(island: &Island, op: &LayoutOp) -> Result<(), Errno> {
             *len,
             *prot,
             kind.clone(),
+            *gen,
             |_| Ok(()),
         ),
-        LayoutOp::Unmap { start, len } => unmap_locked(island, &mut space, *start, *len),
+        LayoutOp::Unmap { start, len, gen } => unmap_locked(island, &mut space, *start, *len, *gen),
+        LayoutOp::Discard { start, len, gen } => drop_pages(island, *start, *len, *gen),
         LayoutOp::Protect { start, len, prot } => {
             space.protect(*start, *len, *prot).map_err(vma_err)?;
             island
