@@ -4,7 +4,7 @@
 //! decision 16 of `coherency`) | users `u64` | type `u8` (the position in `MessageType::ALL`) |
 //! body. Bodies: Copy: version `u32`, then the 4096 bytes of the page; Copy Void: fetching `u8`
 //! (0/1); Invalid: ts `u64`, version `u32`; Ack, Nack: voter `u8` (0 idle, 1 invalidating, 2
-//! refetching); Fetch, Fetch Write: nothing. 22 bytes of header, 4122 at most.
+//! refetching); Fetch, Fetch Write, Reset: nothing. 22 bytes of header, 4122 at most.
 
 use std::fmt;
 
@@ -63,7 +63,7 @@ impl fmt::Debug for PageBuf {
 pub type PageMessage = Message<PageBuf>;
 
 /// The counter names of [`PageMessage`]: the protocol's own (`MessageType::NAMES`).
-pub const PAGE_MESSAGE_TYPES: [&str; 7] = MessageType::NAMES;
+pub const PAGE_MESSAGE_TYPES: [&str; 8] = MessageType::NAMES;
 
 const HEADER: usize = 8 + 1 + 4 + 8 + 1;
 
@@ -111,7 +111,7 @@ impl Wire for PageMessage {
         w.put_u64(self.users.0)?;
         w.put_u8(self.kind.message_type().index() as u8)?;
         match &self.kind {
-            MessageKind::Fetch | MessageKind::FetchWrite => {}
+            MessageKind::Fetch | MessageKind::FetchWrite | MessageKind::Reset => {}
             MessageKind::Copy { data, version } => {
                 w.put_u32(*version)?;
                 w.put_bytes(data.as_bytes())?;
@@ -169,6 +169,7 @@ impl Wire for PageMessage {
             MessageType::Nack => MessageKind::Nack {
                 voter: voter_from(r.get_u8()?)?,
             },
+            MessageType::Reset => MessageKind::Reset,
         };
         r.finish()?;
         Ok(Message {
@@ -215,6 +216,7 @@ mod tests {
                 voter: Voter::Refetching,
             },
             MessageKind::Nack { voter: Voter::Idle },
+            MessageKind::Reset,
         ];
         kinds
             .into_iter()
@@ -284,10 +286,10 @@ mod tests {
         let fetch = &every_kind()[0];
         let n = fetch.encode(&mut buf).expect("encode");
         let mut bad = buf[..n].to_vec();
-        bad[21] = 7; // type tag
+        bad[21] = 8; // type tag
         assert!(matches!(
             PageMessage::decode(&bad),
-            Err(WireError::Invalid { value: 7, .. })
+            Err(WireError::Invalid { value: 8, .. })
         ));
         bad[21] = 0;
         bad[8] = 64; // from
@@ -316,7 +318,7 @@ mod tests {
                 .map(|i| {
                     // Mostly-valid headers, so that bodies get exercised too.
                     if i == 21 {
-                        (rnd() % 8) as u8
+                        (rnd() % 9) as u8
                     } else if i == 8 {
                         (rnd() % 70) as u8
                     } else {

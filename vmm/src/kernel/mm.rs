@@ -155,6 +155,11 @@ pub fn make_coherent(island: &Island, start: u64, len: u64) -> Result<(), Errno>
     // Register first: a page touched from now on faults into the protocol, so a page that is
     // not resident below cannot be written behind the engine's back.
     island.dsm.register(start, len).map_err(failed)?;
+    if island.id != super::messages::ORIGIN {
+        // Only the origin holds pages nobody else has: another island's resident pages there
+        // are copies its engine fetched already (it heard of this change's generation first).
+        return Ok(());
+    }
     for page in resident_pages(island.user.island_memory(), start, len) {
         island
             .dsm
@@ -189,25 +194,23 @@ fn unmap_locked(
     len: u64,
     gen: u32,
 ) -> Result<(), Errno> {
-    let mem = island.user.island_memory();
     for (s, e) in space.unmap(start, len).map_err(vma_err)? {
         leave_range(island, s, e - s, gen)?;
-        mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
     }
     Ok(())
 }
 
-/// The pages of `[start, start+len)` leave the layout (munmap, brk shrink): reset, and out of
-/// the protocol (a thread that faulted there faults again and meets PROT_NONE).
+/// The pages of `[start, start+len)` leave the layout (munmap, brk shrink, the source of a
+/// moving mremap): PROT_NONE first, so that a thread whose fault the reset hands back faults
+/// again on the protection (SIGSEGV, EFAULT), then reset. The range stays registered with the
+/// userfaultfd: a copy that this island fetched at the reset's generation before its push
+/// arrived (a system call that held the layout lock across the change) stays the engine's to
+/// drop, and the host operations on it keep working; no access reaches it (PROT_NONE) until a
+/// new mapping resets it again.
 fn leave_range(island: &Island, start: u64, len: u64, gen: u32) -> Result<(), Errno> {
-    drop_pages(island, start, len, gen)?;
-    if island.dsm.coherent() {
-        island.dsm.unregister(start, len).map_err(|e| {
-            island.log(1, format_args!("unregistering {start:#x}+{len:#x}: {e}"));
-            Errno::ENOMEM
-        })?;
-    }
-    Ok(())
+    let mem = island.user.island_memory();
+    mem.protect(start, len, HostProt::None).map_err(host_err)?;
+    drop_pages(island, start, len, gen)
 }
 
 pub fn sys_brk(island: &Island, want: u64, gen: u32) -> SysResult {
@@ -234,7 +237,6 @@ pub fn sys_brk(island: &Island, want: u64, gen: u32) -> SysResult {
         }
         BrkChange::Shrank(s, e) => {
             leave_range(island, s, e - s, gen)?;
-            mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
             Ok(space.brk_value())
         }
     }
