@@ -120,6 +120,20 @@ impl Net {
         msg
     }
 
+    /// Kernel `k` resets page 0 to generation `gen` (a layout change: the origin first, then
+    /// each kernel when the push arrives).
+    pub fn reset(&mut self, k: KernelId, gen: u32) {
+        let mut host = NetHost {
+            me: k,
+            links: &mut self.links,
+            memory: &mut self.memory,
+            completed: &mut self.completed,
+            write_values: &self.write_values,
+            retried: &mut self.retried,
+        };
+        self.engines[k as usize].reset(0..1, gen, &mut host);
+    }
+
     pub fn state(&self, k: usize) -> State {
         self.engines[k].view(0).state
     }
