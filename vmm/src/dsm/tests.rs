@@ -212,8 +212,18 @@ fn a_prot_none_page_still_answers_a_fetch() {
     islands.memories[0]
         .protect(REGION, PAGE_SIZE, HostProt::None)
         .expect("protect");
-    // SAFETY: inside island 1's registered region; faults are served by its DSM.
-    let v = unsafe { std::ptr::read_volatile(islands.ptr(1, 77)) };
+    // The read waits for the origin's Copy; with a read that honours the protection the origin's
+    // service thread fails and the read would wait forever, so it runs on a thread of its own.
+    let at = islands.ptr(1, 77) as usize;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        // SAFETY: inside island 1's registered region; faults are served by its DSM.
+        let v = unsafe { std::ptr::read_volatile(at as *const u8) };
+        let _ = tx.send(v);
+    });
+    let v = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("no Copy: the origin could not read its PROT_NONE page");
     assert_eq!(v, data[77]);
     let dsms = islands.stop();
     assert_eq!(dsms[1].view(REGION / PAGE_SIZE).state, State::Shared);
