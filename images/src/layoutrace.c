@@ -5,7 +5,8 @@
  *   dontneed, free  madvise(MADV_DONTNEED / MADV_FREE) of one page at a time; users write and
  *                   read their own word of every page directly: a read gives the value the user
  *                   wrote last or zero, never an older value; another user's word holds zero or
- *                   a value that user wrote
+ *                   a value that user wrote; clock_gettime into the page and write() from it
+ *                   (the island kernel's and the origin's accesses) always work
  *   mapfixed        mmap(MAP_FIXED) of a fresh page over one page at a time; users as above
  *   mprotect        mprotect(PROT_NONE) then back to read-write; users write into the region
  *                   with clock_gettime and read it with write() to /dev/null (0 or EFAULT)
@@ -84,6 +85,14 @@ static void use_directly(int t) {
                 if (o != 0 && o >> 48 != (uint64_t)u)
                     fail("another user's word holds a foreign value", t, p, o, (uint64_t)u << 48);
             }
+            /* The kernel touches the page too: it writes a timespec beside the word (on this
+             * island) and reads the page for write() (on the origin); the mapping stays, so
+             * both must work. */
+            if (syscall(SYS_clock_gettime, CLOCK_MONOTONIC,
+                        (struct timespec *)((char *)w + 32)) != 0)
+                fail("clock_gettime into the region", t, p, (uint64_t)errno, 0);
+            if (write(devnull, region + p * PAGE, PAGE) != PAGE)
+                fail("write() from the region", t, p, (uint64_t)errno, PAGE);
         }
     }
 }
