@@ -5,10 +5,11 @@
 //! natively: every read saw what Linux allows (the value written last, or zeros after a drop;
 //! 0 or EFAULT from the system calls that touch a region that may be gone), no crash, no hang.
 //!
-//! Before page generations (decision 16 of `coherency`), DONTNEED and MAP_FIXED killed the
-//! program on 2 islands in every try ("copy_void from kernel 0 in state Unmapped", "ack ... in
-//! state NotReplicated"), mprotect killed it ("reading page ... for a Copy failed: Bad
-//! address"), munmap and brk hung.
+//! Before page generations (decision 16 of `coherency`), checked with the popvmm of the commit
+//! before them: DONTNEED and MAP_FIXED killed the program on 2 islands in every try ("copy_void
+//! from kernel 0 in state Unmapped", "ack ... in state NotReplicated"; with both threads on
+//! island 1, "copy from kernel 1 in state Unmapped"), mprotect killed it ("reading page ... for
+//! a Copy failed: Bad address"), MADV_FREE, munmap and brk hung on 2 islands, mremap on 4.
 
 use popvmm_tests::{assert_same_on_islands, islands_run, native};
 
