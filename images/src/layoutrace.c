@@ -13,7 +13,8 @@
  *   munmap          munmap then mmap(MAP_FIXED) again; users as for mprotect; a fresh page
  *                   reads zero
  *   mremap          the region moves between two addresses (MREMAP_FIXED); users as for
- *                   mprotect, at both addresses; the changer's words move with the region
+ *                   mprotect, at both addresses; the changer's words move with the region, and
+ *                   so does every clock_gettime a user saw succeed
  *   brk             the break grows by the region and shrinks back; users as for mprotect; the
  *                   grown pages read zero
  * The changer is the first thread created, the users the next ones (placement decides their
@@ -49,6 +50,16 @@ static volatile int started, stop;
 static volatile int failed;
 static char failure[200];
 static int devnull;
+/* mremap: per user, a lower bound of the last timestamp its clock_gettime wrote into the region
+ * successfully (a write that succeeded landed in the region before a move, so the move carries
+ * it, or after it). */
+static volatile uint64_t last_ok[MAX_USERS + 1];
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void fail(const char *what, int t, int page, uint64_t got, uint64_t want) {
@@ -104,8 +115,11 @@ static void use_by_syscalls(int t) {
         for (int p = 0; p < PAGES; p++) {
             for (int b = 0; b < (mode == MREMAP ? 2 : 1); b++) {
                 char *base = mode == MREMAP ? homes[b] : region;
+                uint64_t before = now_ns();
                 long r = syscall(SYS_clock_gettime, CLOCK_MONOTONIC,
                                  (struct timespec *)WORD(base, p, t));
+                if (r == 0 && mode == MREMAP && p == 0)
+                    last_ok[t] = before;
                 if (r != 0 && errno != EFAULT)
                     fail("clock_gettime into the region: neither 0 nor EFAULT", t, p, (uint64_t)errno, 0);
                 ssize_t n = write(devnull, base + p * PAGE, PAGE);
@@ -185,6 +199,14 @@ static void *changer(void *arg) {
             for (int q = 0; q < PAGES; q++)
                 if (*WORD(region, q, 0) != marks[q])
                     fail("mremap lost the contents", 0, q, *WORD(region, q, 0), marks[q]);
+            /* Every write a user saw succeed is in the region now. */
+            for (int u = 1; u <= users; u++) {
+                uint64_t bound = last_ok[u];
+                volatile uint64_t *ts = WORD(region, 0, u);
+                uint64_t got = ts[0] * 1000000000ull + ts[1];
+                if (got < bound)
+                    fail("mremap lost a write another thread saw succeed", u, 0, got, bound);
+            }
             break;
         }
         case BRK: {

@@ -534,6 +534,40 @@ impl AddressSpace {
     }
 }
 
+/// If `call` is an mremap that will move a writable mapping, its source range and protection:
+/// the origin makes the source read-only on the other islands before it copies it (see
+/// `Origin::mm`). The same checks as `sys_mremap`, on the layout as it is now.
+pub fn moving_source(island: &Island, call: MmCall) -> Option<(u64, u64, Prot)> {
+    let MmCall::Mremap {
+        old,
+        old_len,
+        new_len,
+        flags,
+        ..
+    } = call
+    else {
+        return None;
+    };
+    let flags = flags as i32;
+    let (old_len, new_len) = (page_up(old_len)?, page_up(new_len)?);
+    if old % PAGE_SIZE != 0 || old_len == 0 || new_len == 0 {
+        return None;
+    }
+    let space = island.user.layout();
+    let vma = space.find(old)?;
+    if old_len > vma.end - old || !vma.prot.writable() || vma.kind.is_local() {
+        return None;
+    }
+    let moves = if flags & libc::MREMAP_FIXED != 0 {
+        true
+    } else {
+        new_len > old_len
+            && flags & libc::MREMAP_MAYMOVE != 0
+            && !space.check_free(old + old_len, new_len - old_len)
+    };
+    moves.then_some((old, old_len, vma.prot))
+}
+
 /// Applies a memory call to this island's layout (the origin's: it decides every change).
 /// `files`: the program's files, for file mappings. `gen`: the generation of the pages the call
 /// drops (a new one for each call; see `drop_pages`).

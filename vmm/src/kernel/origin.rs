@@ -517,7 +517,30 @@ impl Services for Origin {
         // Under the serial lock: generations grow in the order the islands apply the changes.
         let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let old_brk = island.user.layout().brk_value();
-        let result = mm::apply_call(&island, &self.files, call, gen)?;
+        // A moving mremap copies the source here, through the protocol. Linux moves it at once:
+        // a write to it lands before the move or faults after. So the other islands make it
+        // read-only first (their writes fault), and no write of theirs is lost in the copy.
+        let moving = mm::moving_source(&island, call);
+        if let Some((start, len, prot)) = moving {
+            let read_only = super::vma::Prot(prot.0 & !(libc::PROT_WRITE as u32));
+            self.push_layout(
+                &island,
+                vec![LayoutOp::Protect {
+                    start,
+                    len,
+                    prot: read_only,
+                }],
+            );
+        }
+        let result = match mm::apply_call(&island, &self.files, call, gen) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some((start, len, prot)) = moving {
+                    self.push_layout(&island, vec![LayoutOp::Protect { start, len, prot }]);
+                }
+                return Err(e);
+            }
+        };
         let ops = mm::layout_ops(&island, call, result, old_brk, gen);
         self.push_layout(&island, ops);
         Ok(result)
