@@ -37,6 +37,48 @@ impl Delivery {
     }
 }
 
+/// How a kernel drops the pages a layout change resets (DONTNEED, munmap, MAP_FIXED over, the
+/// source of a moving mremap, brk shrink).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResetMode {
+    /// What popvmm did before decision 16: the kernel forgets its copy (`Engine::forget`) and the
+    /// page starts over as Unmapped; a waiting access faults again. Messages of the old
+    /// incarnation still in flight meet the fresh page.
+    Forget,
+    /// Decision 16: the origin gives the page a new generation (`Engine::reset`); messages of an
+    /// older generation are dropped, a newer one heard of resets the page first.
+    Generations,
+}
+
+/// The layout changes a changer thread makes while the kernels' threads access the pages: the
+/// origin (kernel 0) applies each one, then pushes it to every other kernel, which applies it
+/// when the push arrives (in any order with the coherency messages); the call returns once every
+/// kernel has applied it, and the next change waits for that (the origin serializes them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LayoutConfig {
+    /// Changes the changer makes (a protect pair, PROT_NONE then back, counts as one).
+    pub changes: usize,
+    /// Changes may reset a page (its content becomes zero: DONTNEED and the others above).
+    pub resets: bool,
+    /// Changes may make a page PROT_NONE on the host, then read-write again (mprotect).
+    pub protects: bool,
+    pub mode: ResetMode,
+    /// Whether the host reads a page for a Copy even when the program made it PROT_NONE (popvmm
+    /// reads through /proc/self/mem, which does; process_vm_readv did not).
+    pub forced_reads: bool,
+}
+
+impl LayoutConfig {
+    /// No layout change: the protocol alone.
+    pub const NONE: LayoutConfig = LayoutConfig {
+        changes: 0,
+        resets: false,
+        protects: false,
+        mode: ResetMode::Generations,
+        forced_reads: true,
+    };
+}
+
 /// What to explore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ModelConfig {
@@ -48,6 +90,8 @@ pub struct ModelConfig {
     /// Paths that send more messages than this are cut and reported (a livelock guard that also
     /// keeps the state graph acyclic, so that the liveness property is sound).
     pub max_messages: u32,
+    /// Layout changes racing with the accesses.
+    pub layout: LayoutConfig,
 }
 
 impl ModelConfig {
@@ -60,7 +104,17 @@ impl ModelConfig {
             ops,
             delivery,
             max_messages,
+            layout: LayoutConfig::NONE,
         }
+    }
+
+    /// The same, with layout changes racing with the accesses.
+    pub fn with_layout(mut self, layout: LayoutConfig) -> Self {
+        let k = self.engine.kernels;
+        // Each change may restart every kernel's access and costs its rounds again.
+        self.max_messages += (layout.changes * k * k * 12) as u32;
+        self.layout = layout;
+        self
     }
 }
 
@@ -77,6 +131,31 @@ pub struct InFlight {
     pub access: Access,
     /// The value a write stores.
     pub value: u8,
+    /// The local time the access was submitted at (its write timestamp).
+    pub ts: u64,
+    /// The page was reset under the waiting access: the thread faults again (`Action::Retry`).
+    pub retry: bool,
+}
+
+/// A layout change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LayoutChange {
+    /// The page's content becomes zero (DONTNEED, munmap then mmap, MAP_FIXED over, ...).
+    Reset,
+    /// The host mapping becomes PROT_NONE (mprotect); `Unprotect` follows.
+    Protect,
+    /// Back to read-write.
+    Unprotect,
+}
+
+/// The layout change in progress: applied on the origin, pushed to the kernels of `pending`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LayoutInFlight {
+    pub change: LayoutChange,
+    pub page: PageId,
+    /// The generation a reset gives the page.
+    pub gen: u32,
+    pub pending: coherency::KernelSet,
 }
 
 /// Everything but the engines: what the kernels' hosts touch.
@@ -91,8 +170,19 @@ pub struct World {
     /// Accesses issued by each kernel so far (also its clock).
     pub issued: Vec<u8>,
     pub in_flight: Vec<Option<InFlight>>,
-    /// The value of the latest completed write to each page (0: the initial content).
-    pub latest: Vec<u8>,
+    /// The value of the latest completed write to each page in each generation (0: the initial
+    /// content, and what a reset leaves).
+    pub latest: Vec<Vec<u8>>,
+    /// The generation of each page on each kernel, as the model follows it (the push applied,
+    /// or, with generations, a newer one heard of): what its reads must see.
+    pub gens: Vec<Vec<u32>>,
+    /// Changes the changer made so far, and the one in progress.
+    pub layout_issued: u8,
+    pub layout: Option<LayoutInFlight>,
+    /// A Protect done: the changer's next change is the Unprotect of that page.
+    pub unprotect_next: Option<PageId>,
+    /// Pages the host maps PROT_NONE, per kernel.
+    pub protected: Vec<Vec<bool>>,
     /// Per page, the history of accesses for the linearizability tester.
     pub history: Vec<LinearizabilityTester<KernelId, Register<u8>>>,
     /// Messages sent so far.
@@ -121,11 +211,18 @@ pub enum Action {
     DeliverFifo { from: KernelId, to: KernelId },
     /// Deliver this message (unordered network).
     DeliverAny { to: KernelId, msg: Message<u8> },
+    /// The changer makes a layout change; the origin applies it and pushes it.
+    Layout { change: LayoutChange, page: PageId },
+    /// The push of the change in progress reaches kernel `to`, which applies it.
+    ApplyLayout { to: KernelId },
+    /// A thread whose page was reset under its waiting access faults again.
+    Retry { kernel: KernelId },
 }
 
 struct ModelHost<'a> {
     me: KernelId,
     delivery: Delivery,
+    forced_reads: bool,
     world: &'a mut World,
 }
 
@@ -148,6 +245,12 @@ impl Host<u8> for ModelHost<'_> {
     }
 
     fn read_page(&mut self, page: PageId) -> u8 {
+        if self.world.protected[self.me as usize][page as usize] && !self.forced_reads {
+            self.violate(format!(
+                "kernel {} cannot read page {page} for a Copy: the program made it PROT_NONE",
+                self.me
+            ));
+        }
         match self.world.memory[self.me as usize][page as usize] {
             Some(v) => v,
             None => {
@@ -179,6 +282,11 @@ impl Host<u8> for ModelHost<'_> {
 
     fn complete(&mut self, page: PageId, _token: AccessToken, access: Access) {
         let me = self.me as usize;
+        if self.world.in_flight[me].is_some_and(|op| op.retry) {
+            self.violate(format!(
+                "kernel {me}: completion of an access told to retry"
+            ));
+        }
         let Some(op) = self.world.in_flight[me].take() else {
             self.violate(format!("kernel {me}: completion with no access in flight"));
             return;
@@ -187,6 +295,14 @@ impl Host<u8> for ModelHost<'_> {
             self.violate(format!("kernel {me}: completion of the wrong access"));
         }
         self.perform(op);
+    }
+
+    fn retry(&mut self, page: PageId, _token: AccessToken, access: Access) {
+        let me = self.me as usize;
+        match &mut self.world.in_flight[me] {
+            Some(op) if op.page == page && op.access == access && !op.retry => op.retry = true,
+            _ => self.violate(format!("kernel {me}: retry of an access not waiting")),
+        }
     }
 }
 
@@ -201,6 +317,7 @@ impl ModelHost<'_> {
     fn perform(&mut self, op: InFlight) {
         let me = self.me as usize;
         let page = op.page as usize;
+        let gen = self.world.gens[me][page] as usize;
         let tester = &mut self.world.history[page];
         match op.access {
             Access::Read => {
@@ -210,17 +327,18 @@ impl ModelHost<'_> {
                     return;
                 };
                 let _ = tester.on_return(self.me, RegisterRet::ReadOk(value));
-                if value != self.world.latest[page] {
-                    let latest = self.world.latest[page];
+                let latest = self.world.latest[page][gen];
+                if value != latest {
                     self.violate(format!(
-                        "kernel {me} read {value} from page {page}, the latest write stored {latest}"
+                        "kernel {me} read {value} from page {page}, the latest write of its \
+                         generation {gen} stored {latest}"
                     ));
                 }
             }
             Access::Write => {
                 let _ = tester.on_return(self.me, RegisterRet::WriteOk);
                 self.world.memory[me][page] = Some(op.value);
-                self.world.latest[page] = op.value;
+                self.world.latest[page][gen] = op.value;
             }
         }
     }
@@ -239,6 +357,7 @@ impl CoherencyModel {
     pub fn step(&self, state: &ModelState, action: &Action) -> ModelState {
         let mut next = state.clone();
         let delivery = self.config.delivery;
+        let forced_reads = self.config.layout.forced_reads;
         let result: Result<(), ProtocolError> = match action {
             Action::Access {
                 kernel,
@@ -253,6 +372,8 @@ impl CoherencyModel {
                     page: *page,
                     access: *access,
                     value,
+                    ts: u64::from(issued),
+                    retry: false,
                 };
                 let reg_op = match access {
                     Access::Read => RegisterOp::Read,
@@ -263,6 +384,7 @@ impl CoherencyModel {
                 let mut host = ModelHost {
                     me: *kernel,
                     delivery,
+                    forced_reads,
                     world: &mut next.world,
                 };
                 match next.engines[k].access(*page, *access, 0, u64::from(issued), &mut host) {
@@ -290,14 +412,7 @@ impl CoherencyModel {
                     next.world.links.remove(&(*from, *to));
                 }
                 match msg {
-                    Some(msg) => {
-                        let mut host = ModelHost {
-                            me: *to,
-                            delivery,
-                            world: &mut next.world,
-                        };
-                        next.engines[*to as usize].handle(msg, &mut host)
-                    }
+                    Some(msg) => self.deliver(&mut next, *to, msg),
                     None => Ok(()),
                 }
             }
@@ -306,12 +421,61 @@ impl CoherencyModel {
                 if let Ok(at) = next.world.bag.binary_search(&item) {
                     next.world.bag.remove(at);
                 }
-                let mut host = ModelHost {
-                    me: *to,
-                    delivery,
-                    world: &mut next.world,
+                self.deliver(&mut next, *to, msg.clone())
+            }
+            Action::Layout { change, page } => {
+                let gen = match change {
+                    LayoutChange::Reset => {
+                        next.world.layout_issued += 1;
+                        let _ = next.world.history[*page as usize]
+                            .on_invoke(self.changer(), RegisterOp::Write(0));
+                        1 + next.world.gens[0][*page as usize]
+                    }
+                    LayoutChange::Protect => {
+                        next.world.layout_issued += 1;
+                        next.world.unprotect_next = Some(*page);
+                        0
+                    }
+                    LayoutChange::Unprotect => {
+                        next.world.unprotect_next = None;
+                        0
+                    }
                 };
-                next.engines[*to as usize].handle(msg.clone(), &mut host)
+                let all = coherency::KernelSet::first(self.kernels());
+                next.world.layout = Some(LayoutInFlight {
+                    change: *change,
+                    page: *page,
+                    gen,
+                    pending: all,
+                });
+                // The origin applies it first, under its layout lock.
+                self.apply_layout(&mut next, 0)
+            }
+            Action::ApplyLayout { to } => self.apply_layout(&mut next, *to),
+            Action::Retry { kernel } => {
+                let k = *kernel as usize;
+                match next.world.in_flight[k] {
+                    Some(mut op) if op.retry => {
+                        op.retry = false;
+                        next.world.in_flight[k] = Some(op);
+                        let mut host = ModelHost {
+                            me: *kernel,
+                            delivery,
+                            forced_reads,
+                            world: &mut next.world,
+                        };
+                        match next.engines[k].access(op.page, op.access, 0, op.ts, &mut host) {
+                            Ok(true) => {
+                                host.world.in_flight[k] = None;
+                                host.perform(op);
+                                Ok(())
+                            }
+                            Ok(false) => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    _ => Ok(()),
+                }
             }
         };
         if let Err(e) = result {
@@ -319,7 +483,101 @@ impl CoherencyModel {
                 next.world.violation = Some(format!("protocol error: {e}"));
             }
         }
+        if self.config.layout.mode == ResetMode::Generations && next.world.violation.is_none() {
+            // The model follows the engines' generations; they must agree.
+            for (k, engine) in next.engines.iter().enumerate() {
+                for page in 0..self.config.pages {
+                    let (model, real) = (next.world.gens[k][page], engine.gen(page as PageId));
+                    if model != real {
+                        next.world.violation = Some(format!(
+                            "kernel {k} page {page}: generation {real}, the model expected {model}"
+                        ));
+                    }
+                }
+            }
+        }
         next
+    }
+
+    /// The linearizability tester's client for the changer's resets.
+    fn changer(&self) -> KernelId {
+        self.kernels() as KernelId
+    }
+
+    /// Delivers `msg` to kernel `to`.
+    fn deliver(
+        &self,
+        next: &mut ModelState,
+        to: KernelId,
+        msg: Message<u8>,
+    ) -> Result<(), ProtocolError> {
+        // A newer generation heard of resets the page first (decision 16): reads see it.
+        let gen = &mut next.world.gens[to as usize][msg.page as usize];
+        *gen = (*gen).max(msg.gen);
+        let mut host = ModelHost {
+            me: to,
+            delivery: self.config.delivery,
+            forced_reads: self.config.layout.forced_reads,
+            world: &mut next.world,
+        };
+        next.engines[to as usize].handle(msg, &mut host)
+    }
+
+    /// Kernel `to` applies the layout change in progress (the origin at once, the others when
+    /// its push arrives); the changer's call returns once every kernel has.
+    fn apply_layout(&self, next: &mut ModelState, to: KernelId) -> Result<(), ProtocolError> {
+        let Some(mut change) = next.world.layout else {
+            return Ok(());
+        };
+        if !change.pending.contains(to) {
+            return Ok(());
+        }
+        change.pending.remove(to);
+        next.world.layout = Some(change);
+        let (k, page) = (to as usize, change.page as usize);
+        let result = match change.change {
+            LayoutChange::Protect => {
+                next.world.protected[k][page] = true;
+                Ok(())
+            }
+            LayoutChange::Unprotect => {
+                next.world.protected[k][page] = false;
+                Ok(())
+            }
+            LayoutChange::Reset => match self.config.layout.mode {
+                ResetMode::Forget => {
+                    next.engines[k].forget(change.page);
+                    next.world.memory[k][page] = None;
+                    next.world.gens[k][page] = change.gen;
+                    // The waiting access was dropped with the page: the thread faults again.
+                    if let Some(op) = &mut next.world.in_flight[k] {
+                        if op.page == change.page {
+                            op.retry = true;
+                        }
+                    }
+                    Ok(())
+                }
+                ResetMode::Generations => {
+                    let gen = &mut next.world.gens[k][page];
+                    *gen = (*gen).max(change.gen);
+                    let mut host = ModelHost {
+                        me: to,
+                        delivery: self.config.delivery,
+                        forced_reads: self.config.layout.forced_reads,
+                        world: &mut next.world,
+                    };
+                    next.engines[k].reset(change.page..change.page + 1, change.gen, &mut host);
+                    Ok(())
+                }
+            },
+        };
+        if change.pending.is_empty() {
+            next.world.layout = None;
+            if change.change == LayoutChange::Reset {
+                let _ = next.world.history[page].on_return(self.changer(), RegisterRet::WriteOk);
+            }
+        }
+        result
     }
 
     /// No message in flight.
@@ -450,6 +708,22 @@ fn describe_action(state: &ModelState, action: &Action, ops: usize) -> String {
             None => format!("deliver {from} -> {to} (empty)"),
         },
         Action::DeliverAny { to, msg } => format!("kernel {to} receives from {}: {msg}", msg.from),
+        Action::Layout { change, page } => {
+            let what = match change {
+                LayoutChange::Reset => "resets (DONTNEED, munmap, MAP_FIXED, ...)",
+                LayoutChange::Protect => "makes PROT_NONE",
+                LayoutChange::Unprotect => "makes read-write again",
+            };
+            format!("the changer {what} page {page}: the origin applies it and pushes it")
+        }
+        Action::ApplyLayout { to } => match &state.world.layout {
+            Some(l) => format!(
+                "kernel {to} applies the push ({:?} page {})",
+                l.change, l.page
+            ),
+            None => format!("kernel {to} applies a push (none)"),
+        },
+        Action::Retry { kernel } => format!("kernel {kernel}'s thread faults again"),
     }
 }
 
@@ -499,7 +773,12 @@ impl Model for CoherencyModel {
                 bag: Vec::new(),
                 issued: vec![0; k],
                 in_flight: vec![None; k],
-                latest: vec![0; pages],
+                latest: vec![vec![0; self.config.layout.changes + 1]; pages],
+                gens: vec![vec![0; pages]; k],
+                layout_issued: 0,
+                layout: None,
+                unprotect_next: None,
+                protected: vec![vec![false; pages]; k],
                 history: vec![LinearizabilityTester::new(Register(0)); pages],
                 sent: 0,
                 violation: None,
@@ -512,10 +791,19 @@ impl Model for CoherencyModel {
             return;
         }
         for k in 0..self.kernels() {
+            if state.world.in_flight[k].is_some_and(|op| op.retry) {
+                actions.push(Action::Retry {
+                    kernel: k as KernelId,
+                });
+            }
             if state.world.in_flight[k].is_none()
                 && (state.world.issued[k] as usize) < self.config.ops
             {
                 for page in 0..self.config.pages as PageId {
+                    // The program touches no page it made PROT_NONE.
+                    if state.world.protected[k][page as usize] {
+                        continue;
+                    }
                     for access in [Access::Read, Access::Write] {
                         actions.push(Action::Access {
                             kernel: k as KernelId,
@@ -525,6 +813,35 @@ impl Model for CoherencyModel {
                     }
                 }
             }
+        }
+        let layout = &self.config.layout;
+        match (&state.world.layout, state.world.unprotect_next) {
+            (Some(l), _) => {
+                for to in l.pending.iter() {
+                    actions.push(Action::ApplyLayout { to });
+                }
+            }
+            (None, Some(page)) => actions.push(Action::Layout {
+                change: LayoutChange::Unprotect,
+                page,
+            }),
+            (None, None) if (state.world.layout_issued as usize) < layout.changes => {
+                for page in 0..self.config.pages as PageId {
+                    if layout.resets {
+                        actions.push(Action::Layout {
+                            change: LayoutChange::Reset,
+                            page,
+                        });
+                    }
+                    if layout.protects {
+                        actions.push(Action::Layout {
+                            change: LayoutChange::Protect,
+                            page,
+                        });
+                    }
+                }
+            }
+            (None, None) => {}
         }
         for &(from, to) in state.world.links.keys() {
             actions.push(Action::DeliverFifo { from, to });
@@ -562,7 +879,7 @@ impl Model for CoherencyModel {
                 s.world.history.iter().all(|h| h.is_consistent())
             }),
             Property::always("no wait state once the network is empty", |m, s| {
-                !CoherencyModel::network_empty(s) || quiescent(m, s)
+                !CoherencyModel::network_empty(s) || !layout_settled(s) || quiescent(m, s)
             }),
             Property::always("bounded messages", |m, s: &ModelState| {
                 s.world.sent <= m.config.max_messages
@@ -570,6 +887,8 @@ impl Model for CoherencyModel {
             Property::eventually("every access completes", |m, s: &ModelState| {
                 s.world.in_flight.iter().all(Option::is_none)
                     && s.world.issued.iter().all(|&n| n as usize == m.config.ops)
+                    && s.world.layout_issued as usize == m.config.layout.changes
+                    && layout_settled(s)
             }),
         ]
     }
@@ -595,14 +914,21 @@ fn swmr(m: &CoherencyModel, s: &ModelState) -> bool {
     })
 }
 
-/// Every mapped copy holds the value of the latest write.
+/// Every mapped copy holds the value of the latest write of its generation.
 fn valid_copies_latest(m: &CoherencyModel, s: &ModelState) -> bool {
     (0..m.config.pages).all(|page| {
-        s.world
-            .memory
-            .iter()
-            .all(|mem| mem[page].is_none_or(|v| v == s.world.latest[page]))
+        s.world.memory.iter().enumerate().all(|(k, mem)| {
+            let gen = s.world.gens[k][page] as usize;
+            mem[page].is_none_or(|v| v == s.world.latest[page][gen])
+        })
     })
+}
+
+/// No layout change in progress, and no thread about to fault again.
+fn layout_settled(s: &ModelState) -> bool {
+    s.world.layout.is_none()
+        && s.world.unprotect_next.is_none()
+        && !s.world.in_flight.iter().flatten().any(|op| op.retry)
 }
 
 /// Every copy stable and nothing waiting.

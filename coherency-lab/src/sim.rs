@@ -411,6 +411,14 @@ impl Host<u64> for PopcornHost<'_> {
     fn complete(&mut self, page: PageId, _token: AccessToken, access: Access) {
         self.world.completed(self.me, page, access);
     }
+
+    fn retry(&mut self, page: PageId, _token: AccessToken, _access: Access) {
+        // The simulator makes no layout change, so no page is ever reset.
+        let me = self.me;
+        self.world.violate(format!(
+            "kernel {me}: page {page} reset in a run without layout changes"
+        ));
+    }
 }
 
 struct IvyHostImpl<'a> {

@@ -2,7 +2,9 @@
 //! off; every mutant is caught with a counterexample; the dependence on per-link FIFO is shown.
 
 use coherency::{Config, Mutant};
-use coherency_lab::model::{CheckReport, CoherencyModel, Delivery, ModelConfig};
+use coherency_lab::model::{
+    CheckReport, CoherencyModel, Delivery, LayoutConfig, ModelConfig, ResetMode,
+};
 
 fn check(
     kernels: usize,
@@ -97,4 +99,141 @@ fn unordered_delivery_breaks_the_protocol() {
     let report = check(2, 1, 2, true, Delivery::Unordered, None);
     assert!(!report.holds());
     assert!(report.counterexample.is_some());
+}
+
+// -------------------------------------------------------------------------------------------------
+// Layout changes (decision 16): a changer resets pages (DONTNEED, munmap, MAP_FIXED over, mremap,
+// brk shrink) or makes them PROT_NONE and back while the kernels access them; the origin applies
+// each change, pushes it, and every kernel applies it in any order with the coherency messages.
+
+fn layout(changes: usize, resets: bool, protects: bool, mode: ResetMode) -> LayoutConfig {
+    LayoutConfig {
+        changes,
+        resets,
+        protects,
+        mode,
+        forced_reads: true,
+    }
+}
+
+fn check_layout(
+    kernels: usize,
+    pages: usize,
+    ops: usize,
+    optimized: bool,
+    layout: LayoutConfig,
+) -> CheckReport {
+    let engine = if optimized {
+        Config::new(kernels)
+    } else {
+        Config::unoptimized(kernels)
+    };
+    let report = CoherencyModel::new(
+        ModelConfig::new(engine, pages, ops, Delivery::Fifo).with_layout(layout),
+    )
+    .check(2, false);
+    println!("{report}");
+    report
+}
+
+fn assert_layout_holds(
+    kernels: usize,
+    pages: usize,
+    ops: usize,
+    layout: LayoutConfig,
+    min_states: usize,
+) {
+    for optimized in [true, false] {
+        let report = check_layout(kernels, pages, ops, optimized, layout);
+        assert!(report.holds(), "{report}");
+        assert!(
+            report.unique_states >= min_states,
+            "only {} states explored",
+            report.unique_states
+        );
+        assert_eq!(report.verdicts.len(), 7);
+    }
+}
+
+/// What popvmm did before generations: a reset forgot the page and started it over, so a
+/// message of the old incarnation still in flight met the new one. The checker finds it with 2
+/// kernels and one reset ("copy_void ... in state Shared"; the replay is
+/// `coherency/tests/engine.rs`).
+#[test]
+fn resets_that_forget_the_page_break_the_protocol() {
+    let report = check_layout(2, 1, 2, true, layout(1, true, false, ResetMode::Forget));
+    assert!(!report.holds());
+    let (property, path) = report.counterexample.as_ref().expect("a counterexample");
+    assert_eq!(*property, "no protocol error or stale read");
+    assert!(path.contains("copy_void"), "{path}");
+    assert!(path.contains("the changer resets"), "{path}");
+}
+
+/// A host that reads a page for a Copy with a read that honours the program's protection
+/// (process_vm_readv) cannot answer a Fetch while the program has the page PROT_NONE.
+#[test]
+fn copies_read_with_the_programs_protection_fail_under_prot_none() {
+    let mut l = layout(1, false, true, ResetMode::Generations);
+    l.forced_reads = false;
+    let report = check_layout(2, 1, 2, true, l);
+    assert!(!report.holds());
+    let (_, path) = report.counterexample.as_ref().expect("a counterexample");
+    assert!(path.contains("PROT_NONE"), "{path}");
+}
+
+#[test]
+fn two_kernels_one_page_two_accesses_and_a_reset() {
+    assert_layout_holds(
+        2,
+        1,
+        2,
+        layout(1, true, false, ResetMode::Generations),
+        100_000,
+    );
+}
+
+#[test]
+fn two_kernels_one_page_two_accesses_and_a_protect_pair() {
+    assert_layout_holds(
+        2,
+        1,
+        2,
+        layout(1, false, true, ResetMode::Generations),
+        5_000,
+    );
+}
+
+#[test]
+fn two_kernels_two_pages_one_access_each_and_two_resets() {
+    assert_layout_holds(
+        2,
+        2,
+        1,
+        layout(2, true, false, ResetMode::Generations),
+        10_000,
+    );
+}
+
+/// Too long for CI (see the README for its size): `cargo test --release -p coherency-lab --test
+/// model_check -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn three_kernels_one_page_one_access_each_and_a_reset() {
+    let l = layout(1, true, false, ResetMode::Generations);
+    let report =
+        CoherencyModel::new(ModelConfig::new(Config::new(3), 1, 1, Delivery::Fifo).with_layout(l))
+            .check(2, true);
+    println!("{report}");
+    assert!(report.holds(), "{report}");
+}
+
+#[test]
+fn two_kernels_one_page_one_access_each_and_two_changes_of_either_kind() {
+    assert_layout_holds(
+        2,
+        1,
+        1,
+        layout(2, true, true, ResetMode::Generations),
+        5_000,
+    );
 }

@@ -28,6 +28,7 @@ fn tie_ack_mutant_elects_two_writers() {
             memory: &mut net.memory,
             completed: &mut net.completed,
             write_values: &net.write_values,
+            retried: &mut net.retried,
         };
         if let Err(ProtocolError::LostCopy { .. }) = net.engines[to as usize].handle(msg, &mut host)
         {

@@ -71,6 +71,9 @@ impl Host<u64> for BenchHost<'_> {
     fn complete(&mut self, _page: PageId, _token: u64, _access: Access) {
         self.blocked[self.me as usize] = false;
     }
+    fn retry(&mut self, _page: PageId, _token: u64, _access: Access) {
+        unreachable!("the benchmark resets no page")
+    }
 }
 
 impl Bench {

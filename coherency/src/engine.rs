@@ -6,8 +6,10 @@
 //! completing a waiting access. The same code runs in the VMM (where the host is the island's
 //! userfaultfd handler and its links), in the model checker and in the simulator (`coherency-lab`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
@@ -48,6 +50,11 @@ pub trait Host<D> {
 
     /// A waiting access may now proceed: the mapping permits it.
     fn complete(&mut self, page: PageId, token: AccessToken, access: Access);
+
+    /// The page was reset under a waiting access ([`Engine::reset`], or a newer generation heard
+    /// of): the access did not happen and the engine forgot it. The thread must try again (in
+    /// the VMM: wake it; it faults again and meets whatever the layout now says).
+    fn retry(&mut self, page: PageId, token: AccessToken, access: Access);
 }
 
 /// A change to the host mapping of a page.
@@ -164,6 +171,8 @@ pub struct PageView {
     pub users: KernelSet,
     /// Accesses waiting on this copy.
     pub waiting: usize,
+    /// The page's generation here (decision 16).
+    pub gen: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,6 +194,8 @@ struct Deferred {
 /// One kernel's copy of one page.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct PageCopy<D> {
+    /// The generation (incarnation) of the page this copy belongs to (decision 16).
+    gen: u32,
     state: State,
     mapping: Mapping,
     /// Kernels known to use the page (§5.2), this one included once it uses it.
@@ -244,8 +255,9 @@ struct PageCopy<D> {
 }
 
 impl<D> PageCopy<D> {
-    fn new(state: State, mapping: Mapping, users: KernelSet) -> Self {
+    fn new(state: State, mapping: Mapping, users: KernelSet, gen: u32) -> Self {
         PageCopy {
+            gen,
             state,
             mapping,
             users,
@@ -282,16 +294,29 @@ impl<D> PageCopy<D> {
             owner: self.owner,
             users: self.users,
             waiting: self.waiting.len(),
+            gen: self.gen,
         }
     }
 
-    /// An Unmapped copy with nothing to remember can be forgotten.
-    fn is_blank(&self) -> bool {
+    /// An Unmapped copy with nothing to remember (its generation is the one the resets give its
+    /// page, `base`) can be forgotten.
+    fn is_blank(&self, base: u32) -> bool {
         self.state == State::Unmapped
             && self.users.is_empty()
             && self.owner.is_none()
             && self.waiting.is_empty()
+            && self.gen == base
     }
+}
+
+/// The generation the resets applied here give `page` (0: never reset): `resets` maps the first
+/// page of each reset range to its end and generation; the ranges are disjoint.
+fn base_gen(resets: &BTreeMap<PageId, (PageId, u32)>, page: PageId) -> u32 {
+    resets
+        .range(..=page)
+        .next_back()
+        .filter(|(_, &(end, _))| page < end)
+        .map_or(0, |(_, &(_, gen))| gen)
 }
 
 /// The protocol engine of one kernel.
@@ -305,6 +330,9 @@ pub struct Engine<D> {
     /// A hash map: a page fault looks its page up several times, and the engine must handle
     /// millions of messages per second.
     pages: FxHashMap<PageId, PageCopy<D>>,
+    /// The generation of the pages that have no copy here, by range (see [`Engine::reset`]):
+    /// first page -> (end, generation); disjoint ranges, neighbours of one generation merged.
+    resets: BTreeMap<PageId, (PageId, u32)>,
 }
 
 /// In page order, so that equal engines hash equally whatever their insertion history (the model
@@ -317,6 +345,7 @@ impl<D: Hash> Hash for Engine<D> {
         let mut pages: Vec<_> = self.pages.iter().collect();
         pages.sort_unstable_by_key(|(&p, _)| p);
         pages.hash(state);
+        self.resets.hash(state);
     }
 }
 
@@ -336,6 +365,7 @@ impl<D: Clone> Engine<D> {
             config,
             members: KernelSet::first(config.kernels),
             pages: FxHashMap::default(),
+            resets: BTreeMap::new(),
         }
     }
 
@@ -367,20 +397,150 @@ impl<D: Clone> Engine<D> {
     /// by the host (the program's initial pages on the origin). Every other kernel must have it
     /// Unmapped.
     pub fn set_not_replicated(&mut self, page: PageId) {
+        let gen = self.gen(page);
         self.pages.insert(
             page,
             PageCopy::new(
                 State::NotReplicated,
                 Mapping::ReadWrite,
                 KernelSet::only(self.me),
+                gen,
             ),
         );
     }
 
-    /// Forgets `page` (after munmap, which the VMM coordinates outside the protocol). Waiting
-    /// accesses are dropped: the caller must have none.
+    /// Forgets `page` at once, waiting accesses included, with no generation: only sound when no
+    /// message about the page can be in flight and no kernel holds a copy. This is how popvmm
+    /// dropped pages before decision 16; the model checker keeps it (`ResetMode::Forget`) to show
+    /// what goes wrong. Layout changes use [`Engine::reset`].
     pub fn forget(&mut self, page: PageId) {
         self.pages.remove(&page);
+    }
+
+    /// The generation of `page` here (decision 16): its copy's, or the last reset's.
+    pub fn gen(&self, page: PageId) -> u32 {
+        match self.pages.get(&page) {
+            Some(c) => c.gen,
+            None => base_gen(&self.resets, page),
+        }
+    }
+
+    /// Whether `msg` belongs to an older generation of its page than this kernel's: [`handle`]
+    /// drops it (an answer) or answers it with a notice of the newer generation (a request).
+    ///
+    /// [`handle`]: Engine::handle
+    pub fn is_stale(&self, msg: &Message<D>) -> bool {
+        msg.gen < self.gen(msg.page)
+    }
+
+    /// A layout change resets the pages of `pages` to generation `gen` (decision 16): their
+    /// content starts over (zero, or what the caller installs next with
+    /// [`Engine::set_not_replicated`]). Every copy of an older generation is dropped here (the
+    /// host unmaps it), the accesses waiting on it are handed back ([`Host::retry`]), and the
+    /// page is Unmapped at `gen`. Copies already at `gen` or newer (this kernel heard of the
+    /// reset from another kernel first) are left alone. The origin calls it with a generation
+    /// newer than any it gave before, then every other kernel with the same one, in the
+    /// origin's order; until then a kernel may hear of it from a message
+    /// ([`Engine::handle`]).
+    pub fn reset<H: Host<D>>(&mut self, pages: Range<PageId>, gen: u32, host: &mut H) {
+        if pages.is_empty() {
+            return;
+        }
+        self.set_base_gen(pages.clone(), gen);
+        let mut held: Vec<PageId> = if (pages.end - pages.start) as usize <= self.pages.len() {
+            pages.filter(|p| self.pages.contains_key(p)).collect()
+        } else {
+            self.pages
+                .keys()
+                .copied()
+                .filter(|p| pages.contains(p))
+                .collect()
+        };
+        // In page order, so that what the host sees does not depend on the hash map's order.
+        held.sort_unstable();
+        for page in held {
+            self.reset_page(page, gen, host);
+        }
+    }
+
+    /// Records that the pages of `range` are at generation `gen` when they have no copy.
+    fn set_base_gen(&mut self, range: Range<PageId>, gen: u32) {
+        let (start, end) = (range.start, range.end);
+        // The ranges that overlap [start, end): trimmed, or removed.
+        let overlapping: Vec<PageId> = self
+            .resets
+            .range(..end)
+            .rev()
+            .take_while(|(_, &(e, _))| e > start)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in overlapping {
+            if let Some((e, g)) = self.resets.remove(&s) {
+                if s < start {
+                    self.resets.insert(s, (start, g));
+                }
+                if e > end {
+                    self.resets.insert(end, (e, g));
+                }
+            }
+        }
+        let (mut start, mut end) = (start, end);
+        // Merge with neighbours of the same generation.
+        if let Some((&s, &(e, g))) = self.resets.range(..start).next_back() {
+            if e == start && g == gen {
+                self.resets.remove(&s);
+                start = s;
+            }
+        }
+        if let Some(&(e, g)) = self.resets.get(&end) {
+            if g == gen {
+                self.resets.remove(&end);
+                end = e;
+            }
+        }
+        self.resets.insert(start, (end, gen));
+    }
+
+    /// Resets one page to `gen` if its copy here is older (see [`Engine::reset`]).
+    fn reset_page<H: Host<D>>(&mut self, page: PageId, gen: u32, host: &mut H) {
+        let base = base_gen(&self.resets, page);
+        match self.pages.remove(&page) {
+            Some(old) if old.gen >= gen => {
+                self.pages.insert(page, old);
+            }
+            Some(old) => {
+                if old.mapping != Mapping::None {
+                    host.map(page, MapChange::Drop);
+                }
+                for w in old.waiting {
+                    host.retry(page, w.token, w.access);
+                }
+                // Requests whose answer waited get one now (each request gets exactly one):
+                // Reset, with the new generation.
+                for d in old.deferred {
+                    host.send(
+                        d.from,
+                        Message {
+                            page,
+                            from: self.me,
+                            gen,
+                            kind: MessageKind::Reset,
+                            users: KernelSet::EMPTY,
+                        },
+                    );
+                }
+                if gen != base {
+                    let fresh =
+                        PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY, gen);
+                    self.pages.insert(page, fresh);
+                }
+            }
+            None if gen > base => {
+                let fresh = PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY, gen);
+                self.pages.insert(page, fresh);
+            }
+            None => {}
+        }
     }
 
     /// The state of one page copy.
@@ -392,6 +552,7 @@ impl<D: Clone> Engine<D> {
                 owner: None,
                 users: KernelSet::EMPTY,
                 waiting: 0,
+                gen: base_gen(&self.resets, page),
             },
             PageCopy::view,
         )
@@ -463,10 +624,7 @@ impl<D: Clone> Engine<D> {
         now: u64,
         host: &mut H,
     ) -> Result<bool, ProtocolError> {
-        let copy = self
-            .pages
-            .entry(page)
-            .or_insert_with(|| PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY));
+        let copy = self.copy(page);
         if copy.mapping.permits(access) {
             return Ok(true);
         }
@@ -496,10 +654,28 @@ impl<D: Clone> Engine<D> {
             });
         }
         let me = self.me;
-        let copy = self
-            .pages
-            .entry(page)
-            .or_insert_with(|| PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY));
+        // Generations (decision 16).
+        let gen = self.gen(page);
+        if msg.gen < gen {
+            // The page was reset since the sender's copy was: an answer is dropped; a request
+            // is answered with Reset, which tells its sender the newer generation (nothing else
+            // changes here), so that it resets and retries at once, without waiting for its own
+            // layout push (its thread may hold the lock that push needs).
+            if !msg.kind.is_answer() {
+                self.send_reset(page, from, host);
+            }
+            return Ok(());
+        }
+        if msg.gen > gen {
+            // A newer generation, heard of before this kernel's own reset: reset now.
+            self.reset_page(page, msg.gen, host);
+        }
+        if matches!(msg.kind, MessageKind::Reset) {
+            // Heard of (above), or already known: nothing more to do.
+            self.tidy(page);
+            return Ok(());
+        }
+        let copy = self.copy(page);
         // Multicast groups: learn the users the sender knows (§5.2). The sender is a user unless it
         // answered from Unmapped, in which case its bitmap does not include it.
         copy.users = copy.users.union(msg.users);
@@ -524,6 +700,7 @@ impl<D: Clone> Engine<D> {
             }
             MessageKind::Ack { voter } => self.on_vote(page, from, false, voter, host)?,
             MessageKind::Nack { voter } => self.on_vote(page, from, true, voter, host)?,
+            MessageKind::Reset => {}
         }
         self.tidy(page);
         Ok(())
@@ -556,7 +733,7 @@ impl<D: Clone> Engine<D> {
             copy.invalids.clear();
             copy.fetch_writes = KernelSet::EMPTY;
         }
-        if copy.is_blank() {
+        if copy.is_blank(base_gen(&self.resets, page)) {
             self.pages.remove(&page);
         }
     }
@@ -1228,9 +1405,15 @@ impl<D: Clone> Engine<D> {
     // Helpers.
 
     fn copy(&mut self, page: PageId) -> &mut PageCopy<D> {
-        self.pages
-            .entry(page)
-            .or_insert_with(|| PageCopy::new(State::Unmapped, Mapping::None, KernelSet::EMPTY))
+        match self.pages.entry(page) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(PageCopy::new(
+                State::Unmapped,
+                Mapping::None,
+                KernelSet::EMPTY,
+                base_gen(&self.resets, page),
+            )),
+        }
     }
 
     /// Every other kernel, or with multicast groups every other known user.
@@ -1258,14 +1441,31 @@ impl<D: Clone> Engine<D> {
     fn send<H: Host<D>>(&mut self, page: PageId, to: KernelId, kind: MessageKind<D>, host: &mut H) {
         let me = self.me;
         let copy = self.copy(page);
-        let users = copy.users;
+        let (users, gen) = (copy.users, copy.gen);
         host.send(
             to,
             Message {
                 page,
                 from: me,
+                gen,
                 kind,
                 users,
+            },
+        );
+    }
+
+    /// Answers a request of an older generation with Reset and this kernel's generation (see
+    /// `handle`), touching nothing here.
+    fn send_reset<H: Host<D>>(&mut self, page: PageId, to: KernelId, host: &mut H) {
+        let gen = self.gen(page);
+        host.send(
+            to,
+            Message {
+                page,
+                from: self.me,
+                gen,
+                kind: MessageKind::Reset,
+                users: KernelSet::EMPTY,
             },
         );
     }

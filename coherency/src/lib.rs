@@ -19,7 +19,8 @@
 //! States ([`State`]): Unmapped, Not Replicated, Fetching (substates Not Replicated, Valid,
 //! Invalid), Shared, Modified, Invalid, Invalid Read 1 and 2, Writing Pend 1 and 2, Writing Read.
 //! Messages ([`MessageKind`]): Fetch, Fetch Write, Copy (page content), Copy Void, Invalid (the
-//! writer's timestamp), Ack, Nack. The rules are the paper's: single writer / multiple readers; a
+//! writer's timestamp), Ack, Nack; and Reset, which is not the paper's (decision 16). Every
+//! message carries the generation of its page. The rules are the paper's: single writer / multiple readers; a
 //! Fetch is answered with a Copy from Shared or Modified (Modified becomes Shared) and with Copy
 //! Void otherwise; a write on an Invalid copy reads first; a write on a Shared copy sends Invalid to
 //! every other copy and waits in Writing Pend 1; a kernel in a Writing state that receives an
@@ -41,7 +42,7 @@
 //! # Decisions where the paper is ambiguous or wrong as written
 //! Each one was forced by a counterexample of the model checker (`popvmm protocol check`) or of
 //! the simulator (`popvmm protocol simulate`), and each is checked by them since (13 is an
-//! optimization).
+//! optimization; for 16 the model adds layout changes to the accesses).
 //!
 //! 1. **Copies carry a version.** A fetch may collect several Copies, and the paper only says that
 //!    one of them is up to date. Counterexample (3 kernels): kernel 2, a loser in Writing Read,
@@ -111,9 +112,44 @@
 //!     while kernel 2's write completes and kernel 1 takes the page to write it; kernel 2 answers
 //!     Copy Void, and kernel 0 installs the old value as Shared after kernel 2's write completed.
 //!     A copy older than the floor counts as a Copy Void from a user: the data lives elsewhere.
+//! 16. **Layout changes give a page a new generation** ([`Engine::reset`]). The paper leaves
+//!     munmap and madvise to the kernels' VMA code; with islands they race with the protocol. A
+//!     change that drops a page's content (MADV_DONTNEED and MADV_FREE, munmap, mmap MAP_FIXED
+//!     over it, the source of a moving mremap, brk shrink) is decided by the origin, applied
+//!     there, then pushed to every island, which applies it when the push arrives: there is no
+//!     order between the push and the coherency messages (other links, and a worker applies
+//!     it). Resetting by forgetting the page (what popvmm did) lets a message of the old
+//!     incarnation meet the new one. Counterexample (2 kernels x 1 page x 2 accesses, one
+//!     reset, found by the model checker, `ResetMode::Forget`): kernel 0's Fetch is still on
+//!     its link when the origin resets; kernel 1, reset too, answers it and starts its own
+//!     fetch; kernel 0 faults again and completes a fresh fetch, then receives the old answer:
+//!     "copy_void from kernel 1 in state Shared" (on the islands, in Unmapped or
+//!     FetchingNotReplicated, and hangs: the waiting faults were dropped without a wake). So
+//!     the origin gives every change a generation newer than any before; each message carries
+//!     its page's; a kernel drops answers of an older generation, answers a request of an
+//!     older one with **Reset** (its own generation, nothing else changes), and on any message
+//!     of a newer generation (a Reset included) resets its copy first, as if its push had come.
+//!     A reset drops the copy (the host unmaps it), hands the waiting accesses back
+//!     ([`Host::retry`]: the thread faults again and meets the new layout), answers the
+//!     requests it held back with Reset (every request gets one answer), and leaves the page
+//!     Unmapped at the new generation; a copy already of that generation or newer is left
+//!     alone. The layout call returns once every island has applied it. Why this is enough:
+//!     an access completes in the new generation only after a fetch out of Unmapped, which
+//!     asks every member, so every kernel has reset by then and none completes an access of
+//!     the old one afterwards (the reset is linearized between them; the model's tester checks
+//!     it as a write of zeros). Why Reset is a message of its own: answering the old Fetch
+//!     with a Copy Void of the new generation was the first try, and the checker found it
+//!     taken for the answer to the kernel's new Fetch of that generation (same counterexample,
+//!     one step on). Why a stale request is answered at all rather than dropped: its sender
+//!     may be a system call holding its island's layout lock, which that island's own push
+//!     needs; Reset frees it without the push. The generation of a page with no copy comes
+//!     from the ranges reset (kept by range, so that a reset of a large range costs no memory
+//!     per page); a kernel that joins late starts at generation 0 everywhere and learns newer
+//!     ones from Reset answers.
 //!
 //! # Verification
-//! In `coherency-lab`. `model`: exhaustive (stateright), FIFO or unordered, properties: no
+//! In `coherency-lab`. `model`: exhaustive (stateright), FIFO or unordered, with or without
+//! layout changes (resets, PROT_NONE and back) racing with the accesses, properties: no
 //! protocol error or stale read, single writer / multiple readers, every valid copy holds the
 //! latest write, a linearizability tester per page, no wait state once the network is empty, a
 //! bound on messages, every access completes. Mutants (`Mutant`, feature `mutants`) prove the

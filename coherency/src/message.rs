@@ -10,6 +10,11 @@ use crate::types::{KernelId, KernelSet, PageId};
 pub struct Message<D> {
     pub page: PageId,
     pub from: KernelId,
+    /// The generation (incarnation) of the page the sender's copy belongs to (decision 16): the
+    /// origin gives a page a new one whenever a layout change resets it (DONTNEED, munmap, ...).
+    /// A kernel drops answers of an older generation, answers requests of an older one with a
+    /// notice of its own, and resets its copy when it hears of a newer one.
+    pub gen: u32,
     pub kind: MessageKind<D>,
     /// The sender's users bitmap of the page (§5.2 multicast groups), piggy-backed on every message.
     /// It includes the sender itself unless the sender has the page Unmapped.
@@ -37,6 +42,11 @@ pub enum MessageKind<D> {
     Ack { voter: Voter },
     /// Votes against the writer. `voter` as for [`MessageKind::Ack`].
     Nack { voter: Voter },
+    /// Answers a request of an older generation of the page (decision 16): the page was reset,
+    /// and this message's `gen` is the sender's. Its receiver resets its copy if it is older,
+    /// and otherwise ignores it (it heard of the reset already). It is also how a reset answers
+    /// the requests it finds deferred, so that every request gets exactly one answer.
+    Reset,
 }
 
 /// The flag a vote carries (§4.7: "a flag is set if the page copy is in a Writing state"). The
@@ -63,11 +73,12 @@ pub enum MessageType {
     Invalid,
     Ack,
     Nack,
+    Reset,
 }
 
 impl MessageType {
     /// Every message type, in a fixed order (for tables).
-    pub const ALL: [MessageType; 7] = [
+    pub const ALL: [MessageType; 8] = [
         MessageType::Fetch,
         MessageType::FetchWrite,
         MessageType::Copy,
@@ -75,12 +86,13 @@ impl MessageType {
         MessageType::Invalid,
         MessageType::Ack,
         MessageType::Nack,
+        MessageType::Reset,
     ];
 
     /// The name of each type, in [`MessageType::ALL`] order: the one spelling of each (counters,
     /// tables, messages' `Display`, errors). A constant, so that a table of counter names can be
     /// one too.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "fetch",
         "fetch_write",
         "copy",
@@ -88,6 +100,7 @@ impl MessageType {
         "invalid",
         "ack",
         "nack",
+        "reset",
     ];
 
     /// Position in [`MessageType::ALL`].
@@ -126,6 +139,7 @@ impl<D> MessageKind<D> {
             MessageKind::Invalid { .. } => MessageType::Invalid,
             MessageKind::Ack { .. } => MessageType::Ack,
             MessageKind::Nack { .. } => MessageType::Nack,
+            MessageKind::Reset => MessageType::Reset,
         }
     }
 
@@ -139,19 +153,23 @@ impl<D> MessageKind<D> {
 }
 
 /// The type's name (the one [`MessageType::name`] gives, its only spelling), its payload, the page and
-/// the users bitmap: `copy(7, v2) page 0 users {0,1}`.
+/// the generation unless it is 0, and the users bitmap: `copy(7, v2) page 0 gen 1 users {0,1}`.
 impl<D: fmt::Debug> fmt::Display for Message<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind.message_type().name())?;
         match &self.kind {
-            MessageKind::Fetch | MessageKind::FetchWrite => Ok(()),
+            MessageKind::Fetch | MessageKind::FetchWrite | MessageKind::Reset => Ok(()),
             MessageKind::Copy { data, version } => write!(f, "({data:?}, v{version})"),
             MessageKind::CopyVoid { fetching: false } => Ok(()),
             MessageKind::CopyVoid { fetching: true } => write!(f, "(fetching)"),
             MessageKind::Invalid { ts, version } => write!(f, "(ts={ts}, v{version})"),
             MessageKind::Ack { voter } | MessageKind::Nack { voter } => f.write_str(voter.suffix()),
         }?;
-        write!(f, " page {} users {}", self.page, self.users)
+        write!(f, " page {}", self.page)?;
+        if self.gen != 0 {
+            write!(f, " gen {}", self.gen)?;
+        }
+        write!(f, " users {}", self.users)
     }
 }
 

@@ -30,6 +30,7 @@ fn fetch(page: u64) -> PageMessage {
     Message {
         page,
         from: 1,
+        gen: 0,
         kind: MessageKind::Fetch,
         users: KernelSet(0b11),
     }
@@ -52,6 +53,7 @@ fn answerer(mut rx: Receiver<PageMessage>, copy: bool) -> thread::JoinHandle<()>
         let mut answer = Message {
             page: 0,
             from: 0,
+            gen: 0,
             kind: if copy {
                 MessageKind::Copy { data, version: 1 }
             } else {

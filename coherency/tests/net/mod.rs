@@ -17,6 +17,8 @@ pub struct Net {
     /// Writes whose token says what they store, stored when they complete (tests that set
     /// `memory` by hand leave this empty).
     pub write_values: HashMap<u64, u32>,
+    /// Accesses handed back by a reset (`Host::retry`).
+    pub retried: Vec<(KernelId, u64)>,
 }
 
 pub struct NetHost<'a> {
@@ -25,6 +27,7 @@ pub struct NetHost<'a> {
     pub memory: &'a mut Vec<Option<u32>>,
     pub completed: &'a mut Vec<(KernelId, u64)>,
     pub write_values: &'a HashMap<u64, u32>,
+    pub retried: &'a mut Vec<(KernelId, u64)>,
 }
 
 impl Host<u32> for NetHost<'_> {
@@ -51,6 +54,9 @@ impl Host<u32> for NetHost<'_> {
             }
         }
     }
+    fn retry(&mut self, _page: PageId, token: u64, _access: Access) {
+        self.retried.push((self.me, token));
+    }
 }
 
 impl Net {
@@ -63,6 +69,7 @@ impl Net {
             memory: vec![None; config.kernels],
             completed: Vec::new(),
             write_values: HashMap::new(),
+            retried: Vec::new(),
         }
     }
 
@@ -73,6 +80,7 @@ impl Net {
             memory: &mut self.memory,
             completed: &mut self.completed,
             write_values: &self.write_values,
+            retried: &mut self.retried,
         };
         self.engines[k as usize]
             .access(0, access, token, now, &mut host)
@@ -104,11 +112,26 @@ impl Net {
             memory: &mut self.memory,
             completed: &mut self.completed,
             write_values: &self.write_values,
+            retried: &mut self.retried,
         };
         self.engines[to as usize]
             .handle(msg.clone(), &mut host)
             .expect("no protocol error");
         msg
+    }
+
+    /// Kernel `k` resets page 0 to generation `gen` (a layout change: the origin first, then
+    /// each kernel when the push arrives).
+    pub fn reset(&mut self, k: KernelId, gen: u32) {
+        let mut host = NetHost {
+            me: k,
+            links: &mut self.links,
+            memory: &mut self.memory,
+            completed: &mut self.completed,
+            write_values: &self.write_values,
+            retried: &mut self.retried,
+        };
+        self.engines[k as usize].reset(0..1, gen, &mut host);
     }
 
     pub fn state(&self, k: usize) -> State {

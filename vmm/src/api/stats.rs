@@ -394,6 +394,7 @@ mod tests {
             owner: None,
             users: KernelSet(users),
             waiting: 0,
+            gen: 0,
         }
     }
 

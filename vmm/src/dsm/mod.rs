@@ -86,7 +86,8 @@ pub struct DsmStats {
     pub local: AtomicU64,
     /// Faults resolved, by latency.
     pub latency: LatencyHistogram,
-    /// Messages for pages this island no longer maps (after munmap), dropped.
+    /// Messages of an older generation of their page (sent before a layout change reset it,
+    /// decision 16 of `coherency`): answers dropped, requests answered with Reset.
     pub stale_messages: AtomicU64,
     /// Pages asked for ahead of a thread (the top of an arriving thread's stack) that needed the
     /// protocol: each saves that thread one or two faults.
@@ -124,8 +125,8 @@ pub struct Dsm {
     /// Faults waiting for the engine, by page: when each started (for the latency figures).
     waiting: HashMap<PageId, Vec<Instant>>,
     stats: Arc<DsmStats>,
-    /// Pages forgotten by munmap: late messages about them are dropped, not protocol errors.
-    forgotten: HashMap<PageId, ()>,
+    /// /proc/self/mem, to read a page for a Copy whatever its protection (see `read_page`).
+    mem_file: std::fs::File,
     faults: Vec<Fault>,
     /// Per-page faults and messages (for `/pages`), dropped with the page on munmap.
     traffic: HashMap<PageId, PageTraffic>,
@@ -151,6 +152,7 @@ struct IslandHost<'a> {
     island: KernelId,
     uffd: &'a Userfaultfd,
     memory: &'a IslandMemory,
+    mem_file: &'a std::fs::File,
     outbox: &'a mut Vec<(KernelId, PageMessage)>,
     waiting: &'a mut HashMap<PageId, Vec<Instant>>,
     stats: &'a DsmStats,
@@ -197,23 +199,19 @@ impl Host<PageBuf> for IslandHost<'_> {
     }
 
     fn read_page(&mut self, page: PageId) -> PageBuf {
+        use std::os::unix::fs::FileExt;
         let mut buf = PageBuf::zeroed();
-        // process_vm_readv, not a plain copy: if the program made the page PROT_NONE meanwhile,
-        // this fails with EFAULT instead of killing popvmm. The engine only asks for mapped
-        // pages, so the read never waits on our own userfaultfd.
-        let local = libc::iovec {
-            iov_base: buf.as_bytes_mut().as_mut_ptr() as *mut libc::c_void,
-            iov_len: PAGE_SIZE as usize,
-        };
-        let remote = libc::iovec {
-            iov_base: self.addr(page) as *mut libc::c_void,
-            iov_len: PAGE_SIZE as usize,
-        };
-        // SAFETY: both iovecs describe PAGE_SIZE bytes: ours is a fresh buffer we own, the
-        // remote one lies inside island memory, which stays mapped for the island's lifetime.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if n != PAGE_SIZE as isize {
-            let source = std::io::Error::last_os_error();
+        // Through /proc/self/mem, not a plain copy nor process_vm_readv: the program may have
+        // made the page PROT_NONE (mprotect) while another island still needs its content, and
+        // the protocol must answer that island's Fetch all the same. Reads of /proc/self/mem
+        // are forced (FOLL_FORCE): they read a PROT_NONE page of a mapping that may be made
+        // readable (ours: private anonymous, VM_MAYREAD), where process_vm_readv fails with
+        // EFAULT. The engine only asks for mapped pages, so the read never waits on our own
+        // userfaultfd.
+        let r = self
+            .mem_file
+            .read_exact_at(buf.as_bytes_mut(), self.addr(page));
+        if let Err(source) = r {
             self.fail(
                 page,
                 DsmError::Read {
@@ -284,6 +282,16 @@ impl Host<PageBuf> for IslandHost<'_> {
                 .record(started.elapsed().as_nanos().min(u64::MAX as u128) as u64);
         }
     }
+
+    fn retry(&mut self, page: PageId, _token: u64, _access: Access) {
+        // The page was reset under the fault: the thread faults again and meets the new layout
+        // (a fresh page of the new generation, or PROT_NONE after munmap). A wake of a range no
+        // longer registered is harmless: unregistering woke it already.
+        let _ = self.uffd.wake(self.addr(page), PAGE_SIZE);
+        if let Some(w) = self.waiting.get_mut(&page) {
+            w.pop();
+        }
+    }
 }
 
 impl Dsm {
@@ -294,6 +302,8 @@ impl Dsm {
         memory: Arc<IslandMemory>,
     ) -> Result<Self, DsmError> {
         let uffd = Userfaultfd::new().map_err(DsmError::Open)?;
+        let mem_file = std::fs::File::open("/proc/self/mem")
+            .map_err(|source| DsmError::Read { page: 0, source })?;
         Ok(Self {
             island,
             engine: Engine::new(island, config),
@@ -303,7 +313,7 @@ impl Dsm {
             outbox: Vec::new(),
             waiting: HashMap::new(),
             stats: Arc::new(DsmStats::default()),
-            forgotten: HashMap::new(),
+            mem_file,
             traffic: HashMap::new(),
             faults: Vec::new(),
             prefetch_done: Arc::new(Wakeup::new()),
@@ -350,46 +360,60 @@ impl Dsm {
                 start,
                 len,
                 source,
-            })?;
-        for page in start / PAGE_SIZE..(start + len) / PAGE_SIZE {
-            self.forgotten.remove(&page);
-        }
-        Ok(())
+            })
     }
 
     /// Declares the pages of `[start, start+len)` Not Replicated here: this island holds their
     /// only copy, already written (the program's initial data on the origin).
     pub fn set_not_replicated(&mut self, start: u64, len: u64) {
         for page in start / PAGE_SIZE..(start + len).div_ceil(PAGE_SIZE) {
-            self.engine.set_not_replicated(page);
+            // A copy the engine holds (fetched at this generation already) is its own.
+            if self.engine.view(page).mapping == coherency::Mapping::None {
+                self.engine.set_not_replicated(page);
+            }
         }
     }
 
-    /// Forgets `[start, start+len)` (munmap): drops the local copies and the protocol state.
-    pub fn forget(&mut self, start: u64, len: u64) -> Result<(), DsmError> {
+    /// Resets the pages of `[start, start+len)` to generation `gen` (a layout change dropped
+    /// them: DONTNEED, munmap, MAP_FIXED over, mremap, brk shrink; decision 16 of `coherency`):
+    /// the local copies are dropped, the faults waiting there fault again, and the pages read
+    /// back as zeros. The range stays registered (`unregister` takes it out).
+    pub fn reset(&mut self, start: u64, len: u64, gen: u32) -> Result<(), DsmError> {
         if len == 0 {
             return Ok(());
         }
-        for page in start / PAGE_SIZE..(start + len).div_ceil(PAGE_SIZE) {
-            if self.engine.view(page).state != coherency::State::Unmapped {
-                self.forgotten.insert(page, ());
-            }
-            self.engine.forget(page);
-            self.waiting.remove(&page);
-            self.traffic.remove(&page);
+        let pages = start / PAGE_SIZE..(start + len).div_ceil(PAGE_SIZE);
+        // Copies already of this generation or newer (this island heard of the reset from
+        // another one first, and may have fetched the new content since) are kept, by the
+        // engine and here.
+        let mut kept: Vec<PageId> = self
+            .engine
+            .page_ids()
+            .into_iter()
+            .filter(|p| pages.contains(p) && self.engine.gen(*p) >= gen)
+            .collect();
+        kept.sort_unstable();
+        let (engine, mut host) = self.engine_and_host();
+        engine.reset(pages.clone(), gen, &mut host);
+        if let Some(e) = host.error.take() {
+            return Err(e);
         }
-        let (host, hlen) = self.host_range(start, len);
-        let _ = self.uffd.unregister(host, hlen);
-        self.memory
-            .discard(start, len)
-            .map_err(|source| DsmError::Uffd {
-                op: "discard",
-                start,
-                len,
-                source: std::io::Error::other(source.to_string()),
-            })?;
-        // Threads still waiting there retry and meet the new protection.
-        let _ = self.uffd.wake(host, hlen);
+        // The rest reads back as zeros (the engine dropped its copies; a range outside the
+        // protocol, or a page it never held, may still have host pages).
+        let mut from = pages.start;
+        for to in kept.into_iter().chain(std::iter::once(pages.end)) {
+            if to > from {
+                self.memory
+                    .discard(from * PAGE_SIZE, (to - from) * PAGE_SIZE)
+                    .map_err(|source| DsmError::Uffd {
+                        op: "discard",
+                        start: from * PAGE_SIZE,
+                        len: (to - from) * PAGE_SIZE,
+                        source: std::io::Error::other(source.to_string()),
+                    })?;
+            }
+            from = to + 1;
+        }
         Ok(())
     }
 
@@ -399,6 +423,7 @@ impl Dsm {
             island: self.island,
             uffd: &self.uffd,
             memory: &self.memory,
+            mem_file: &self.mem_file,
             outbox: &mut self.outbox,
             waiting: &mut self.waiting,
             stats: &self.stats,
@@ -512,20 +537,14 @@ impl Dsm {
     /// One message from another island.
     pub fn on_message(&mut self, msg: PageMessage) -> Result<(), DsmError> {
         let page = msg.page;
-        let forgotten = self.forgotten.contains_key(&page);
-        if !forgotten {
+        if self.engine.is_stale(&msg) {
+            // Sent before a layout change reset the page (the engine drops it, or answers Reset).
+            self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
+        } else {
             self.traffic.entry(page).or_default().received[msg.kind.message_type().index()] += 1;
         }
         let (engine, mut host) = self.engine_and_host();
-        match engine.handle(msg, &mut host) {
-            Ok(()) => {}
-            Err(_) if forgotten => {
-                // A message in flight when the program unmapped the page: nothing to keep.
-                host.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
-                engine.forget(page);
-            }
-            Err(e) => return Err(e.into()),
-        }
+        engine.handle(msg, &mut host)?;
         match host.error.take() {
             Some(e) => Err(e),
             None => Ok(()),

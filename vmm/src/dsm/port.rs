@@ -108,9 +108,9 @@ impl DsmPort {
         self.with(|d| d.register(start, len))
     }
 
-    /// See [`Dsm::forget`].
-    pub fn forget(&self, start: u64, len: u64) -> Result<(), DsmError> {
-        self.with(|d| d.forget(start, len))
+    /// See [`Dsm::reset`].
+    pub fn reset(&self, start: u64, len: u64, gen: u32) -> Result<(), DsmError> {
+        self.with(|d| d.reset(start, len, gen))
     }
 
     /// See [`Dsm::set_not_replicated`].

@@ -199,3 +199,32 @@ fn atomic_increments_from_every_island_end_exact() {
         "the page moved between islands"
     );
 }
+
+/// The program made a page PROT_NONE on the origin (mprotect) while another island still needs
+/// it: the origin reads it for the Copy all the same (/proc/self/mem; process_vm_readv failed
+/// with "Bad address" and the program was killed).
+#[test]
+fn a_prot_none_page_still_answers_a_fetch() {
+    let data: Vec<u8> = (0..4096u32).map(|i| (i % 241) as u8 + 1).collect();
+    let Some(islands) = start(2, Some(&data)) else {
+        return;
+    };
+    islands.memories[0]
+        .protect(REGION, PAGE_SIZE, HostProt::None)
+        .expect("protect");
+    // The read waits for the origin's Copy; with a read that honours the protection the origin's
+    // service thread fails and the read would wait forever, so it runs on a thread of its own.
+    let at = islands.ptr(1, 77) as usize;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        // SAFETY: inside island 1's registered region; faults are served by its DSM.
+        let v = unsafe { std::ptr::read_volatile(at as *const u8) };
+        let _ = tx.send(v);
+    });
+    let v = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("no Copy: the origin could not read its PROT_NONE page");
+    assert_eq!(v, data[77]);
+    let dsms = islands.stop();
+    assert_eq!(dsms[1].view(REGION / PAGE_SIZE).state, State::Shared);
+}

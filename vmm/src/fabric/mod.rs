@@ -13,7 +13,7 @@
 //! // Island 1's kernel: a sender per thread (clones), one receive loop.
 //! let tx = fabric.sender(1)?;
 //! let mut rx = fabric.receiver(1)?;
-//! let fetch = Message { page: 7, from: 1, kind: MessageKind::Fetch, users: KernelSet::EMPTY };
+//! let fetch = Message { page: 7, from: 1, gen: 0, kind: MessageKind::Fetch, users: KernelSet::EMPTY };
 //! tx.send(0, &fetch)?; // a vCPU thread: a request may wait for a credit
 //! while let Some((from, msg)) = rx.recv(None)? {
 //!     // handle `msg` from island `from`; answer with `tx.post(from, &answer)`, which never waits

@@ -1,10 +1,10 @@
 //! A worked example of [`Wire`]: the coherency protocol's messages, with 4 KiB pages.
 //!
-//! Layout (little-endian): page `u64` | from `u8` | users `u64` | type `u8` (the position in
-//! `MessageType::ALL`) | body. Bodies: Copy: version `u32`, then the 4096 bytes of the page;
-//! Copy Void: fetching `u8` (0/1); Invalid: ts `u64`, version `u32`; Ack, Nack: voter `u8`
-//! (0 idle, 1 invalidating, 2 refetching); Fetch, Fetch Write: nothing. 18 bytes of header, 4118
-//! at most.
+//! Layout (little-endian): page `u64` | from `u8` | generation `u32` (the page's incarnation,
+//! decision 16 of `coherency`) | users `u64` | type `u8` (the position in `MessageType::ALL`) |
+//! body. Bodies: Copy: version `u32`, then the 4096 bytes of the page; Copy Void: fetching `u8`
+//! (0/1); Invalid: ts `u64`, version `u32`; Ack, Nack: voter `u8` (0 idle, 1 invalidating, 2
+//! refetching); Fetch, Fetch Write, Reset: nothing. 22 bytes of header, 4122 at most.
 
 use std::fmt;
 
@@ -63,9 +63,9 @@ impl fmt::Debug for PageBuf {
 pub type PageMessage = Message<PageBuf>;
 
 /// The counter names of [`PageMessage`]: the protocol's own (`MessageType::NAMES`).
-pub const PAGE_MESSAGE_TYPES: [&str; 7] = MessageType::NAMES;
+pub const PAGE_MESSAGE_TYPES: [&str; 8] = MessageType::NAMES;
 
-const HEADER: usize = 8 + 1 + 8 + 1;
+const HEADER: usize = 8 + 1 + 4 + 8 + 1;
 
 fn voter_byte(v: Voter) -> u8 {
     match v {
@@ -107,10 +107,11 @@ impl Wire for PageMessage {
         let mut w = WireWriter::new(buf);
         w.put_u64(self.page)?;
         w.put_u8(self.from)?;
+        w.put_u32(self.gen)?;
         w.put_u64(self.users.0)?;
         w.put_u8(self.kind.message_type().index() as u8)?;
         match &self.kind {
-            MessageKind::Fetch | MessageKind::FetchWrite => {}
+            MessageKind::Fetch | MessageKind::FetchWrite | MessageKind::Reset => {}
             MessageKind::Copy { data, version } => {
                 w.put_u32(*version)?;
                 w.put_bytes(data.as_bytes())?;
@@ -137,6 +138,7 @@ impl Wire for PageMessage {
                 value: u64::from(from),
             });
         }
+        let gen = r.get_u32()?;
         let users = KernelSet(r.get_u64()?);
         let tag = r.get_u8()?;
         let ty = MessageType::ALL
@@ -167,11 +169,13 @@ impl Wire for PageMessage {
             MessageType::Nack => MessageKind::Nack {
                 voter: voter_from(r.get_u8()?)?,
             },
+            MessageType::Reset => MessageKind::Reset,
         };
         r.finish()?;
         Ok(Message {
             page,
             from,
+            gen,
             kind,
             users,
         })
@@ -212,6 +216,7 @@ mod tests {
                 voter: Voter::Refetching,
             },
             MessageKind::Nack { voter: Voter::Idle },
+            MessageKind::Reset,
         ];
         kinds
             .into_iter()
@@ -219,6 +224,12 @@ mod tests {
             .map(|(i, kind)| Message {
                 page: 0x7fff_0000_1234 + i as u64,
                 from: 63 - i as u8,
+                // Every byte of the generation matters, and 0 (never reset) too.
+                gen: if i == 0 {
+                    0
+                } else {
+                    0x8100_0000 | (i as u32) << 8 | i as u32
+                },
                 kind,
                 users: KernelSet(0x8000_0000_0000_0001 | (1 << i)),
             })
@@ -250,7 +261,7 @@ mod tests {
             assert_eq!(m.type_index(), m.kind.message_type().index());
         }
         let copy = &every_kind()[2];
-        assert_eq!(copy.encode(&mut buf).expect("encode"), 4118);
+        assert_eq!(copy.encode(&mut buf).expect("encode"), 4122);
     }
 
     #[test]
@@ -275,12 +286,12 @@ mod tests {
         let fetch = &every_kind()[0];
         let n = fetch.encode(&mut buf).expect("encode");
         let mut bad = buf[..n].to_vec();
-        bad[17] = 7; // type tag
+        bad[21] = 8; // type tag
         assert!(matches!(
             PageMessage::decode(&bad),
-            Err(WireError::Invalid { value: 7, .. })
+            Err(WireError::Invalid { value: 8, .. })
         ));
-        bad[17] = 0;
+        bad[21] = 0;
         bad[8] = 64; // from
         assert!(PageMessage::decode(&bad).is_err());
         let ack = &every_kind()[6];
@@ -306,8 +317,8 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|i| {
                     // Mostly-valid headers, so that bodies get exercised too.
-                    if i == 17 {
-                        (rnd() % 8) as u8
+                    if i == 21 {
+                        (rnd() % 9) as u8
                     } else if i == 8 {
                         (rnd() % 70) as u8
                     } else {

@@ -922,6 +922,7 @@ fn page_messages_cross_the_fabric() {
     let fetch = Message {
         page: 0x1234,
         from: 0,
+        gen: 0,
         kind: MessageKind::Fetch,
         users: KernelSet::only(0),
     };
@@ -930,6 +931,7 @@ fn page_messages_cross_the_fabric() {
     let copy = Message {
         page: 0x1234,
         from: 1,
+        gen: 0,
         kind: MessageKind::Copy { data, version: 3 },
         users: KernelSet(0b11),
     };
@@ -937,6 +939,7 @@ fn page_messages_cross_the_fabric() {
     let invalid = Message {
         page: 9,
         from: 1,
+        gen: 0,
         kind: MessageKind::Invalid { ts: 77, version: 3 },
         users: KernelSet(0b11),
     };
@@ -946,6 +949,7 @@ fn page_messages_cross_the_fabric() {
     let nack = Message {
         page: 9,
         from: 0,
+        gen: 0,
         kind: MessageKind::Nack {
             voter: Voter::Invalidating,
         },
@@ -954,7 +958,7 @@ fn page_messages_cross_the_fabric() {
     back.post(1, &nack).expect("post");
     assert_eq!(rx1.recv(None).expect("recv"), Some((0, nack)));
     let s = check_quiescent_pages(&f);
-    assert_eq!(s.by_type["copy"].bytes, 4 + 4118);
+    assert_eq!(s.by_type["copy"].bytes, 4 + 4122);
 }
 
 fn check_quiescent_pages(f: &Fabric<PageMessage>) -> FabricStats {

@@ -25,15 +25,27 @@ pub const ORIGIN: IslandId = 0;
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayoutOp {
     /// A fresh mapping (replacing whatever was there): zero pages, or pages the origin holds.
+    /// `gen`: the generation of its pages from now on (decision 16 of `coherency`; 0 in the
+    /// layout an island gets when it joins, which resets nothing).
     Map {
         start: u64,
         len: u64,
         prot: Prot,
         kind: VmaKind,
+        gen: u32,
     },
+    /// The range leaves the layout; its pages are reset to `gen` first.
     Unmap {
         start: u64,
         len: u64,
+        gen: u32,
+    },
+    /// The pages read back as zeros from now on (MADV_DONTNEED, MADV_FREE): reset to `gen`;
+    /// the mapping is unchanged.
+    Discard {
+        start: u64,
+        len: u64,
+        gen: u32,
     },
     Protect {
         start: u64,

@@ -49,7 +49,8 @@ fn vma_err(e: VmaError) -> Errno {
 }
 
 /// Maps `[start, start+len)` fresh (zero-filled), replacing what was there, lets `fill` write
-/// initial contents (the host range is writable during `fill`), then applies `prot`.
+/// initial contents (the host range is writable during `fill`), then applies `prot`. For the
+/// loader, before the program runs (the protocol is off: no generation).
 pub fn map_fixed_with(
     island: &Island,
     start: u64,
@@ -59,9 +60,11 @@ pub fn map_fixed_with(
     fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
     let mut space = island.user.layout_mut();
-    map_locked(island, &mut space, start, len, prot, kind, fill)
+    map_locked(island, &mut space, start, len, prot, kind, 0, fill)
 }
 
+/// `gen`: the generation the origin gave this layout change (see `drop_pages`).
+#[allow(clippy::too_many_arguments)] // a mapping, and the change's generation
 fn map_locked(
     island: &Island,
     space: &mut AddressSpace,
@@ -69,6 +72,7 @@ fn map_locked(
     len: u64,
     prot: Prot,
     kind: VmaKind,
+    gen: u32,
     fill: impl FnOnce(&GuestMemoryMmap) -> Result<(), Errno>,
 ) -> Result<(), Errno> {
     // The heap, data segments and anonymous mmaps are worth making resident up front; the main
@@ -90,13 +94,13 @@ fn map_locked(
         .vm
         .ensure_slots(start, len)
         .map_err(|_| Errno::ENOMEM)
-        .and_then(|_| drop_pages(island, start, len))
+        .and_then(|_| drop_pages(island, start, len, gen))
         .and_then(|_| {
             mem.protect(start, len, HostProt::ReadWrite)
                 .map_err(host_err)
         });
     if let Err(e) = host {
-        let _ = unmap_locked(island, space, start, len);
+        let _ = unmap_locked(island, space, start, len, gen);
         return Err(e);
     }
     if island.spans_islands() && matches!(kind_for_thp, VmaKind::Stack) {
@@ -106,12 +110,12 @@ fn map_locked(
     }
     let filled = fill(mem.guest());
     if let Err(e) = mem.protect(start, len, host_prot(prot)).map_err(host_err) {
-        let _ = unmap_locked(island, space, start, len);
+        let _ = unmap_locked(island, space, start, len, gen);
         return Err(e);
     }
     if coherent {
         if let Err(e) = make_coherent(island, start, len) {
-            let _ = unmap_locked(island, space, start, len);
+            let _ = unmap_locked(island, space, start, len, gen);
             return Err(e);
         }
     } else if prot.writable() && populate && len <= POPULATE_MAX {
@@ -121,10 +125,14 @@ fn map_locked(
 }
 
 /// Drops the pages of `[start, start+len)`: they read back as zeros. With several islands, the
-/// protocol forgets them too (the layout change reaches every island).
-fn drop_pages(island: &Island, start: u64, len: u64) -> Result<(), Errno> {
+/// protocol resets them to generation `gen` (decision 16 of `coherency`): the origin gives every
+/// layout change that drops pages a new generation, applies it, then pushes it with the change
+/// to every island, which applies the same one (or has already: it heard of it from a
+/// message). Accesses waiting on those pages fault again; messages of older generations are
+/// dropped or answered with a notice.
+fn drop_pages(island: &Island, start: u64, len: u64, gen: u32) -> Result<(), Errno> {
     if island.dsm.coherent() {
-        island.dsm.forget(start, len).map_err(|e| {
+        island.dsm.reset(start, len, gen).map_err(|e| {
             island.log(1, format_args!("dropping {start:#x}+{len:#x}: {e}"));
             Errno::ENOMEM
         })
@@ -152,6 +160,11 @@ pub fn make_coherent(island: &Island, start: u64, len: u64) -> Result<(), Errno>
     // Register first: a page touched from now on faults into the protocol, so a page that is
     // not resident below cannot be written behind the engine's back.
     island.dsm.register(start, len).map_err(failed)?;
+    if island.id != super::messages::ORIGIN {
+        // Only the origin holds pages nobody else has: another island's resident pages there
+        // are copies its engine fetched already (it heard of this change's generation first).
+        return Ok(());
+    }
     for page in resident_pages(island.user.island_memory(), start, len) {
         island
             .dsm
@@ -184,16 +197,28 @@ fn unmap_locked(
     space: &mut AddressSpace,
     start: u64,
     len: u64,
+    gen: u32,
 ) -> Result<(), Errno> {
-    let mem = island.user.island_memory();
     for (s, e) in space.unmap(start, len).map_err(vma_err)? {
-        drop_pages(island, s, e - s)?;
-        mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
+        leave_range(island, s, e - s, gen)?;
     }
     Ok(())
 }
 
-pub fn sys_brk(island: &Island, want: u64) -> SysResult {
+/// The pages of `[start, start+len)` leave the layout (munmap, brk shrink, the source of a
+/// moving mremap): PROT_NONE first, so that a thread whose fault the reset hands back faults
+/// again on the protection (SIGSEGV, EFAULT), then reset. The range stays registered with the
+/// userfaultfd: a copy that this island fetched at the reset's generation before its push
+/// arrived (a system call that held the layout lock across the change) stays the engine's to
+/// drop, and the host operations on it keep working; no access reaches it (PROT_NONE) until a
+/// new mapping resets it again.
+fn leave_range(island: &Island, start: u64, len: u64, gen: u32) -> Result<(), Errno> {
+    let mem = island.user.island_memory();
+    mem.protect(start, len, HostProt::None).map_err(host_err)?;
+    drop_pages(island, start, len, gen)
+}
+
+pub fn sys_brk(island: &Island, want: u64, gen: u32) -> SysResult {
     let mem = island.user.island_memory();
     let mut space = island.user.layout_mut();
     let old = space.brk_value();
@@ -201,7 +226,7 @@ pub fn sys_brk(island: &Island, want: u64) -> SysResult {
         BrkChange::Unchanged(b) => Ok(b),
         BrkChange::Grew(s, e) => {
             if island.vm.ensure_slots(s, e - s).is_err()
-                || drop_pages(island, s, e - s).is_err()
+                || drop_pages(island, s, e - s, gen).is_err()
                 || mem.protect(s, e - s, HostProt::ReadWrite).is_err()
                 || make_coherent(island, s, e - s).is_err()
             {
@@ -216,8 +241,7 @@ pub fn sys_brk(island: &Island, want: u64) -> SysResult {
             Ok(space.brk_value())
         }
         BrkChange::Shrank(s, e) => {
-            drop_pages(island, s, e - s)?;
-            mem.protect(s, e - s, HostProt::None).map_err(host_err)?;
+            leave_range(island, s, e - s, gen)?;
             Ok(space.brk_value())
         }
     }
@@ -235,6 +259,7 @@ pub fn sys_mmap(
     flags: u64,
     fd: u64,
     off: u64,
+    gen: u32,
 ) -> SysResult {
     let flags = flags as i32;
     let kind_flags = flags & libc::MAP_SHARED_VALIDATE;
@@ -312,7 +337,7 @@ pub fn sys_mmap(
         None if flags & libc::MAP_NORESERVE != 0 => VmaKind::Reserved,
         None => VmaKind::Anon,
     };
-    map_locked(island, &mut space, start, len, prot, kind, |g| {
+    map_locked(island, &mut space, start, len, prot, kind, gen, |g| {
         if let Some(f) = &file {
             copy_file(f, off, len, start, g)?;
         }
@@ -343,13 +368,13 @@ fn copy_file(
     Ok(())
 }
 
-pub fn sys_munmap(island: &Island, addr: u64, len: u64) -> SysResult {
+pub fn sys_munmap(island: &Island, addr: u64, len: u64, gen: u32) -> SysResult {
     if addr % PAGE_SIZE != 0 || len == 0 || addr > USER_END || len > USER_END - addr {
         return Err(Errno::EINVAL);
     }
     let mut space = island.user.layout_mut();
     // (The island kernel's area holds no mapping of the program's: nothing to unmap there.)
-    unmap_locked(island, &mut space, addr, len)?;
+    unmap_locked(island, &mut space, addr, len, gen)?;
     Ok(0)
 }
 
@@ -439,7 +464,14 @@ fn file_backed(kind: &VmaKind) -> bool {
 /// madvise. As on Linux, the advice applies to the mapped parts of the range and a hole makes
 /// the answer ENOMEM; MADV_DONTNEED drops pages: anonymous ones read back as zeros, those of a
 /// private file mapping (the executable's segments, a file mmap) as the file's bytes again.
-pub fn sys_madvise(island: &Island, files: &Files, addr: u64, len: u64, advice: u64) -> SysResult {
+pub fn sys_madvise(
+    island: &Island,
+    files: &Files,
+    addr: u64,
+    len: u64,
+    advice: u64,
+    gen: u32,
+) -> SysResult {
     let advice = advice as i32;
     if !advice_known(advice) || addr % PAGE_SIZE != 0 {
         return Err(Errno::EINVAL);
@@ -501,7 +533,7 @@ pub fn sys_madvise(island: &Island, files: &Files, addr: u64, len: u64, advice: 
             _ => false,
         };
         if drops {
-            drop_range(island, files, *s, *e, *prot, kind)?;
+            drop_range(island, files, *s, *e, *prot, kind, gen)?;
         }
     }
     if let Some((_, e)) = refused {
@@ -535,15 +567,17 @@ fn drop_range(
     e: u64,
     prot: Prot,
     kind: &VmaKind,
+    gen: u32,
 ) -> Result<(), Errno> {
     if island.dsm.coherent() && !kind.is_local() {
         // Several islands: the pages are the protocol's. Anonymous ones (and, as before, the
         // executable's writable segment) become fresh zero pages on every island (the origin
         // pushes the change); a file mapping's copies keep their contents. Reading the file
         // again would have to go through the protocol: not done yet.
+        // Fresh pages of a new generation on every island; the range stays registered, so a
+        // page touched meanwhile faults into the protocol.
         if !matches!(kind, VmaKind::File { .. }) {
-            drop_pages(island, s, e - s)?;
-            make_coherent(island, s, e - s)?;
+            drop_pages(island, s, e - s, gen)?;
         }
         return Ok(());
     }
@@ -659,6 +693,7 @@ pub fn sys_mremap(
     new_len: u64,
     flags: u64,
     new_addr: u64,
+    gen: u32,
 ) -> SysResult {
     let flags = flags as i32;
     let may_move = flags & libc::MREMAP_MAYMOVE != 0;
@@ -693,13 +728,13 @@ pub fn sys_mremap(
         }
         // (What was at the new place goes when the moved pages are mapped there.)
         if old_len > new_len {
-            unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
+            unmap_locked(island, &mut space, old + new_len, old_len - new_len, gen)?;
             old_len = new_len;
         }
     } else if old_len >= new_len {
         // Shrinking only unmaps the tail (whatever is there).
         if old_len > new_len {
-            unmap_locked(island, &mut space, old + new_len, old_len - new_len)?;
+            unmap_locked(island, &mut space, old + new_len, old_len - new_len, gen)?;
         }
         return Ok(old);
     }
@@ -735,6 +770,7 @@ pub fn sys_mremap(
                 new_len - old_len,
                 vma.prot,
                 vma.kind.clone(),
+                gen,
                 |g| fill_file_part(files, &vma.kind, tail, new_len - old_len, g),
             )?;
             return Ok(old);
@@ -764,6 +800,7 @@ pub fn sys_mremap(
         new_len,
         vma.prot,
         moved_kind.clone(),
+        gen,
         |g| {
             let src = g
                 .get_host_address(GuestAddress(old))
@@ -788,7 +825,7 @@ pub fn sys_mremap(
             .map_err(host_err)?;
         return Err(e);
     }
-    unmap_locked(island, &mut space, old, old_len)?;
+    unmap_locked(island, &mut space, old, old_len, gen)?;
     Ok(target)
 }
 
@@ -805,11 +842,46 @@ impl AddressSpace {
     }
 }
 
+/// If `call` is an mremap that will move a writable mapping, its source range and protection:
+/// the origin makes the source read-only on the other islands before it copies it (see
+/// `Origin::mm`). The same checks as `sys_mremap`, on the layout as it is now.
+pub fn moving_source(island: &Island, call: MmCall) -> Option<(u64, u64, Prot)> {
+    let MmCall::Mremap {
+        old,
+        old_len,
+        new_len,
+        flags,
+        ..
+    } = call
+    else {
+        return None;
+    };
+    let flags = flags as i32;
+    let (old_len, new_len) = (page_up(old_len)?, page_up(new_len)?);
+    if old % PAGE_SIZE != 0 || old_len == 0 || new_len == 0 {
+        return None;
+    }
+    let space = island.user.layout();
+    let vma = space.find(old)?;
+    if old_len > vma.end - old || !vma.prot.writable() || vma.kind.is_local() {
+        return None;
+    }
+    let moves = if flags & libc::MREMAP_FIXED != 0 {
+        true
+    } else {
+        new_len > old_len
+            && flags & libc::MREMAP_MAYMOVE != 0
+            && !space.check_free(old + old_len, new_len - old_len)
+    };
+    moves.then_some((old, old_len, vma.prot))
+}
+
 /// Applies a memory call to this island's layout (the origin's: it decides every change).
-/// `files`: the program's files, for file mappings.
-pub fn apply_call(island: &Island, files: &Files, call: MmCall) -> SysResult {
+/// `files`: the program's files, for file mappings. `gen`: the generation of the pages the call
+/// drops (a new one for each call; see `drop_pages`).
+pub fn apply_call(island: &Island, files: &Files, call: MmCall, gen: u32) -> SysResult {
     match call {
-        MmCall::Brk(want) => sys_brk(island, want),
+        MmCall::Brk(want) => sys_brk(island, want, gen),
         MmCall::Mmap {
             addr,
             len,
@@ -817,22 +889,29 @@ pub fn apply_call(island: &Island, files: &Files, call: MmCall) -> SysResult {
             flags,
             fd,
             off,
-        } => sys_mmap(island, files, addr, len, prot, flags, fd, off),
-        MmCall::Munmap { addr, len } => sys_munmap(island, addr, len),
+        } => sys_mmap(island, files, addr, len, prot, flags, fd, off, gen),
+        MmCall::Munmap { addr, len } => sys_munmap(island, addr, len, gen),
         MmCall::Mprotect { addr, len, prot } => sys_mprotect(island, addr, len, prot),
-        MmCall::Madvise { addr, len, advice } => sys_madvise(island, files, addr, len, advice),
+        MmCall::Madvise { addr, len, advice } => sys_madvise(island, files, addr, len, advice, gen),
         MmCall::Mremap {
             old,
             old_len,
             new_len,
             flags,
             new_addr,
-        } => sys_mremap(island, files, old, old_len, new_len, flags, new_addr),
+        } => sys_mremap(island, files, old, old_len, new_len, flags, new_addr, gen),
     }
 }
 
 /// What a served memory call changed in the layout, as the other islands apply it.
-pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> Vec<LayoutOp> {
+/// `gen`: the generation the call gave the pages it dropped; each op that drops pages carries it.
+pub fn layout_ops(
+    island: &Island,
+    call: MmCall,
+    result: u64,
+    old_brk: u64,
+    gen: u32,
+) -> Vec<LayoutOp> {
     let space = island.user.layout();
     let map_of = |start: u64, len: u64| -> Vec<LayoutOp> {
         let end = start.saturating_add(len);
@@ -846,6 +925,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                     len: v.end.min(end) - s,
                     prot: v.prot,
                     kind: v.kind.clone(),
+                    gen,
                 }
             })
             .collect()
@@ -863,6 +943,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                 vec![LayoutOp::Unmap {
                     start: new,
                     len: old - new,
+                    gen,
                 }]
             } else {
                 Vec::new()
@@ -872,6 +953,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
         MmCall::Munmap { addr, len } => vec![LayoutOp::Unmap {
             start: addr,
             len: pages(len),
+            gen,
         }],
         MmCall::Mprotect { addr, len, prot } => {
             // PROT_GROWSDOWN changed the stack from its start.
@@ -887,22 +969,34 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
             }]
         }
         MmCall::Madvise { addr, len, advice } => {
-            // The pages dropped become fresh on every island (what sys_madvise dropped: never a
-            // file mapping's copies with several islands, nor shared memory but by MADV_REMOVE).
+            // The pages dropped get a new generation on every island (what sys_madvise dropped:
+            // never a file mapping's copies with several islands, nor shared memory but by
+            // MADV_REMOVE).
             let advice = advice as i32;
             if matches!(
                 advice,
                 libc::MADV_DONTNEED | 24 | libc::MADV_FREE | libc::MADV_REMOVE
             ) {
-                map_of(addr, pages(len))
-                    .into_iter()
-                    .filter(|op| match op {
-                        LayoutOp::Map { kind, .. } => match kind {
-                            VmaKind::File { .. } => false,
-                            VmaKind::Shared => advice == libc::MADV_REMOVE,
-                            _ => true,
-                        },
-                        _ => true,
+                let end = addr.saturating_add(pages(len));
+                space
+                    .vmas()
+                    .filter(|v| {
+                        v.start < end
+                            && addr < v.end
+                            && !v.kind.is_local()
+                            && match v.kind {
+                                VmaKind::File { .. } => false,
+                                VmaKind::Shared => advice == libc::MADV_REMOVE,
+                                _ => true,
+                            }
+                    })
+                    .map(|v| {
+                        let s = v.start.max(addr);
+                        LayoutOp::Discard {
+                            start: s,
+                            len: v.end.min(end) - s,
+                            gen,
+                        }
                     })
                     .collect()
             } else {
@@ -923,6 +1017,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                     vec![LayoutOp::Unmap {
                         start: old + new_len,
                         len: old_len - new_len,
+                        gen,
                     }]
                 } else {
                     Vec::new()
@@ -932,6 +1027,7 @@ pub fn layout_ops(island: &Island, call: MmCall, result: u64, old_brk: u64) -> V
                 ops.push(LayoutOp::Unmap {
                     start: old,
                     len: old_len,
+                    gen,
                 });
                 ops
             }
@@ -948,6 +1044,7 @@ pub fn apply_layout_op(island: &Island, op: &LayoutOp) -> Result<(), Errno> {
             len,
             prot,
             kind,
+            gen,
         } => map_locked(
             island,
             &mut space,
@@ -955,9 +1052,11 @@ pub fn apply_layout_op(island: &Island, op: &LayoutOp) -> Result<(), Errno> {
             *len,
             *prot,
             kind.clone(),
+            *gen,
             |_| Ok(()),
         ),
-        LayoutOp::Unmap { start, len } => unmap_locked(island, &mut space, *start, *len),
+        LayoutOp::Unmap { start, len, gen } => unmap_locked(island, &mut space, *start, *len, *gen),
+        LayoutOp::Discard { start, len, gen } => drop_pages(island, *start, *len, *gen),
         LayoutOp::Protect { start, len, prot } => {
             space.protect(*start, *len, *prot).map_err(vma_err)?;
             island

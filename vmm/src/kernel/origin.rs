@@ -18,7 +18,7 @@
 //! - **the exit status** (`exit_group`, then `exit` to every island).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::errno::{Errno, ExitStatus, SysResult};
@@ -146,6 +146,9 @@ pub struct Origin {
     /// One layout change (and its push to the islands) at a time, so that every island applies
     /// the changes in the origin's order.
     layout_serial: Mutex<()>,
+    /// The last page generation given out (decision 16 of `coherency`): every memory call that
+    /// may drop pages gives them the next one, newer than any before.
+    generation: AtomicU32,
     /// Requests of other islands that their callers may cancel, by (island, request id).
     in_flight: Mutex<HashMap<(IslandId, u64), InFlight>>,
 }
@@ -184,6 +187,7 @@ impl Origin {
             on_exit,
             synced: Mutex::new(synced),
             layout_serial: Mutex::new(()),
+            generation: AtomicU32::new(0),
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -297,6 +301,10 @@ impl Origin {
                 len: v.end - v.start,
                 prot: v.prot,
                 kind: v.kind.clone(),
+                // The island has no copy to reset. Its engine takes a page it never held for
+                // generation 0; a request it makes of an older generation than the page's gets
+                // a Reset answer that tells it the newer one, and it asks again.
+                gen: 0,
             })
             .collect();
         self.send_layout(island, to, ops)
@@ -535,9 +543,34 @@ impl Services for Origin {
     fn mm(&self, call: MmCall) -> SysResult {
         let island = self.island()?;
         let _serial = lock(&self.layout_serial);
+        // Under the serial lock: generations grow in the order the islands apply the changes.
+        let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let old_brk = island.user.layout().brk_value();
-        let result = mm::apply_call(&island, &self.files, call)?;
-        let ops = mm::layout_ops(&island, call, result, old_brk);
+        // A moving mremap copies the source here, through the protocol. Linux moves it at once:
+        // a write to it lands before the move or faults after. So the other islands make it
+        // read-only first (their writes fault), and no write of theirs is lost in the copy.
+        let moving = mm::moving_source(&island, call);
+        if let Some((start, len, prot)) = moving {
+            let read_only = super::vma::Prot(prot.0 & !(libc::PROT_WRITE as u32));
+            self.push_layout(
+                &island,
+                vec![LayoutOp::Protect {
+                    start,
+                    len,
+                    prot: read_only,
+                }],
+            );
+        }
+        let result = match mm::apply_call(&island, &self.files, call, gen) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some((start, len, prot)) = moving {
+                    self.push_layout(&island, vec![LayoutOp::Protect { start, len, prot }]);
+                }
+                return Err(e);
+            }
+        };
+        let ops = mm::layout_ops(&island, call, result, old_brk, gen);
         self.push_layout(&island, ops);
         Ok(result)
     }

@@ -621,17 +621,26 @@ fn put_layout_op(w: &mut WireWriter<'_>, op: &LayoutOp) -> Result<(), WireError>
             len,
             prot,
             kind,
+            gen,
         } => {
             w.put_u8(0)?;
             w.put_u64(*start)?;
             w.put_u64(*len)?;
             w.put_u32(prot.0)?;
+            w.put_u32(*gen)?;
             put_kind(w, kind)
         }
-        LayoutOp::Unmap { start, len } => {
+        LayoutOp::Unmap { start, len, gen } => {
             w.put_u8(1)?;
             w.put_u64(*start)?;
-            w.put_u64(*len)
+            w.put_u64(*len)?;
+            w.put_u32(*gen)
+        }
+        LayoutOp::Discard { start, len, gen } => {
+            w.put_u8(3)?;
+            w.put_u64(*start)?;
+            w.put_u64(*len)?;
+            w.put_u32(*gen)
         }
         LayoutOp::Protect { start, len, prot } => {
             w.put_u8(2)?;
@@ -648,11 +657,18 @@ fn get_layout_op(r: &mut WireReader<'_>) -> Result<LayoutOp, WireError> {
             start: r.get_u64()?,
             len: r.get_u64()?,
             prot: Prot(r.get_u32()?),
+            gen: r.get_u32()?,
             kind: get_kind(r)?,
         },
         1 => LayoutOp::Unmap {
             start: r.get_u64()?,
             len: r.get_u64()?,
+            gen: r.get_u32()?,
+        },
+        3 => LayoutOp::Discard {
+            start: r.get_u64()?,
+            len: r.get_u64()?,
+            gen: r.get_u32()?,
         },
         2 => LayoutOp::Protect {
             start: r.get_u64()?,
@@ -669,9 +685,9 @@ fn layout_op_size(op: &LayoutOp) -> usize {
         LayoutOp::Map {
             kind: VmaKind::File { path, .. },
             ..
-        } => 1 + 8 + 8 + 4 + 1 + 8 + 2 + path.len().min(MAX_PATH),
-        LayoutOp::Map { .. } => 1 + 8 + 8 + 4 + 1,
-        LayoutOp::Unmap { .. } => 1 + 8 + 8,
+        } => 1 + 8 + 8 + 4 + 4 + 1 + 8 + 2 + path.len().min(MAX_PATH),
+        LayoutOp::Map { .. } => 1 + 8 + 8 + 4 + 4 + 1,
+        LayoutOp::Unmap { .. } | LayoutOp::Discard { .. } => 1 + 8 + 8 + 4,
         LayoutOp::Protect { .. } => 1 + 8 + 8 + 4,
     }
 }
@@ -826,6 +842,7 @@ mod tests {
             IslandMessage::Coherency(Message {
                 page: 42,
                 from: 3,
+                gen: 5,
                 kind: MessageKind::Invalid { ts: 99, version: 7 },
                 users: KernelSet(0b1011),
             }),
@@ -870,6 +887,7 @@ mod tests {
                         len: 0x2000,
                         prot: Prot::RW,
                         kind: VmaKind::file("/data/poem.txt".into(), 0x10000, 0x3000),
+                        gen: 0,
                     },
                     LayoutOp::Protect {
                         start: 0x10000,
@@ -879,6 +897,19 @@ mod tests {
                     LayoutOp::Unmap {
                         start: 0x11000,
                         len: 0x1000,
+                        gen: 7,
+                    },
+                    LayoutOp::Discard {
+                        start: 0x12000,
+                        len: 0x3000,
+                        gen: u32::MAX,
+                    },
+                    LayoutOp::Map {
+                        start: 0x20000,
+                        len: 0x1000,
+                        prot: Prot::R,
+                        kind: VmaKind::Anon,
+                        gen: 0x1234_5678,
                     },
                 ]),
             },
@@ -1139,6 +1170,7 @@ mod tests {
                 len: 0x1000,
                 prot: Prot::RW,
                 kind: VmaKind::file("x".repeat(600), i * 0x1000, 0),
+                gen: 3,
             })
             .collect();
         let chunks = layout_chunks(ops.clone());
