@@ -12,5 +12,7 @@ pub mod kernel;
 pub mod kvm;
 pub mod loader;
 pub mod memory;
+#[cfg(feature = "plots")]
+pub mod plot;
 pub mod program;
 pub mod sync;

@@ -33,6 +33,8 @@ pub struct Counters {
     pub latency_ns_sum: u64,
     pub p50: Option<Quantile>,
     pub p99: Option<Quantile>,
+    /// Resolved faults by latency bucket (see `DsmStats::latency_buckets`), summed.
+    pub latency_buckets: Vec<u64>,
     pub stale_messages: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
@@ -90,6 +92,7 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
     }
     s.p50 = latency_quantile(&buckets, 0.5);
     s.p99 = latency_quantile(&buckets, 0.99);
+    s.latency_buckets = buckets;
     s
 }
 
@@ -145,6 +148,7 @@ impl Counters {
                 p99: self.p99.and_then(Quantile::upper_us),
             },
             stale_messages: self.stale_messages,
+            fault_latency_histogram: types::LatencyBucket::histogram(&self.latency_buckets),
         }
     }
 
@@ -486,6 +490,7 @@ mod tests {
             latency_ns_sum: 3_298_000,
             p50: Some(Quantile::Below(256)),
             p99: Some(Quantile::AtLeast(1 << 20)),
+            latency_buckets: vec![],
             stale_messages: 0,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }

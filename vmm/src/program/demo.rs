@@ -185,6 +185,7 @@ mod tests {
                         p99: None,
                     },
                     stale_messages: 0,
+                    fault_latency_histogram: vec![],
                 },
                 hot_pages: None,
                 pages: None,
