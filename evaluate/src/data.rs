@@ -42,8 +42,43 @@ pub struct Fig7Row {
     pub pattern: String,
     pub iterations: u64,
     pub sim: Fig7Sim,
-    /// The runs on 2 islands: optimizations on, then off where measured.
+    /// The runs on 2 islands, every repetition, optimizations on and (where measured) off.
     pub measured: Vec<Fig7Measured>,
+}
+
+impl Fig7Row {
+    /// The runs with the optimizations `on` or off that went well.
+    pub fn good(&self, on: bool) -> impl Iterator<Item = &Fig7Measured> {
+        self.measured
+            .iter()
+            .filter(move |m| m.optimizations == on && m.error.is_none())
+    }
+
+    /// The median of `f` over the good runs (the lower one of an even count).
+    pub fn median(&self, on: bool, f: fn(&Fig7Measured) -> u64) -> Option<u64> {
+        let mut v: Vec<u64> = self.good(on).map(f).collect();
+        v.sort_unstable();
+        (!v.is_empty()).then(|| v[(v.len() - 1) / 2])
+    }
+
+    /// The least and the most of `f` over the good runs.
+    pub fn range(&self, on: bool, f: fn(&Fig7Measured) -> u64) -> Option<(u64, u64)> {
+        let v: Vec<u64> = self.good(on).map(f).collect();
+        Some((*v.iter().min()?, *v.iter().max()?))
+    }
+
+    /// Runs with the optimizations `on` or off that failed.
+    pub fn failed(&self, on: bool) -> usize {
+        self.measured
+            .iter()
+            .filter(|m| m.optimizations == on && m.error.is_some())
+            .count()
+    }
+
+    /// Whether any run was made with the optimizations `on` or off.
+    pub fn ran(&self, on: bool) -> bool {
+        self.measured.iter().any(|m| m.optimizations == on)
+    }
 }
 
 /// The simulator's figure 7 for one cell (`coherency_lab::figure7`).
@@ -58,12 +93,21 @@ pub struct Fig7Sim {
     pub ivy_requests: u64,
     pub ivy_invalids: u64,
     pub ivy_messages: u64,
+    /// Popcorn again with a message latency of islands on this machine
+    /// ([`crate::fig7::ISLAND_LATENCY`] element accesses instead of the figure's 2048).
+    #[serde(default)]
+    pub popcorn_requests_islands: u64,
+    #[serde(default)]
+    pub popcorn_invalids_islands: u64,
 }
 
 /// One run of `fig7` on 2 islands: the messages about the array's pages alone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Fig7Measured {
     pub optimizations: bool,
+    /// Which repetition (from 0).
+    #[serde(default)]
+    pub rep: usize,
     /// Fetch + Fetch Write about the array's pages.
     pub requests: u64,
     pub invalids: u64,
@@ -130,6 +174,40 @@ impl NpbRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figure7_medians_and_ranges_leave_failed_runs_out() {
+        let m = |on: bool, requests: u64, error: Option<&str>| Fig7Measured {
+            optimizations: on,
+            requests,
+            error: error.map(String::from),
+            ..Fig7Measured::default()
+        };
+        let row = Fig7Row {
+            size: "page".into(),
+            pattern: "rw".into(),
+            iterations: 10,
+            sim: Fig7Sim::default(),
+            measured: vec![
+                m(true, 5, None),
+                m(true, 1, None),
+                m(true, 9, None),
+                m(true, 100, Some("timed out")),
+                m(false, 7, None),
+            ],
+        };
+        assert_eq!(row.median(true, |m| m.requests), Some(5));
+        assert_eq!(row.range(true, |m| m.requests), Some((1, 9)));
+        assert_eq!(row.failed(true), 1);
+        assert_eq!(row.median(false, |m| m.requests), Some(7));
+        assert!(row.ran(false));
+        let none = Fig7Row {
+            measured: vec![],
+            ..row
+        };
+        assert_eq!(none.median(true, |m| m.requests), None);
+        assert!(!none.ran(true));
+    }
 
     #[test]
     fn median_of_runs() {

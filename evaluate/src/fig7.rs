@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use coherency::{Config, MessageType};
-use coherency_lab::figure7::{figure7, ArraySize, Figure7Row, Pattern, ITERATIONS};
+use coherency_lab::figure7::{figure7_cell, ArraySize, Figure7Row, Pattern, ITERATIONS};
 use popvmm::api::types::{PageRow, Summary};
 
 use crate::data::{Fig7Measured, Fig7Row, Fig7Sim};
@@ -17,6 +17,13 @@ use crate::run::{Progress, RunError, Setup};
 /// default).
 pub const SIM_LATENCY: u64 = 2048;
 pub const SIM_SEED: u64 = 1;
+
+/// A message's latency on this machine's islands in element accesses: a remote fault costs
+/// ~100-400 us here (a Fetch/Copy round trip through userfaultfd and two host threads' wake-ups),
+/// an element access of fig7's loops ~1-2 ns (a pass over 64 pages, 65536 ints, takes ~50-100
+/// us), so ~200,000 accesses go by while one message travels; the figure's 2048 is the ratio
+/// of a fast interconnect.
+pub const ISLAND_LATENCY: u64 = 200_000;
 
 /// fig7's name of an array size.
 pub fn size_arg(size: ArraySize) -> &'static str {
@@ -62,16 +69,19 @@ pub struct Fig7Plan {
     pub iterations: Vec<u64>,
     /// Also run every cell with the optimizations of §5.2 off.
     pub unoptimized: bool,
+    /// Runs of each cell and setting (the counts depend on how the two threads' timing falls).
+    pub reps: usize,
 }
 
 impl Fig7Plan {
-    /// Every cell of the figure, optimizations on and off.
-    pub fn full() -> Fig7Plan {
+    /// Every cell of the figure, optimizations on and off, `reps` runs of each.
+    pub fn full(reps: usize) -> Fig7Plan {
         Fig7Plan {
             sizes: ArraySize::ALL.to_vec(),
             patterns: Pattern::ALL.to_vec(),
             iterations: ITERATIONS.to_vec(),
             unoptimized: true,
+            reps,
         }
     }
 
@@ -80,42 +90,65 @@ impl Fig7Plan {
             * self.patterns.len()
             * self.iterations.len()
             * if self.unoptimized { 2 } else { 1 }
+            * self.reps
     }
 }
 
-/// The simulator's figure, optimizations on and off, keyed like the real runs.
-pub fn simulate() -> Result<Vec<Fig7Row>, String> {
-    let on = figure7(Config::new(2), SIM_LATENCY, SIM_SEED).map_err(|e| e.to_string())?;
-    let off = figure7(Config::unoptimized(2), SIM_LATENCY, SIM_SEED).map_err(|e| e.to_string())?;
-    if let Some(v) = on.iter().chain(&off).find_map(|r| {
-        r.popcorn
-            .violation
-            .as_ref()
-            .or(r.ivy.violation.as_ref())
-            .map(|v| v.to_string())
-    }) {
-        return Err(format!("the simulator found a violation: {v}"));
+/// The simulator's figure, keyed like the real runs: every cell, or only those of `only` (the
+/// smoke run's). Popcorn with the optimizations on and off and IVY at the figure's latency, and
+/// Popcorn at the islands' ([`ISLAND_LATENCY`]).
+pub fn simulate(only: Option<&Fig7Plan>) -> Result<Vec<Fig7Row>, String> {
+    let mut rows = Vec::new();
+    let err = |e: coherency_lab::sim::SimError| e.to_string();
+    for size in ArraySize::ALL {
+        for pattern in Pattern::ALL {
+            for iterations in ITERATIONS {
+                if let Some(plan) = only {
+                    if !(plan.sizes.contains(&size)
+                        && plan.patterns.contains(&pattern)
+                        && plan.iterations.contains(&iterations))
+                    {
+                        continue;
+                    }
+                }
+                let cell = |engine, latency| {
+                    figure7_cell(engine, size, pattern, iterations, latency, SIM_SEED)
+                };
+                let a = cell(Config::new(2), SIM_LATENCY).map_err(err)?;
+                let b = cell(Config::unoptimized(2), SIM_LATENCY).map_err(err)?;
+                let c = cell(Config::new(2), ISLAND_LATENCY).map_err(err)?;
+                let rows3: [&Figure7Row; 3] = [&a, &b, &c];
+                if let Some(v) = rows3.iter().find_map(|r| {
+                    r.popcorn
+                        .violation
+                        .as_ref()
+                        .or(r.ivy.violation.as_ref())
+                        .map(|v| v.to_string())
+                }) {
+                    return Err(format!("the simulator found a violation: {v}"));
+                }
+                rows.push(Fig7Row {
+                    size: size_arg(size).to_string(),
+                    pattern: pattern_arg(pattern).to_string(),
+                    iterations,
+                    sim: Fig7Sim {
+                        popcorn_requests: a.popcorn_requests(),
+                        popcorn_invalids: a.popcorn_invalids(),
+                        popcorn_messages: a.popcorn.total_messages,
+                        popcorn_requests_unoptimized: b.popcorn_requests(),
+                        popcorn_invalids_unoptimized: b.popcorn_invalids(),
+                        ivy_requests: a.ivy_requests(),
+                        ivy_invalids: a.ivy_invalids(),
+                        ivy_messages: a.ivy.total_messages,
+                        popcorn_requests_islands: c.popcorn_requests(),
+                        popcorn_invalids_islands: c.popcorn_invalids(),
+                    },
+                    measured: vec![],
+                });
+            }
+        }
     }
-    Ok(on
-        .iter()
-        .zip(&off)
-        .map(|(a, b): (&Figure7Row, &Figure7Row)| Fig7Row {
-            size: size_arg(a.size).to_string(),
-            pattern: pattern_arg(a.pattern).to_string(),
-            iterations: a.iterations,
-            sim: Fig7Sim {
-                popcorn_requests: a.popcorn_requests(),
-                popcorn_invalids: a.popcorn_invalids(),
-                popcorn_messages: a.popcorn.total_messages,
-                popcorn_requests_unoptimized: b.popcorn_requests(),
-                popcorn_invalids_unoptimized: b.popcorn_invalids(),
-                ivy_requests: a.ivy_requests(),
-                ivy_invalids: a.ivy_invalids(),
-                ivy_messages: a.ivy.total_messages,
-            },
-            measured: vec![],
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// `array 0xSTART 0xEND` from fig7's output.
@@ -150,9 +183,10 @@ pub fn measure(
     pattern: &str,
     iterations: u64,
     optimizations: bool,
+    rep: usize,
 ) -> Result<Fig7Measured, RunError> {
     let name = format!(
-        "fig7-{size}-{pattern}-{iterations}-{}",
+        "fig7-{size}-{pattern}-{iterations}-{}-{rep}",
         if optimizations { "on" } else { "off" }
     );
     let iters = iterations.to_string();
@@ -169,6 +203,7 @@ pub fn measure(
     )?;
     let mut m = Fig7Measured {
         optimizations,
+        rep,
         wall_ms: out.wall_ms,
         ok: out.code == Some(0) && out.stdout.contains(": ok"),
         stats: format!("{name}.json"),
@@ -204,45 +239,49 @@ fn fill(m: &mut Fig7Measured, summary: &Summary, start: u64, end: u64) {
     m.run_faults = summary.stats.faults.total;
 }
 
-/// Runs the plan's cells on real islands into `rows` (the simulator's rows of every cell).
+/// Runs the plan's cells on real islands into `rows` (the simulator's rows of every cell), the
+/// whole figure once per repetition, so that every cell sees the same spread of load.
 pub fn run_plan(
     setup: &Setup,
     plan: &Fig7Plan,
     rows: &mut [Fig7Row],
     progress: &mut Progress,
 ) -> Result<(), RunError> {
-    for size in &plan.sizes {
-        for pattern in &plan.patterns {
-            for &iterations in &plan.iterations {
-                let (s, p) = (size_arg(*size), pattern_arg(*pattern));
-                let Some(row) = rows
-                    .iter_mut()
-                    .find(|r| r.size == s && r.pattern == p && r.iterations == iterations)
-                else {
-                    continue;
-                };
-                let modes: &[bool] = if plan.unoptimized {
-                    &[true, false]
-                } else {
-                    &[true]
-                };
-                for &opt in modes {
-                    let m = measure(setup, s, p, iterations, opt)?;
-                    progress.step(
-                        &format!(
-                            "fig7 {s} {p} {iterations} (optimizations {})",
-                            if opt { "on" } else { "off" }
-                        ),
-                        &match &m.error {
-                            None => format!(
-                                "{} requests, {} invalids on the array ({} messages in all), \
-                                 {:.0} ms",
-                                m.requests, m.invalids, m.run_messages, m.wall_ms
+    let modes: &[bool] = if plan.unoptimized {
+        &[true, false]
+    } else {
+        &[true]
+    };
+    for rep in 0..plan.reps {
+        for size in &plan.sizes {
+            for pattern in &plan.patterns {
+                for &iterations in &plan.iterations {
+                    let (s, p) = (size_arg(*size), pattern_arg(*pattern));
+                    let Some(row) = rows
+                        .iter_mut()
+                        .find(|r| r.size == s && r.pattern == p && r.iterations == iterations)
+                    else {
+                        continue;
+                    };
+                    for &opt in modes {
+                        let m = measure(setup, s, p, iterations, opt, rep)?;
+                        progress.step(
+                            &format!(
+                                "fig7 {s} {p} {iterations} (optimizations {}, run {})",
+                                if opt { "on" } else { "off" },
+                                rep + 1
                             ),
-                            Some(e) => format!("FAILED: {e}"),
-                        },
-                    );
-                    row.measured.push(m);
+                            &match &m.error {
+                                None => format!(
+                                    "{} requests, {} invalids on the array ({} messages in \
+                                     all), {:.0} ms",
+                                    m.requests, m.invalids, m.run_messages, m.wall_ms
+                                ),
+                                Some(e) => format!("FAILED: {e}"),
+                            },
+                        );
+                        row.measured.push(m);
+                    }
                 }
             }
         }
@@ -250,8 +289,8 @@ pub fn run_plan(
     Ok(())
 }
 
-/// The table: the simulator's counts beside the measured ones, one line per cell (cells not run
-/// on islands show `-`).
+/// The table: the simulator's counts beside the measured ones (medians of the runs), one line
+/// per cell (cells not run on islands show `-`, cells whose every run failed `FAIL`).
 pub fn table(rows: &[Fig7Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -276,16 +315,15 @@ pub fn table(rows: &[Fig7Row]) -> String {
         "", "", "", "Popcorn, sim", "IVY, sim", "measured, opt. on", "measured, opt. off"
     );
     for r in rows {
-        let on = r.measured.iter().find(|m| m.optimizations);
-        let off = r.measured.iter().find(|m| !m.optimizations);
-        let cell = |m: Option<&Fig7Measured>, f: fn(&Fig7Measured) -> u64| match m {
-            Some(m) if m.error.is_none() => f(m).to_string(),
-            Some(_) => "FAIL".into(),
+        let cell = |on: bool, f: fn(&Fig7Measured) -> u64| match r.median(on, f) {
+            Some(v) => v.to_string(),
+            None if r.ran(on) => "FAIL".into(),
             None => "-".into(),
         };
         let _ = writeln!(
             out,
-            "{:<9} {:<12} {:>5} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8}",
+            "{:<9} {:<12} {:>5} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} {:>8} | \
+             {:>8} {:>8}",
             size_name(&r.size),
             pattern_name(&r.pattern),
             r.iterations,
@@ -293,11 +331,13 @@ pub fn table(rows: &[Fig7Row]) -> String {
             r.sim.popcorn_invalids,
             r.sim.ivy_requests,
             r.sim.ivy_invalids,
-            cell(on, |m| m.requests),
-            cell(on, |m| m.invalids),
-            cell(on, |m| m.run_messages),
-            cell(off, |m| m.requests),
-            cell(off, |m| m.invalids),
+            r.sim.popcorn_requests_islands,
+            r.sim.popcorn_invalids_islands,
+            cell(true, |m| m.requests),
+            cell(true, |m| m.invalids),
+            cell(true, |m| m.run_messages),
+            cell(false, |m| m.requests),
+            cell(false, |m| m.invalids),
         );
     }
     out

@@ -27,9 +27,10 @@ struct Cli {
 enum Mode {
     /// A minute or two: two figure-7 cells, two NPB kernels on 1 and 2 islands (the test suite's).
     Smoke,
-    /// Under 10 minutes: figure 7 whole, every NPB kernel at class S once.
+    /// Under 10 minutes: figure 7 whole (3 runs a cell), every NPB kernel at class S once.
     Quick,
-    /// Under an hour: figure 7 whole, the NPB kernels at class S (3 repetitions) and W.
+    /// Under an hour: figure 7 whole (5 runs a cell), the NPB kernels at class S (3
+    /// repetitions) and W (one: IS and CG W take 1-2 minutes on 4 islands).
     Full,
 }
 
@@ -72,6 +73,9 @@ enum Cmd {
         /// Optimizations on only (half the runs).
         #[arg(long)]
         quick: bool,
+        /// Runs of each cell and setting (the table shows their medians).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
         /// Also keep the runs' summaries and a report in this directory.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -146,30 +150,28 @@ fn plans(mode: Mode) -> (Fig7Plan, NpbPlan) {
                 patterns: vec![Pattern::ReadWrite],
                 iterations: vec![1, 10],
                 unoptimized: true,
+                reps: 1,
             },
             NpbPlan {
                 kernels: strings(&["ep", "is"]),
-                classes: strings(&["S"]),
+                classes: vec![("S".into(), 1)],
                 islands: vec![1, 2],
-                reps: 1,
             },
         ),
         Mode::Quick => (
-            Fig7Plan::full(),
+            Fig7Plan::full(3),
             NpbPlan {
                 kernels: strings(&KERNELS),
-                classes: strings(&["S"]),
+                classes: vec![("S".into(), 1)],
                 islands: vec![1, 2, 4],
-                reps: 1,
             },
         ),
         Mode::Full => (
-            Fig7Plan::full(),
+            Fig7Plan::full(5),
             NpbPlan {
                 kernels: strings(&KERNELS),
-                classes: strings(&["S", "W"]),
+                classes: vec![("S".into(), 3), ("W".into(), 1)],
                 islands: vec![1, 2, 4],
-                reps: 3,
             },
         ),
     }
@@ -247,7 +249,9 @@ fn execute(cmd: Cmd) -> Result<(), String> {
                     out.display()
                 );
             }
-            let mut rows = fig7::simulate()?;
+            // The smoke run simulates its own cells only; the others, every cell of the figure.
+            let only = (mode == Mode::Smoke).then_some(&f7);
+            let mut rows = fig7::simulate(only)?;
             fig7::run_plan(&setup, &f7, &mut rows, &mut progress).map_err(|e| e.to_string())?;
             eval.figure7 = rows;
             save(&out, &eval)?;
@@ -271,7 +275,12 @@ fn execute(cmd: Cmd) -> Result<(), String> {
             print!("{}", fig7::table(&eval.figure7));
             Ok(())
         }
-        Cmd::Figure7 { quick, out, at } => {
+        Cmd::Figure7 {
+            quick,
+            reps,
+            out,
+            at,
+        } => {
             let scratch;
             let dir = match &out {
                 Some(d) => d.clone(),
@@ -288,8 +297,9 @@ fn execute(cmd: Cmd) -> Result<(), String> {
                 patterns: Pattern::ALL.to_vec(),
                 iterations: ITERATIONS.to_vec(),
                 unoptimized: !quick,
+                reps: reps.max(1),
             };
-            let mut rows = fig7::simulate()?;
+            let mut rows = fig7::simulate(None)?;
             let mut progress = Progress::new(plan.runs(), at.quiet);
             fig7::run_plan(&setup, &plan, &mut rows, &mut progress).map_err(|e| e.to_string())?;
             println!(

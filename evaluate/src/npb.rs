@@ -16,14 +16,15 @@ pub const THREADS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct NpbPlan {
     pub kernels: Vec<String>,
-    pub classes: Vec<String>,
+    /// Each class with its repetitions (W runs take minutes on 4 islands: fewer of them).
+    pub classes: Vec<(String, usize)>,
     pub islands: Vec<usize>,
-    pub reps: usize,
 }
 
 impl NpbPlan {
     pub fn runs(&self) -> usize {
-        self.kernels.len() * self.classes.len() * (1 + self.islands.len()) * self.reps
+        let reps: usize = self.classes.iter().map(|(_, r)| r).sum();
+        self.kernels.len() * (1 + self.islands.len()) * reps
     }
 }
 
@@ -40,7 +41,7 @@ pub fn run_plan(
     let threads = THREADS.to_string();
     let env = [("OMP_NUM_THREADS", threads.as_str())];
     let mut rows = Vec::new();
-    for class in &plan.classes {
+    for (class, reps) in &plan.classes {
         for kernel in &plan.kernels {
             let prog = format!("glibc/npb_{kernel}");
             let mut native = NpbRun {
@@ -58,7 +59,7 @@ pub fn run_plan(
                     ..NpbRun::default()
                 })
                 .collect();
-            for rep in 0..plan.reps {
+            for rep in 0..*reps {
                 let reference = setup.native(&prog, &[class], &env)?;
                 let what = format!("npb {kernel} {class} natively (rep {})", rep + 1);
                 progress.step(&what, &verdict(&reference));

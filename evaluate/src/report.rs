@@ -156,19 +156,35 @@ fn series(
         marker,
         width,
         points,
+        whiskers: vec![],
     }
 }
 
-fn measured_points(rows: &[&Fig7Row], opt: bool, f: fn(&Fig7Measured) -> u64) -> Vec<(f64, f64)> {
-    rows.iter()
-        .filter_map(|r| {
-            let m = r
-                .measured
-                .iter()
-                .find(|m| m.optimizations == opt && m.error.is_none())?;
-            Some((iteration_x(r.iterations), f(m) as f64))
-        })
-        .collect()
+const REQUESTS: fn(&Fig7Measured) -> u64 = |m| m.requests;
+const INVALIDS: fn(&Fig7Measured) -> u64 = |m| m.invalids;
+
+/// The medians of the good runs, with their ranges as whiskers.
+fn measured_series(
+    label: &str,
+    color: (u8, u8, u8),
+    marker: Marker,
+    width: u32,
+    rows: &[&Fig7Row],
+    on: bool,
+    f: fn(&Fig7Measured) -> u64,
+) -> Option<Series> {
+    let mut s = series(label, color, Line::Solid, marker, width, vec![]);
+    for r in rows {
+        let (Some(m), Some((lo, hi))) = (r.median(on, f), r.range(on, f)) else {
+            continue;
+        };
+        let x = iteration_x(r.iterations);
+        s.points.push((x, m as f64));
+        if lo != hi {
+            s.whiskers.push((x, lo as f64, hi as f64));
+        }
+    }
+    (!s.points.is_empty()).then_some(s)
 }
 
 /// Where an iteration count sits on figure 7's x axis: evenly spaced, as the paper draws them.
@@ -231,43 +247,58 @@ pub fn figure7_svg(rows: &[Fig7Row]) -> Result<String, plot::PlotError> {
                     sim(|r| r.sim.ivy_invalids),
                 ),
             ];
-            let on_req = measured_points(&cell, true, |m| m.requests);
-            if !on_req.is_empty() {
-                s.push(series(
+            s.push(series(
+                "Popcorn requests, simulated at the islands' latency",
+                (148, 103, 189),
+                Line::Dotted,
+                Marker::None,
+                2,
+                sim(|r| r.sim.popcorn_requests_islands),
+            ));
+            s.push(series(
+                "Popcorn invalids, simulated at the islands' latency",
+                (140, 86, 75),
+                Line::Dotted,
+                Marker::None,
+                2,
+                sim(|r| r.sim.popcorn_invalids_islands),
+            ));
+            let on = [
+                (
                     "Popcorn requests, measured",
                     REQ,
-                    Line::Solid,
-                    Marker::Circle,
+                    true,
                     2,
-                    on_req,
-                ));
-                s.push(series(
+                    Marker::Circle,
+                    REQUESTS,
+                ),
+                (
                     "Popcorn invalids, measured",
                     INV,
-                    Line::Solid,
-                    Marker::Circle,
+                    true,
                     2,
-                    measured_points(&cell, true, |m| m.invalids),
-                ));
-            }
-            let off_req = measured_points(&cell, false, |m| m.requests);
-            if !off_req.is_empty() {
-                s.push(series(
+                    Marker::Circle,
+                    INVALIDS,
+                ),
+                (
                     "requests, measured, optimizations off",
                     REQ_OFF,
-                    Line::Solid,
-                    Marker::Triangle,
+                    false,
                     1,
-                    off_req,
-                ));
-                s.push(series(
+                    Marker::Triangle,
+                    REQUESTS,
+                ),
+                (
                     "invalids, measured, optimizations off",
                     INV_OFF,
-                    Line::Solid,
-                    Marker::Triangle,
+                    false,
                     1,
-                    measured_points(&cell, false, |m| m.invalids),
-                ));
+                    Marker::Triangle,
+                    INVALIDS,
+                ),
+            ];
+            for (label, color, opt, width, marker, f) in on {
+                s.extend(measured_series(label, color, marker, width, &cell, opt, f));
             }
             panels.push(Panel {
                 title: format!("{}, {}", size_name(size), pattern_name(pattern)),
@@ -292,8 +323,9 @@ pub fn figure7_svg(rows: &[Fig7Row]) -> Result<String, plot::PlotError> {
         3,
         &axes,
         Some(
-            "measured: fig7 on 2 islands, the array's pages alone (--stats-json pages); \
-             simulated: coherency-lab; 0 is drawn on the bottom edge",
+            "measured: fig7 on 2 islands, the array's pages alone (median, bars: least-most); \
+             simulated: coherency-lab, latency 2048 (the islands': 200000) element accesses; \
+             0 on the bottom edge",
         ),
     )
 }
@@ -303,31 +335,49 @@ fn figure7_section(md: &mut String, rows: &[Fig7Row]) {
     let _ = writeln!(
         md,
         "`fig7 SIZE PATTERN ITERS` on 2 islands (the main thread on island 0 fills the array, \
-         the second thread runs on island 1), one run per cell; requests = Fetch + Fetch Write, \
+         the second thread runs on island 1), every cell in its own runs; requests = Fetch + Fetch Write, \
          invalids = Invalid, counted on the array's pages alone (the range fig7 prints, from \
          `--stats-json`'s `pages`). Beside them, the simulator's counts for Popcorn and IVY \
-         (`popvmm protocol figure7`: latency 2048 element accesses, seed 1). \"all msgs\" is \
-         every message of the run (stacks, libc's data, the start flag, thread creation and \
-         exit).\n"
+         (`popvmm protocol figure7`: latency 2048 element accesses, seed 1), and Popcorn \
+         simulated again with the latency of these islands (\"sim 2e5\": `popvmm protocol \
+         figure7 --latency 200000`, a message taking as long as 200,000 element accesses, as a \
+         ~200 us remote fault does against a ~1 ns access). \"all msgs\" is every message of \
+         the run (stacks, libc's data, the start flag, thread creation and exit).\n"
     );
     let _ = writeln!(md, "![Figure 7]({FIGURE7_SVG})\n");
+    let reps = rows.iter().map(|r| r.good(true).count()).max().unwrap_or(0);
     let _ = writeln!(
         md,
-        "| array | pattern | iter | Popcorn sim req | inv | IVY sim req | inv | measured req | inv | \
-         all msgs | ms | opt. off req | inv |"
+        "Measured: the median of {reps} run(s) per cell and setting, and in brackets the \
+         least and the most when they differ.\n"
     );
-    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(
+        md,
+        "| array | pattern | iter | Popcorn sim req | inv | IVY sim req | inv | Popcorn sim 2e5 req \
+         | inv | measured req | inv | all msgs | ms | opt. off req | inv |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
     for r in rows {
-        let on = r.measured.iter().find(|m| m.optimizations);
-        let off = r.measured.iter().find(|m| !m.optimizations);
-        let c = |m: Option<&Fig7Measured>, f: fn(&Fig7Measured) -> String| match m {
-            Some(m) if m.error.is_none() => f(m),
-            Some(_) => "FAIL".into(),
-            None => "-".into(),
+        let c = |on: bool, f: fn(&Fig7Measured) -> u64| -> String {
+            match (r.median(on, f), r.range(on, f)) {
+                (Some(m), Some((lo, hi))) if lo != hi => format!("{m} [{lo}-{hi}]"),
+                (Some(m), _) => m.to_string(),
+                _ if r.ran(on) => "FAIL".into(),
+                _ => "-".into(),
+            }
+        };
+        let ms = {
+            let mut v: Vec<f64> = r.good(true).map(|m| m.wall_ms).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len().saturating_sub(1) / 2)
+                .map_or("-".to_string(), |ms| format!("{ms:.0}"))
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             size_name(&r.size).replace('<', "&lt;"),
             pattern_name(&r.pattern),
             r.iterations,
@@ -335,12 +385,14 @@ fn figure7_section(md: &mut String, rows: &[Fig7Row]) {
             r.sim.popcorn_invalids,
             r.sim.ivy_requests,
             r.sim.ivy_invalids,
-            c(on, |m| m.requests.to_string()),
-            c(on, |m| m.invalids.to_string()),
-            c(on, |m| m.run_messages.to_string()),
-            c(on, |m| format!("{:.0}", m.wall_ms)),
-            c(off, |m| m.requests.to_string()),
-            c(off, |m| m.invalids.to_string()),
+            r.sim.popcorn_requests_islands,
+            r.sim.popcorn_invalids_islands,
+            c(true, REQUESTS),
+            c(true, INVALIDS),
+            c(true, |m| m.run_messages),
+            ms,
+            c(false, REQUESTS),
+            c(false, INVALIDS),
         );
     }
     let failed: Vec<String> = rows
@@ -349,11 +401,12 @@ fn figure7_section(md: &mut String, rows: &[Fig7Row]) {
             r.measured.iter().filter_map(move |m| {
                 m.error.as_ref().map(|e| {
                     format!(
-                        "{} {} {} (optimizations {}): {e}",
+                        "{} {} {} (optimizations {}, run {}): {e}",
                         r.size,
                         r.pattern,
                         r.iterations,
-                        if m.optimizations { "on" } else { "off" }
+                        if m.optimizations { "on" } else { "off" },
+                        m.rep + 1
                     )
                 })
             })
@@ -825,20 +878,17 @@ pub fn compare(old: &Evaluation, new: &Evaluation) -> String {
         else {
             continue;
         };
-        let on = |r: &Fig7Row| r.measured.iter().find(|m| m.optimizations).cloned();
-        let (Some(a), Some(b)) = (on(o), on(n)) else {
-            continue;
-        };
+        let med = |r: &Fig7Row, f| r.median(true, f).map_or("-".to_string(), |v| v.to_string());
         let _ = writeln!(
             out,
             "{:<9} {:<12} {:>5} | {:>8} {:>8} | {:>8} {:>8}",
             size_name(&n.size),
             pattern_name(&n.pattern),
             n.iterations,
-            a.requests,
-            b.requests,
-            a.invalids,
-            b.invalids
+            med(o, REQUESTS),
+            med(n, REQUESTS),
+            med(o, INVALIDS),
+            med(n, INVALIDS)
         );
     }
     out

@@ -462,9 +462,9 @@ fn ctl_pages_stats_and_metrics() {
     // --svg: the heat map of the running program, a well-formed SVG naming the hot page among
     // the pages that cost the most, with the sharing patterns in its legend.
     let svg = scratch("heatmap.svg");
-    let (code, out, err) = ctl(&sock, &["pages", "--svg", svg.to_str().expect("utf-8")]);
+    let (code, said, err) = ctl(&sock, &["pages", "--svg", svg.to_str().expect("utf-8")]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("heat map of"), "{out}");
+    assert!(said.contains("heat map of"), "{said}");
     let text = std::fs::read_to_string(&svg).expect("the svg file");
     let _ = std::fs::remove_file(&svg);
     let words = assert_svg("ctl pages --svg", &text);

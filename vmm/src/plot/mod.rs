@@ -62,6 +62,8 @@ pub struct Series {
     pub width: u32,
     /// (x, y), in x order.
     pub points: Vec<(f64, f64)>,
+    /// (x, low, high): a vertical bar from low to high at x (the spread of repeated runs).
+    pub whiskers: Vec<(f64, f64, f64)>,
 }
 
 /// One chart of a figure.
@@ -161,6 +163,7 @@ fn legend_entries(panels: &[Panel]) -> Vec<Series> {
         if seen.insert(s.label.clone()) {
             out.push(Series {
                 points: vec![],
+                whiskers: vec![],
                 ..s.clone()
             });
         }
@@ -250,7 +253,7 @@ fn draw_panel(
                 .iter()
                 .map(|&(x, y)| (x, y_at(y, true, floor)))
                 .collect();
-            draw_series(&mut chart, s, pts, style(s))?;
+            draw_series(&mut chart, s, pts, style(s), (true, floor))?;
         }
     } else {
         let mut chart = builder
@@ -269,7 +272,7 @@ fn draw_panel(
             .draw()
             .map_err(fail("the axes"))?;
         for s in &panel.series {
-            draw_series(&mut chart, s, s.points.clone(), style(s))?;
+            draw_series(&mut chart, s, s.points.clone(), style(s), (false, 0.0))?;
         }
     }
     Ok(())
@@ -280,6 +283,7 @@ fn draw_series<'a, X, Y>(
     s: &Series,
     pts: Vec<(f64, f64)>,
     style: ShapeStyle,
+    (log, floor): (bool, f64),
 ) -> Result<(), PlotError>
 where
     X: Ranged<ValueType = f64>,
@@ -304,6 +308,22 @@ where
         Line::None => {}
     }
     let color = rgb(s.color);
+    for &(x, lo, hi) in &s.whiskers {
+        let (lo, hi) = (y_at(lo, log, floor), y_at(hi, log, floor));
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, lo), (x, hi)],
+                color.stroke_width(1),
+            )))
+            .map_err(fail("a whisker"))?;
+        for y in [lo, hi] {
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((x, y)) + PathElement::new(vec![(-3, 0), (3, 0)], color),
+                ))
+                .map_err(fail("a whisker"))?;
+        }
+    }
     for p in pts {
         match s.marker {
             Marker::None => {}
@@ -489,6 +509,7 @@ pub fn latency_histogram(title: &str, histograms: &[Histogram]) -> Result<String
                 marker: Marker::Square,
                 width: 1,
                 points: vec![],
+                whiskers: vec![],
             });
         }
         draw_legend(&bottom, &entries, 2)?;
@@ -748,6 +769,7 @@ mod tests {
             marker: Marker::Circle,
             width: 2,
             points: pts.to_vec(),
+            whiskers: vec![(10.0, 2.0, 8.0)],
         };
         let panels = vec![
             Panel {
