@@ -150,34 +150,48 @@ pub fn figure7(engine: Config, latency: u64, seed: u64) -> Result<Vec<Figure7Row
     for size in ArraySize::ALL {
         for pattern in Pattern::ALL {
             for iterations in ITERATIONS {
-                let run = |protocol| {
-                    let mut config = SimConfig::new(2, size.pages(), seed, protocol);
-                    config.latency = latency;
-                    let accesses = size.elements() * iterations;
-                    let mut workload = ArrayPasses {
-                        elements: size.elements(),
-                        pattern,
-                        left: [accesses, accesses],
-                        next: [0, 0],
-                    };
-                    simulate(&config, &mut workload)
-                };
-                let popcorn = run(Protocol::Popcorn(Config {
-                    kernels: 2,
-                    ..engine
-                }))?;
-                let ivy = run(Protocol::Ivy)?;
-                rows.push(Figure7Row {
-                    size,
-                    pattern,
-                    iterations,
-                    popcorn,
-                    ivy,
-                });
+                rows.push(figure7_cell(
+                    engine, size, pattern, iterations, latency, seed,
+                )?);
             }
         }
     }
     Ok(rows)
+}
+
+/// One cell of figure 7, both protocols (see [`figure7`]).
+pub fn figure7_cell(
+    engine: Config,
+    size: ArraySize,
+    pattern: Pattern,
+    iterations: u64,
+    latency: u64,
+    seed: u64,
+) -> Result<Figure7Row, SimError> {
+    let run = |protocol| {
+        let mut config = SimConfig::new(2, size.pages(), seed, protocol);
+        config.latency = latency;
+        let accesses = size.elements() * iterations;
+        let mut workload = ArrayPasses {
+            elements: size.elements(),
+            pattern,
+            left: [accesses, accesses],
+            next: [0, 0],
+        };
+        simulate(&config, &mut workload)
+    };
+    let popcorn = run(Protocol::Popcorn(Config {
+        kernels: 2,
+        ..engine
+    }))?;
+    let ivy = run(Protocol::Ivy)?;
+    Ok(Figure7Row {
+        size,
+        pattern,
+        iterations,
+        popcorn,
+        ivy,
+    })
 }
 
 /// The figure as a table.

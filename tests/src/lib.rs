@@ -73,6 +73,54 @@ pub fn popvmm() -> &'static Path {
     })
 }
 
+/// The `popvmm-eval` binary of this build profile (the evaluation report), built on first use.
+pub fn popvmm_eval() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let popvmm = popvmm();
+        let release = popvmm
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "popvmm-eval", "--bin", "popvmm-eval"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build -p popvmm-eval");
+        assert!(status.success(), "cargo build -p popvmm-eval failed");
+        popvmm.with_file_name("popvmm-eval")
+    })
+    .clone()
+}
+
+/// Asserts that `text` is one well-formed SVG document (XML whose root is `<svg>` with a size)
+/// and returns its text, every `<text>` element's, one a line.
+pub fn assert_svg(what: &str, text: &str) -> String {
+    let doc = roxmltree::Document::parse(text)
+        .unwrap_or_else(|e| panic!("{what}: not well-formed XML: {e}"));
+    let root = doc.root_element();
+    assert_eq!(
+        root.tag_name().name(),
+        "svg",
+        "{what}: the root is not <svg>"
+    );
+    assert!(
+        root.attribute("width").is_some() && root.attribute("height").is_some(),
+        "{what}: no size"
+    );
+    root.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A program's observable behaviour.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {

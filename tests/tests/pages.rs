@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use popvmm_tests::{http, images, popvmm, scratch, symbol_address, HANG};
+use popvmm_tests::{assert_svg, http, images, popvmm, scratch, symbol_address, HANG};
 
 const PAGE: u64 = 4096;
 
@@ -458,6 +458,21 @@ fn ctl_pages_stats_and_metrics() {
     assert!(hot_out.contains("3 pages on 4 islands"), "{hot_out}");
     let (code, _, err) = ctl(&sock, &["pages", "--hot", "0"]);
     assert_eq!(code, Some(2), "{err}");
+
+    // --svg: the heat map of the running program, a well-formed SVG naming the hot page among
+    // the pages that cost the most, with the sharing patterns in its legend.
+    let svg = scratch("heatmap.svg");
+    let (code, said, err) = ctl(&sock, &["pages", "--svg", svg.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(said.contains("heat map of"), "{said}");
+    let text = std::fs::read_to_string(&svg).expect("the svg file");
+    let _ = std::fs::remove_file(&svg);
+    let words = assert_svg("ctl pages --svg", &text);
+    assert!(words.contains(&format!("{hot:#x}")), "{words}");
+    assert!(words.contains("producer-consumer: "), "{words}");
+    let (code, _, err) = ctl(&sock, &["pages", "--svg", "/nonexistent/dir/x.svg"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("/nonexistent/dir/x.svg"), "{err}");
     let shared_row = out
         .lines()
         .find(|l| l.starts_with(&format!("{shared:#x} ")))

@@ -13,5 +13,7 @@ pub mod kvm;
 pub mod loader;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "plots")]
+pub mod plot;
 pub mod program;
 pub mod sync;

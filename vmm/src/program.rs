@@ -57,6 +57,8 @@ pub struct LaunchConfig {
     pub placement: Placement,
     /// Run the coherency protocol from the start, even on one island (a benchmark's floor).
     pub coherent_from_start: bool,
+    /// The protocol's §5.2 optimizations (multicast groups, owner hint); off: §4's protocol alone.
+    pub protocol_optimizations: bool,
     /// The program's path (as popvmm finds it) and arguments; argv\[0\] is the path.
     pub argv: Vec<String>,
     /// Host directory served read-only as the program's root (default: the program's directory).
@@ -94,6 +96,7 @@ impl LaunchConfig {
             islands,
             placement: Placement::RoundRobin,
             coherent_from_start: false,
+            protocol_optimizations: true,
             argv,
             rootfs: None,
             env: Vec::new(),
@@ -270,7 +273,11 @@ impl LaunchConfig {
             Arc::new(IslandFabric::new(n, FabricConfig::default()).map_err(|e| island_err(&e))?);
         // A program on one island never runs the protocol (unless asked to): no coherency layer.
         let with_dsm = n > 1 || self.coherent_from_start;
-        let engine = coherency::Config::new(n);
+        let engine = if self.protocol_optimizations {
+            coherency::Config::new(n)
+        } else {
+            coherency::Config::unoptimized(n)
+        };
         let mut islands: Vec<Arc<Island>> = Vec::with_capacity(n);
         let mut origin: Option<Arc<Origin>> = None;
         let mut files = Some(files);
@@ -530,7 +537,9 @@ impl Program {
             ControlAction::Pages { from, count } => {
                 ControlAnswer::Pages(stats::pages(islands, from, count))
             }
-            ControlAction::Stats => ControlAnswer::Stats(stats::counters(islands).stats()),
+            ControlAction::Stats => {
+                ControlAnswer::Stats(Box::new(stats::counters(islands).stats()))
+            }
             ControlAction::Metrics => ControlAnswer::Metrics(stats::counters(islands).prometheus()),
             ControlAction::Shutdown(_) => {
                 // The program ends as if killed by SIGTERM (status 143 for the shell).

@@ -56,7 +56,7 @@ pub enum ControlAnswer {
     Islands(Vec<IslandInfo>),
     Threads(Vec<ThreadInfo>),
     Pages(PageList),
-    Stats(Stats),
+    Stats(Box<Stats>),
     /// Prometheus text exposition.
     Metrics(String),
     Shutdown(ShutdownAnswer),

@@ -135,6 +135,11 @@ impl Counters {
             stale_messages: self.stale_messages,
             migrations: self.migrations.count,
             migration_latency_us: LatencyUs::of(&self.migrations),
+            fault_latency_histogram: if self.fault_latency.count == 0 {
+                Vec::new()
+            } else {
+                types::LatencyBucket::histogram(&self.fault_latency.buckets)
+            },
         }
     }
 
@@ -525,7 +530,24 @@ mod tests {
     #[test]
     fn stats_as_served_reads_back_into_the_types() {
         let stats = counters().stats();
-        let body = served(ControlAnswer::Stats(stats.clone()));
+        let mut body = served(ControlAnswer::Stats(Box::new(stats.clone())));
+        // The histogram: every bucket in order, 5 faults in [128, 256) us, 3 in the open last one.
+        let histogram = body
+            .as_object_mut()
+            .and_then(|b| b.remove("fault_latency_histogram"))
+            .expect("fault_latency_histogram");
+        let buckets = histogram.as_array().expect("an array");
+        assert_eq!(buckets.len(), BUCKETS);
+        assert_eq!(
+            buckets[7],
+            json!({"from_us": 128, "below_us": 256, "faults": 5})
+        );
+        assert_eq!(
+            buckets[BUCKETS - 1],
+            json!({"from_us": 1u64 << (BUCKETS - 1), "below_us": null, "faults": 3})
+        );
+        let counted: u64 = buckets.iter().filter_map(|b| b["faults"].as_u64()).sum();
+        assert_eq!(counted, 8);
         assert_eq!(
             body,
             json!({
@@ -546,6 +568,7 @@ mod tests {
                 "migration_latency_us": {"mean": 150.0, "p50": 256, "p99": 256},
             })
         );
+        body["fault_latency_histogram"] = histogram;
         let back: Stats = serde_json::from_value(body).expect("Stats");
         assert_eq!(back, stats);
         // The exit summary's text says what the counters say, the open-ended bucket included.

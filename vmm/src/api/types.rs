@@ -209,6 +209,35 @@ pub struct Stats {
     pub migrations: u64,
     #[serde(default)]
     pub migration_latency_us: LatencyUs,
+    /// The resolved faults by latency, every bucket of the histogram in order (empty: no
+    /// fault was resolved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fault_latency_histogram: Vec<LatencyBucket>,
+}
+
+/// One bucket of the fault-latency histogram: faults that took `from_us` microseconds or more
+/// and less than `below_us` (null: the last, open-ended bucket). Buckets are powers of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyBucket {
+    pub from_us: u64,
+    pub below_us: Option<u64>,
+    pub faults: u64,
+}
+
+impl LatencyBucket {
+    /// The histogram's buckets from their counts (bucket b: [2^b, 2^(b+1)) microseconds, the
+    /// first one from 0, the last one open-ended).
+    pub fn histogram(counts: &[u64]) -> Vec<LatencyBucket> {
+        counts
+            .iter()
+            .enumerate()
+            .map(|(b, &faults)| LatencyBucket {
+                from_us: if b == 0 { 0 } else { 1 << b },
+                below_us: (b + 1 < counts.len()).then(|| 1 << (b + 1)),
+                faults,
+            })
+            .collect()
+    }
 }
 
 /// Messages between island kernels.
@@ -569,7 +598,26 @@ mod tests {
             stale_messages: 0,
             migrations: 0,
             migration_latency_us: LatencyUs::default(),
+            fault_latency_histogram: vec![],
         }
+    }
+
+    #[test]
+    fn the_latency_histogram_has_every_bucket_in_order() {
+        let h = LatencyBucket::histogram(&[1, 0, 5, 2]);
+        assert_eq!(
+            serde_json::to_value(&h).expect("histogram"),
+            json!([{"from_us": 0, "below_us": 2, "faults": 1},
+                   {"from_us": 2, "below_us": 4, "faults": 0},
+                   {"from_us": 4, "below_us": 8, "faults": 5},
+                   {"from_us": 8, "below_us": null, "faults": 2}])
+        );
+        let mut s = stats();
+        s.fault_latency_histogram = h.clone();
+        let v = serde_json::to_value(&s).expect("stats");
+        assert_eq!(v["fault_latency_histogram"][2]["faults"], 5);
+        let back: Stats = serde_json::from_value(v).expect("read back");
+        assert_eq!(back.fault_latency_histogram, h);
     }
 
     #[test]

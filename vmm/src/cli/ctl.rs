@@ -58,6 +58,11 @@ pub enum CtlCommand {
         /// Print the server's JSON (pages and next) instead of a table.
         #[arg(long)]
         json: bool,
+        /// Draw the pages' heat map into this SVG file instead of printing them: every page that
+        /// cost a message, in address order, coloured by sharing pattern, darker the more it
+        /// cost, and the pages that cost the most.
+        #[arg(long, value_name = "FILE", conflicts_with = "json")]
+        svg: Option<PathBuf>,
     },
     /// GET /stats: messages by type and link, faults by kind and island, fault latency.
     Stats {
@@ -111,6 +116,8 @@ pub enum CtlError {
     Malformed(String),
     #[error("cannot make the request: {0}")]
     Request(#[from] ControlError),
+    #[error("{0}")]
+    Output(String),
 }
 
 /// `--from`: an address, `0x`-hex or decimal.
@@ -181,10 +188,14 @@ fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
             count,
             hot,
             json,
+            svg,
         } => {
             let mut list = fetch_pages(sock, from.unwrap_or(0), *count)?;
             if let Some(n) = hot {
                 list = hottest(&list, *n);
+            }
+            if let Some(file) = svg {
+                return write_heatmap(sock, &list, file);
             }
             if *json {
                 pretty(&list)
@@ -193,6 +204,28 @@ fn execute(sock: &Path, command: &CtlCommand) -> Result<String, CtlError> {
             }
         }
     }
+}
+
+/// `ctl pages --svg FILE`: the heat map of `list` into `file`; says what it drew.
+#[cfg(feature = "plots")]
+fn write_heatmap(sock: &Path, list: &PageList, file: &Path) -> Result<String, CtlError> {
+    let costly = list.pages.iter().filter(|p| p.messages > 0).count();
+    let title = format!("pages of the program at {}", sock.display());
+    let svg = crate::plot::page_heatmap(&title, &list.pages)
+        .map_err(|e| CtlError::Output(e.to_string()))?;
+    std::fs::write(file, svg).map_err(|e| CtlError::Output(format!("{}: {e}", file.display())))?;
+    Ok(format!(
+        "{}: heat map of {costly} pages that cost messages ({} listed)",
+        file.display(),
+        list.pages.len()
+    ))
+}
+
+#[cfg(not(feature = "plots"))]
+fn write_heatmap(_: &Path, _: &PageList, _: &Path) -> Result<String, CtlError> {
+    Err(CtlError::Output(
+        "this popvmm was built without plots (the `plots` feature, on by default)".into(),
+    ))
 }
 
 /// Polls /threads until thread `tid` runs on `island`, for at most `limit`.

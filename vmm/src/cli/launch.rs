@@ -29,6 +29,11 @@ pub struct LaunchArgs {
     /// benchmark's local fault floor.
     #[arg(long, hide = true)]
     pub dsm: bool,
+    /// The coherency protocol's optimizations of §5.2 (multicast groups, owner hint): `on` (the
+    /// default) or `off` (the protocol of §4 alone).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
+          action = clap::ArgAction::Set)]
+    pub protocol_optimizations: bool,
     /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -71,6 +76,14 @@ pub struct LaunchArgs {
         value_name = "PROGRAM [ARGS]..."
     )]
     pub program: Vec<String>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
+    }
 }
 
 fn parse_abi(s: &str) -> Result<PopcornAbi, String> {
@@ -129,6 +142,7 @@ fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
         islands,
         placement: Placement::parse(&args.placement, islands).map_err(LaunchError::Placement)?,
         coherent_from_start: args.dsm,
+        protocol_optimizations: args.protocol_optimizations,
         argv: args.program.clone(),
         rootfs: args.rootfs.clone(),
         env: args.env.clone(),

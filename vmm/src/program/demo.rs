@@ -188,6 +188,7 @@ mod tests {
                     stale_messages: 0,
                     migrations: 0,
                     migration_latency_us: LatencyUs::default(),
+                    fault_latency_histogram: vec![],
                 },
                 hot_pages: None,
                 pages: None,
