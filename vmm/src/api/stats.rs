@@ -26,6 +26,8 @@ pub struct Counters {
     pub islands: usize,
     pub messages: BTreeMap<String, u64>,
     pub links: BTreeMap<(u8, u8), u64>,
+    /// Bytes of every message sent (headers and page contents as framed on the links).
+    pub bytes: u64,
     pub read_missing: u64,
     pub write_missing: u64,
     pub write_protect: u64,
@@ -76,7 +78,10 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
             .by_type
             .into_iter()
             .filter(|(_, t)| t.messages > 0)
-            .map(|(k, t)| (k, t.messages))
+            .map(|(k, t)| {
+                s.bytes += t.bytes;
+                (k, t.messages)
+            })
             .collect();
         s.links = c
             .links
@@ -103,6 +108,7 @@ impl Counters {
             islands: self.islands,
             messages: MessageStats {
                 total: self.total_messages(),
+                bytes: self.bytes,
                 by_type: self.messages.clone(),
                 by_link: self
                     .links
@@ -154,6 +160,12 @@ impl Counters {
         for (k, v) in &self.messages {
             let _ = writeln!(out, "popvmm_messages_total{{type=\"{k}\"}} {v}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP popvmm_message_bytes_total Bytes of the messages between island kernels."
+        );
+        let _ = writeln!(out, "# TYPE popvmm_message_bytes_total counter");
+        let _ = writeln!(out, "popvmm_message_bytes_total {}", self.bytes);
         let _ = writeln!(out, "# HELP popvmm_link_messages_total Messages by link.");
         let _ = writeln!(out, "# TYPE popvmm_link_messages_total counter");
         for ((f, t), v) in &self.links {
@@ -513,6 +525,7 @@ mod tests {
                 ("ack".into(), 4),
             ]),
             links: BTreeMap::from([((0, 1), 18), ((1, 0), 12)]),
+            bytes: 45_000,
             read_missing: 5,
             write_missing: 3,
             write_protect: 1,
@@ -552,7 +565,7 @@ mod tests {
             body,
             json!({
                 "islands": 2,
-                "messages": {"total": 30, "by_type": {"ack": 4, "copy": 10, "fetch": 16},
+                "messages": {"total": 30, "bytes": 45_000, "by_type": {"ack": 4, "copy": 10, "fetch": 16},
                     "by_link": [{"from": 0, "to": 1, "messages": 18},
                                 {"from": 1, "to": 0, "messages": 12}]},
                 "faults": {"total": 9, "read_missing": 5, "write_missing": 3, "write_protect": 1,
@@ -594,6 +607,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("popvmm_link_messages_total{from=\"1\",to=\"0\"} 12\n"));
+        assert!(text.contains("popvmm_message_bytes_total 45000\n"));
         assert!(text.contains("popvmm_fault_latency_seconds_count 8\n"));
         assert!(text.contains("popvmm_migration_latency_seconds_count 2\n"));
         assert!(text.contains("popvmm_prefetched_pages_total 3\n"));

@@ -244,6 +244,9 @@ impl LatencyBucket {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageStats {
     pub total: u64,
+    /// Bytes of all those messages as framed on the links (absent in runs of older versions).
+    #[serde(default)]
+    pub bytes: u64,
     /// By message type (types never sent left out).
     pub by_type: BTreeMap<String, u64>,
     /// By link (links never used left out).
@@ -567,6 +570,7 @@ mod tests {
             islands: 2,
             messages: MessageStats {
                 total: 30,
+                bytes: 45_000,
                 by_type: BTreeMap::from([("copy".into(), 10), ("fetch".into(), 20)]),
                 by_link: vec![LinkMessages {
                     from: 0,
@@ -624,7 +628,7 @@ mod tests {
     fn stats_and_summary_json_shape() {
         let want = json!({
             "islands": 2,
-            "messages": {"total": 30, "by_type": {"copy": 10, "fetch": 20},
+            "messages": {"total": 30, "bytes": 45_000, "by_type": {"copy": 10, "fetch": 20},
                          "by_link": [{"from": 0, "to": 1, "messages": 30}]},
             "faults": {"total": 9, "read_missing": 5, "write_missing": 3, "write_protect": 1,
                        "resolved": 8, "local": 2, "prefetched": 0,

@@ -167,6 +167,7 @@ mod tests {
                     islands: 2,
                     messages: MessageStats {
                         total: 0,
+                        bytes: 0,
                         by_type: BTreeMap::new(),
                         by_link: vec![],
                     },
