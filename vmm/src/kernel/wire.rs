@@ -192,9 +192,13 @@ fn get_action(r: &mut WireReader<'_>) -> Result<SigAction, WireError> {
     })
 }
 
-/// An errno on the wire: positive, below 4096 (Linux's range).
+/// An errno on the wire: positive, below 4096 (Linux's range). Refused here as `get_errno`
+/// refuses it, so that no island sends a frame its peer cannot read.
 fn put_errno(w: &mut WireWriter<'_>, e: i32) -> Result<(), WireError> {
-    w.put_u16(u16::try_from(e).map_err(|_| invalid("errno", e as u64))?)
+    match u16::try_from(e) {
+        Ok(v @ 1..4096) => w.put_u16(v),
+        _ => Err(invalid("errno", e as u64)),
+    }
 }
 
 fn get_errno(r: &mut WireReader<'_>) -> Result<i32, WireError> {
