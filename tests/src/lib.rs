@@ -380,6 +380,27 @@ pub fn islands_run(
     )
 }
 
+/// [`islands_run`] with faults injected in the links: `POPVMM_FAULTS=spec` for popvmm (see
+/// `vmm/src/fabric/faults.rs`).
+pub fn islands_run_with_faults(
+    prog: &str,
+    args: &[&str],
+    islands: usize,
+    extra: &[&str],
+    spec: &str,
+) -> Run {
+    let islands_arg = islands.to_string();
+    let mut options = vec!["--islands", islands_arg.as_str()];
+    options.extend_from_slice(extra);
+    let mut cmd = launch_command(prog, args, &[], &options);
+    cmd.env("POPVMM_FAULTS", spec);
+    output_within(
+        &mut cmd,
+        HANG,
+        &format!("{prog} {args:?} on {islands} islands {extra:?}, POPVMM_FAULTS={spec}"),
+    )
+}
+
 /// Splits popvmm's exit summary (the lines `popvmm: N islands: ...`, `popvmm: page faults: ...` and,
 /// when pages cost messages, `popvmm: messages by page, most first: ...`) from the program's own
 /// stderr. Returns the run without them and the summary lines.

@@ -27,7 +27,9 @@ use crate::api::{
     stats, ApiError, ApiServer, ControlAction, ControlAnswer, ControlError, ControlResult,
 };
 use crate::dsm::{Dsm, DsmPort, SendPage};
-use crate::fabric::{FabricConfig, MAX_ISLANDS};
+use crate::fabric::{
+    FabricConfig, FaultCounters, FaultSpec, FaultTransport, RingTransport, FAULTS_VAR, MAX_ISLANDS,
+};
 use crate::kernel::fs::Files;
 use crate::kernel::island::PopcornAbi;
 use crate::kernel::link::{IslandFabric, Link};
@@ -166,6 +168,8 @@ pub struct Program {
     islands: Vec<Arc<Island>>,
     origin: Arc<Origin>,
     fabric: Arc<IslandFabric>,
+    /// The faults injected in the links (`POPVMM_FAULTS`), reported at the end.
+    faults: Option<(FaultSpec, Arc<FaultCounters>)>,
     main: Option<ThreadImage>,
     /// The controller's events; taken by [`Program::run`] and dropped when the program ends, so
     /// that control requests made after the end fail at once.
@@ -262,8 +266,15 @@ impl LaunchConfig {
         } = self.stdio;
         files.table().set_stdio([stdin, stdout, stderr]);
         let (events_tx, events) = mpsc::channel();
+        // The links, with the faults POPVMM_FAULTS asks for (tests and soak runs; none by default).
+        let links = FabricConfig::default();
+        let rings =
+            RingTransport::new(n, links.ring_slots, links.poll).map_err(|e| island_err(&e))?;
+        let transport =
+            FaultTransport::new(rings, FaultSpec::from_env().map_err(LaunchError::Island)?);
+        let faults = transport.spec().cloned().zip(transport.counters());
         let fabric: Arc<IslandFabric> =
-            Arc::new(IslandFabric::new(n, FabricConfig::default()).map_err(|e| island_err(&e))?);
+            Arc::new(IslandFabric::with_transport(transport, links).map_err(|e| island_err(&e))?);
         // A program on one island never runs the protocol (unless asked to): no coherency layer.
         let with_dsm = n > 1 || self.coherent_from_start;
         let engine = coherency::Config::new(n);
@@ -364,6 +375,7 @@ impl LaunchConfig {
             islands,
             origin,
             fabric,
+            faults,
             main: Some(main),
             events: Some(events),
             events_tx,
@@ -499,6 +511,12 @@ impl Program {
                 Err(_) => break self.origin.exit_status().unwrap_or(ExitStatus::Code(0)),
             }
         };
+        if let Some((spec, counters)) = self.faults.as_ref().filter(|_| self.islands.len() > 1) {
+            eprintln!(
+                "popvmm: faults injected ({FAULTS_VAR}={spec}): {}",
+                counters.snapshot()
+            );
+        }
         // No controller from here on: requests still queued, and any made later, fail at once
         // with "the program has ended" instead of waiting for an answer that will not come.
         drop(events);

@@ -12,11 +12,18 @@ use std::sync::{Arc, Mutex};
 
 use super::messages::{IslandId, IslandMessage, Reply, Request};
 use super::wait::{Abandon, Waiting};
-use crate::fabric::{Fabric, FabricError, Sender};
+use crate::fabric::{Fabric, FabricError, FaultTransport, Sender};
 use crate::sync::{lock, Wakeup};
 
+/// The links between the islands of one program: shared rings, behind the fault-injecting
+/// wrapper (a pass-through unless `POPVMM_FAULTS` asks for faults: `fabric/faults.rs`).
+pub type IslandTransport = FaultTransport;
+
 /// The messaging layer between the islands of one program.
-pub type IslandFabric = Fabric<IslandMessage>;
+pub type IslandFabric = Fabric<IslandMessage, IslandTransport>;
+
+/// A sender on an island's links.
+pub type IslandSender = Sender<IslandMessage, IslandTransport>;
 
 /// Errors of a request to another island.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +45,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct Link {
     island: IslandId,
-    tx: Sender<IslandMessage>,
+    tx: IslandSender,
     fabric: Arc<IslandFabric>,
     pending: Mutex<HashMap<u64, Arc<Pending>>>,
     next_id: AtomicU64,
@@ -79,7 +86,7 @@ impl Link {
     }
 
     /// A sender on this island's links (for the coherency layer's outbox).
-    pub fn sender(&self) -> Sender<IslandMessage> {
+    pub fn sender(&self) -> IslandSender {
         self.tx.clone()
     }
 
