@@ -387,6 +387,7 @@ impl<T: Transport> Transport for FaultTransport<T> {
                     from: island,
                     rng: Rng::new(seed, island as u64 + 1, to as u64 + 1),
                     full_until: None,
+                    owed: false,
                     waker: Arc::clone(&waker),
                 })
             })
@@ -424,50 +425,59 @@ pub struct FaultLinkTx<L, W> {
     rng: Rng,
     /// The burst under way: the link refuses frames until then.
     full_until: Option<Instant>,
+    /// A burst ended and the frame that started it has not gone yet: it goes without a draw
+    /// (else, at 100 %, every retry would start a new burst and nothing would ever go).
+    owed: bool,
     /// The sending island's receive loop.
     waker: Arc<W>,
 }
 
-impl<L: LinkTx, W: Waker> FaultLinkTx<L, W> {
-    /// Whether a burst holds the link now (ending it if its time is up).
-    fn in_burst(&mut self, now: Instant) -> bool {
-        match self.full_until {
-            Some(until) if now < until => true,
-            Some(_) => {
-                self.full_until = None;
-                false
-            }
-            None => false,
+/// Whether the burst in `full_until` holds the link at `now` (ending it if its time is up).
+fn in_burst(full_until: &mut Option<Instant>, now: Instant) -> bool {
+    match *full_until {
+        Some(until) if now < until => true,
+        Some(_) => {
+            *full_until = None;
+            false
         }
+        None => false,
     }
 }
 
 impl<L: LinkTx, W: Waker> LinkTx for FaultLinkTx<L, W> {
     fn try_send(&mut self, fill: &mut Fill<'_>) -> Result<bool, FabricError> {
-        let Some(plan) = self.plan.clone() else {
+        let Some(plan) = &self.plan else {
             return self.inner.try_send(fill);
         };
         let Some((p, max)) = plan.spec.burst else {
             return self.inner.try_send(fill);
         };
         let now = Instant::now();
-        if self.in_burst(now) {
+        if in_burst(&mut self.full_until, now) {
             plan.counters.refused_sends.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
-        if self.rng.percent(p) {
+        if !self.owed && self.rng.percent(p) {
             let d = self.rng.upto(max).max(Duration::from_micros(1));
             self.full_until = Some(now + d);
+            self.owed = true;
             plan.counters.bursts.fetch_add(1, Ordering::Relaxed);
             plan.counters.refused_sends.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
-        self.inner.try_send(fill)
+        let sent = self.inner.try_send(fill)?;
+        if sent {
+            self.owed = false;
+        }
+        Ok(sent)
     }
 
     fn want_space(&mut self) -> bool {
-        if self.in_burst(Instant::now()) {
-            if let (Some(plan), Some(until)) = (&self.plan, self.full_until) {
+        let Some(plan) = &self.plan else {
+            return self.inner.want_space();
+        };
+        if in_burst(&mut self.full_until, Instant::now()) {
+            if let Some(until) = self.full_until {
                 // The promised wake-up: the sender's own receive loop wakes when the burst ends.
                 // It may be asleep with no deadline (a vCPU thread's send parked the frame): a
                 // sooner wake-up time wakes it now, to sleep again until then.
@@ -541,22 +551,30 @@ impl<I: Inbox> Inbox for FaultInbox<I> {
                 }
             }
             // A held frame: the loop gets it when its time comes.
-            if let Some(h) = &self.held {
+            if let Some(h) = self.held.take() {
                 if now < h.until {
-                    if sleep_until(h.until, deadline) {
+                    let until = h.until;
+                    self.held = Some(h);
+                    if sleep_until(until, deadline) {
                         return Ok(Wake::Deadline);
                     }
                     continue;
                 }
-                let h = self.held.take().expect("checked above");
                 take(h.from, &h.frame)?;
                 return Ok(Wake::Frame);
             }
             // A burst of one of our links ended: wake up to flush the outboxes.
             let wake_ns = plan.wake_at[self.island].load(Ordering::Acquire);
             if wake_ns != u64::MAX && plan.ns(now) >= wake_ns {
-                plan.wake_at[self.island].store(u64::MAX, Ordering::Release);
-                return Ok(Wake::Woken);
+                // Only the time seen: a sooner one set meanwhile (by a link of ours whose burst
+                // began since) is not lost, the next turn sees it.
+                if plan.wake_at[self.island]
+                    .compare_exchange(wake_ns, u64::MAX, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Ok(Wake::Woken);
+                }
+                continue;
             }
             let mut inner_deadline = deadline;
             let mut sooner = |t: Instant| {
