@@ -8,7 +8,7 @@ use coherency::{KernelSet, Message, MessageKind, Voter, MAX_KERNELS};
 use kvm_bindings::kvm_regs;
 
 use crate::fabric::{PageBuf, PageMessage, Wire, WireError, MAX_ISLANDS};
-use crate::kernel::errno::ExitStatus;
+use crate::kernel::errno::{ExitStatus, ERRNO_RANGE};
 use crate::kernel::messages::{
     FileCall, FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadImage, ThreadOp,
 };
@@ -393,7 +393,7 @@ pub fn island_message(u: &mut Unstructured<'_>) -> Arb<IslandMessage> {
 /// What `encode` may refuse: values `decode` would refuse, and messages too long for a frame.
 fn refusable(m: &IslandMessage) -> bool {
     let bad_island = |i: usize| i >= MAX_ISLANDS;
-    let bad_errno = |e: i32| !(1..4096).contains(&e);
+    let bad_errno = |e: i32| !ERRNO_RANGE.contains(&e);
     let bad_reply = |r: &Reply| match r {
         Reply::Value(Err(e)) | Reply::Action(Err(e)) => bad_errno(*e),
         _ => false,
