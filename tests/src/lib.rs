@@ -6,6 +6,25 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// A command for `program` that dies with the test that started it: SIGKILL when the thread that
+/// spawns it ends (the test, or the whole harness killed by a timeout), so that no popvmm or guest
+/// program outlives its test and loads the machine for the ones after it.
+pub fn tied(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(program);
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// The environment popvmm gives a program by default (`cli::launch::DEFAULT_ENV`).
 pub const DEFAULT_ENV: [(&str, &str); 2] =
     [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", "/")];
@@ -86,7 +105,7 @@ impl Run {
 /// environment plus `env`, stdin empty.
 pub fn native(prog: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = images();
-    let mut cmd = Command::new(out.join(prog));
+    let mut cmd = tied(out.join(prog));
     cmd.args(args)
         .current_dir(&out)
         .env_clear()
@@ -122,7 +141,7 @@ pub fn native_in_dir(root: &Path, exe: &str, args: &[&str], env: &[(&str, &str)]
         (cstr(b"/proc/self/uid_map"), uid_map.into_bytes()),
         (cstr(b"/proc/self/gid_map"), gid_map.into_bytes()),
     ];
-    let mut cmd = Command::new(exe);
+    let mut cmd = tied(exe);
     cmd.args(args)
         .current_dir(root)
         .env_clear()
@@ -223,7 +242,7 @@ pub fn launch_in(
     env: &[(&str, &str)],
     extra: &[&str],
 ) -> Command {
-    let mut cmd = Command::new(popvmm());
+    let mut cmd = tied(popvmm());
     cmd.arg("launch").arg("--rootfs").arg(rootfs);
     for (k, v) in env {
         cmd.arg("--env").arg(format!("{k}={v}"));

@@ -20,7 +20,7 @@ fn sock_path(name: &str) -> PathBuf {
 
 /// `popvmm launch --api-sock SOCK -- glibc/wait` (blocked on stdin, two threads).
 fn launch_wait(sock: &Path) -> Command {
-    let mut cmd = Command::new(popvmm());
+    let mut cmd = popvmm_tests::tied(popvmm());
     cmd.args(["launch", "--api-sock"])
         .arg(sock)
         .arg("--")
@@ -139,7 +139,7 @@ fn request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, serde_jso
 }
 
 fn ctl(sock: &Path, what: &str) -> (Option<i32>, serde_json::Value) {
-    let o = Command::new(popvmm())
+    let o = popvmm_tests::tied(popvmm())
         .args(["ctl", "--api-sock"])
         .arg(sock)
         .arg(what)
@@ -272,7 +272,7 @@ fn slow_clients_do_not_block_others() {
 fn socket_is_private_whatever_the_umask() {
     let sock = sock_path("umask");
     let launch = launch_wait(&sock);
-    let mut cmd = Command::new("sh");
+    let mut cmd = popvmm_tests::tied("sh");
     cmd.arg("-c")
         .arg("umask 000 && exec \"$@\"")
         .arg("sh")
@@ -344,7 +344,7 @@ fn stale_socket_is_replaced() {
 
 /// `popvmm ctl ARGS...`: exit code, stdout as JSON (Null if it is not), stderr.
 fn ctl_args(sock: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
-    let o = Command::new(popvmm())
+    let o = popvmm_tests::tied(popvmm())
         .args(["ctl", "--api-sock"])
         .arg(sock)
         .args(args)
@@ -366,7 +366,7 @@ fn ctl_args(sock: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value, Stri
 fn ctl_migrate_moves_a_spinning_thread_and_a_blocked_one() {
     let sock = sock_path("migrate");
     let _ = std::fs::remove_file(&sock);
-    let mut child = Command::new(popvmm())
+    let mut child = popvmm_tests::tied(popvmm())
         .args(["launch", "--islands", "4", "--api-sock"])
         .arg(&sock)
         .arg("--")

@@ -375,7 +375,7 @@ fn the_demo_matches_native_on_4_islands() {
 #[test]
 fn launch_without_a_program_runs_the_demo() {
     let r = popvmm_tests::output_within(
-        std::process::Command::new(popvmm_tests::popvmm()).args(["launch", "--islands", "4"]),
+        popvmm_tests::tied(popvmm_tests::popvmm()).args(["launch", "--islands", "4"]),
         popvmm_tests::HANG,
         "launch --islands 4",
     );

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use popvmm_tests::{images, island_with, popvmm, scratch};
 
 fn launch(args: &[&str]) -> std::process::Output {
-    Command::new(popvmm())
+    popvmm_tests::tied(popvmm())
         .arg("launch")
         .args(args)
         .stdin(Stdio::null())
@@ -120,7 +120,7 @@ fn island_count_and_placement_are_checked() {
 #[test]
 fn stdin_is_popvmms_stdin() {
     let f = images().join("glibc/wait");
-    let mut child = Command::new(popvmm())
+    let mut child = popvmm_tests::tied(popvmm())
         .args(["launch", "--"])
         .arg(&f)
         .stdin(Stdio::piped())
@@ -185,9 +185,12 @@ fn write_to_a_closed_pipe_is_sigpipe() {
         drop(child.stdout.take());
         child.wait_with_output().expect("wait")
     };
-    let native = run(&mut Command::new(&prog));
+    let native = run(&mut popvmm_tests::tied(&prog));
     assert_eq!(native.status.signal(), Some(libc::SIGPIPE));
-    let island = run(Command::new(popvmm()).arg("launch").arg("--").arg(&prog));
+    let island = run(popvmm_tests::tied(popvmm())
+        .arg("launch")
+        .arg("--")
+        .arg(&prog));
     assert_eq!(island.status.code(), Some(128 + libc::SIGPIPE));
     // bash reports nothing for SIGPIPE; neither does popvmm.
     assert!(
@@ -201,7 +204,7 @@ fn write_to_a_closed_pipe_is_sigpipe() {
 fn launch_without_a_program_and_without_the_demo_says_how_to_build_it() {
     let empty = std::env::temp_dir().join(format!("popvmm-no-images-{}", std::process::id()));
     std::fs::create_dir_all(&empty).expect("mkdir");
-    let o = Command::new(popvmm())
+    let o = popvmm_tests::tied(popvmm())
         .args(["launch", "--islands", "2"])
         .env("POPVMM_IMAGES", &empty)
         .stdin(Stdio::null())

@@ -12,7 +12,7 @@
 //! -- --ignored` runs them.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use popvmm_tests::{
@@ -60,7 +60,7 @@ fn island_output(
 /// A run with its own hang limit (for the runs that show a hang: the suite's HANG is 3 minutes).
 fn run_within(prog: &str, args: &[&str], islands: usize, extra: &[&str], limit: Duration) -> Run {
     let out = images();
-    let mut cmd = Command::new(popvmm());
+    let mut cmd = popvmm_tests::tied(popvmm());
     cmd.arg("launch")
         .arg("--rootfs")
         .arg(&out)
@@ -608,7 +608,7 @@ fn openmp_places_cores_bind_the_team() {
 fn sigint_ends_a_program_whose_threads_are_on_remote_islands_at_once() {
     use std::io::{BufRead, BufReader};
     let out = images();
-    let mut child = Command::new(popvmm())
+    let mut child = popvmm_tests::tied(popvmm())
         .arg("launch")
         .arg("--rootfs")
         .arg(&out)

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -29,7 +29,7 @@ struct Watch {
 impl Watch {
     fn start(name: &str) -> Watch {
         let sock = scratch(&format!("{name}.sock"));
-        let mut child = Command::new(popvmm())
+        let mut child = popvmm_tests::tied(popvmm())
             .args(["launch", "--islands", "4", "--placement", "round-robin"])
             .arg("--api-sock")
             .arg(&sock)
@@ -363,7 +363,7 @@ fn pages_stats_and_metrics_during_a_run_on_4_islands() {
 }
 
 fn ctl(sock: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = Command::new(popvmm())
+    let o = popvmm_tests::tied(popvmm())
         .args(["ctl", "--api-sock"])
         .arg(sock)
         .args(args)

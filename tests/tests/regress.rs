@@ -125,7 +125,7 @@ fn a_thread_blocked_opening_a_fifo_does_not_stop_the_others() {
         .expect("path");
     // SAFETY: mkfifo reads a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
-    let mut cmd = std::process::Command::new(popvmm_tests::images().join(PROG));
+    let mut cmd = popvmm_tests::tied(popvmm_tests::images().join(PROG));
     cmd.arg("fifo").current_dir(&root);
     let n = output_within(
         &mut cmd,
