@@ -123,6 +123,9 @@ pub enum LaunchError {
     Rootfs(String),
     #[error("cannot create the island: {0}")]
     Island(String),
+    /// A bad fault injection spec (`POPVMM_FAULTS`, see `fabric/faults.rs`).
+    #[error("{0}")]
+    Faults(String),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("the program has already run")]
@@ -270,8 +273,11 @@ impl LaunchConfig {
         let links = FabricConfig::default();
         let rings =
             RingTransport::new(n, links.ring_slots, links.poll).map_err(|e| island_err(&e))?;
-        let transport =
-            FaultTransport::new(rings, FaultSpec::from_env().map_err(LaunchError::Island)?);
+        let spec = FaultSpec::from_env().map_err(LaunchError::Faults)?;
+        if let Some(spec) = &spec {
+            spec.check(n).map_err(LaunchError::Faults)?;
+        }
+        let transport = FaultTransport::new(rings, spec);
         let faults = transport.spec().cloned().zip(transport.counters());
         let fabric: Arc<IslandFabric> =
             Arc::new(IslandFabric::with_transport(transport, links).map_err(|e| island_err(&e))?);

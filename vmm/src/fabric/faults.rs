@@ -165,6 +165,16 @@ impl std::fmt::Display for FaultSpec {
 }
 
 impl FaultSpec {
+    /// Refuses a spec that names an island a program of `islands` islands does not have.
+    pub fn check(&self, islands: usize) -> Result<(), String> {
+        match self.stall {
+            Some((StallTarget::Island(i), _, _)) if i >= islands => Err(format!(
+                "{FAULTS_VAR}={self}: stall of island {i}, but the program has {islands} islands"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The spec in [`FAULTS_VAR`], if it is set (and not empty).
     pub fn from_env() -> Result<Option<FaultSpec>, String> {
         match std::env::var(FAULTS_VAR) {
@@ -285,10 +295,10 @@ impl Plan {
         let (target, length, every) = self.spec.stall?;
         let since = now.saturating_duration_since(self.start + self.phase);
         let every_ns = every.as_nanos().max(1);
-        let mut k = (since.as_nanos() / every_ns) as u32;
+        let first = u32::try_from(since.as_nanos() / every_ns).unwrap_or(u32::MAX - 256);
         // The window under way, else the next one that hits this island (a few periods ahead
         // at most for a random island; the search gives up beyond 4 x 64 periods).
-        for _ in 0..256 {
+        for k in first..first.saturating_add(256) {
             let at = self.start + self.phase + every * k;
             let hit = match target {
                 StallTarget::Island(i) => i == island,
@@ -303,7 +313,6 @@ impl Plan {
             if !hit && matches!(target, StallTarget::Island(_)) {
                 return None;
             }
-            k += 1;
         }
         None
     }

@@ -1051,8 +1051,11 @@ fn fault_specs_parse_and_print() {
         s.to_string(),
         "7,delay=20:500us,burst=5:2ms,stall=1:30ms:300ms"
     );
-    assert_eq!(s.to_string().parse::<FaultSpec>(), Ok(s));
+    assert_eq!(s.to_string().parse::<FaultSpec>(), Ok(s.clone()));
+    assert!(s.check(2).is_ok());
+    assert!(s.check(1).is_err(), "island 1 of a program on 1 island");
     let any: FaultSpec = "seed=3 stall=*:1ms:2ms".parse().expect("spec");
+    assert!(any.check(1).is_ok());
     assert_eq!(any.stall.map(|x| x.0), Some(StallTarget::Any));
     assert_eq!("9".parse::<FaultSpec>().map(|s| s.delay), Ok(None));
     for bad in [

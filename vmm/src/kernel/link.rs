@@ -253,9 +253,9 @@ mod tests {
             .map(|i| Arc::new(Link::new(i, Arc::clone(&fabric)).expect("link")))
             .collect();
         let mut loops = Vec::new();
-        for me in 0..2 {
+        for (me, link) in links.iter().enumerate() {
             let mut rx = fabric.receiver(me).expect("receiver");
-            let link = Arc::clone(&links[me]);
+            let link = Arc::clone(link);
             loops.push(thread::spawn(move || {
                 let mut served = 0;
                 loop {
