@@ -517,12 +517,6 @@ impl Program {
                 Err(_) => break self.origin.exit_status().unwrap_or(ExitStatus::Code(0)),
             }
         };
-        if let Some((spec, counters)) = self.faults.as_ref().filter(|_| self.islands.len() > 1) {
-            eprintln!(
-                "popvmm: faults injected ({FAULTS_VAR}={spec}): {}",
-                counters.snapshot()
-            );
-        }
         // No controller from here on: requests still queued, and any made later, fail at once
         // with "the program has ended" instead of waiting for an answer that will not come.
         drop(events);
@@ -608,6 +602,17 @@ impl Program {
     /// most messages ([`HOT_PAGES_AT_EXIT`]) and every page that cost one.
     pub fn summary(&self) -> Summary {
         stats::summary(&self.islands, HOT_PAGES_AT_EXIT)
+    }
+
+    /// The faults injected in the links so far, as the line popvmm prints after its exit
+    /// summary; `None` when `POPVMM_FAULTS` asked for none (or the program has one island, so no
+    /// links).
+    pub fn faults_report(&self) -> Option<String> {
+        let (spec, counters) = self.faults.as_ref().filter(|_| self.islands.len() > 1)?;
+        Some(format!(
+            "popvmm: faults injected ({FAULTS_VAR}={spec}): {}",
+            counters.snapshot()
+        ))
     }
 
     /// Start-up time and memory figures.
