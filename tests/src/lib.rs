@@ -447,6 +447,27 @@ pub fn islands_run(
     )
 }
 
+/// [`islands_run`] with faults injected in the links: `POPVMM_FAULTS=spec` for popvmm (see
+/// `vmm/src/fabric/faults.rs`).
+pub fn islands_run_with_faults(
+    prog: &str,
+    args: &[&str],
+    islands: usize,
+    extra: &[&str],
+    spec: &str,
+) -> Run {
+    let islands_arg = islands.to_string();
+    let mut options = vec!["--islands", islands_arg.as_str()];
+    options.extend_from_slice(extra);
+    let mut cmd = launch_command(prog, args, &[], &options);
+    cmd.env("POPVMM_FAULTS", spec);
+    output_within(
+        &mut cmd,
+        HANG,
+        &format!("{prog} {args:?} on {islands} islands {extra:?}, POPVMM_FAULTS={spec}"),
+    )
+}
+
 /// Splits popvmm's exit summary (the lines `popvmm: N islands: ...`, `popvmm: page faults: ...` and,
 /// when pages cost messages, `popvmm: messages by page, most first: ...`) from the program's own
 /// stderr. Returns the run without them and the summary lines.
@@ -466,11 +487,16 @@ pub fn split_summary(run: &Run) -> (Run, Vec<String>) {
     (r, summary)
 }
 
+/// The line popvmm adds to its exit summary when faults are injected in the links
+/// (`POPVMM_FAULTS`, see `vmm/src/fabric/faults.rs`).
+pub const FAULTS_LINE: &str = "popvmm: faults injected (POPVMM_FAULTS=";
+
 /// Asserts that a multi-island run behaves exactly as the native one, apart from popvmm's exit
 /// summary, which must be there: one line of messages, one of page faults, and one naming the
-/// pages that cost the most messages when some did.
+/// pages that cost the most messages when some did (and the faults line, under `POPVMM_FAULTS`).
 pub fn assert_same_on_islands(what: &str, native: &Run, island: &Run, islands: usize) {
-    let (rest, summary) = split_summary(island);
+    let (rest, mut summary) = split_summary(island);
+    summary.retain(|l| !l.starts_with(FAULTS_LINE));
     assert!(
         summary.len() == 2
             || summary.len() == 3

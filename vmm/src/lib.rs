@@ -8,6 +8,8 @@ pub mod api;
 pub mod cli;
 pub mod dsm;
 pub mod fabric;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod kernel;
 pub mod kvm;
 pub mod loader;

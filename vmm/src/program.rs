@@ -27,7 +27,9 @@ use crate::api::{
     stats, ApiError, ApiServer, ControlAction, ControlAnswer, ControlError, ControlResult,
 };
 use crate::dsm::{Dsm, DsmPort, SendPage};
-use crate::fabric::{FabricConfig, MAX_ISLANDS};
+use crate::fabric::{
+    FabricConfig, FaultCounters, FaultSpec, FaultTransport, RingTransport, FAULTS_VAR, MAX_ISLANDS,
+};
 use crate::kernel::fs::Files;
 use crate::kernel::island::PopcornAbi;
 use crate::kernel::link::{IslandFabric, Link};
@@ -127,6 +129,9 @@ pub enum LaunchError {
     Rootfs(String),
     #[error("cannot create the island: {0}")]
     Island(String),
+    /// A bad fault injection spec (`POPVMM_FAULTS`, see `fabric/faults.rs`).
+    #[error("{0}")]
+    Faults(String),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("the program has already run")]
@@ -172,6 +177,8 @@ pub struct Program {
     islands: Vec<Arc<Island>>,
     origin: Arc<Origin>,
     fabric: Arc<IslandFabric>,
+    /// The faults injected in the links (`POPVMM_FAULTS`), reported at the end.
+    faults: Option<(FaultSpec, Arc<FaultCounters>)>,
     main: Option<ThreadImage>,
     /// The controller's events; taken by [`Program::run`] and dropped when the program ends, so
     /// that control requests made after the end fail at once.
@@ -269,8 +276,18 @@ impl LaunchConfig {
         } = self.stdio;
         files.table().set_stdio([stdin, stdout, stderr]);
         let (events_tx, events) = mpsc::channel();
+        // The links, with the faults POPVMM_FAULTS asks for (tests and soak runs; none by default).
+        let links = FabricConfig::default();
+        let rings =
+            RingTransport::new(n, links.ring_slots, links.poll).map_err(|e| island_err(&e))?;
+        let spec = FaultSpec::from_env().map_err(LaunchError::Faults)?;
+        if let Some(spec) = &spec {
+            spec.check(n).map_err(LaunchError::Faults)?;
+        }
+        let transport = FaultTransport::new(rings, spec);
+        let faults = transport.spec().cloned().zip(transport.counters());
         let fabric: Arc<IslandFabric> =
-            Arc::new(IslandFabric::new(n, FabricConfig::default()).map_err(|e| island_err(&e))?);
+            Arc::new(IslandFabric::with_transport(transport, links).map_err(|e| island_err(&e))?);
         // A program on one island never runs the protocol (unless asked to): no coherency layer.
         let with_dsm = n > 1 || self.coherent_from_start;
         let engine = if self.protocol_optimizations {
@@ -375,6 +392,7 @@ impl LaunchConfig {
             islands,
             origin,
             fabric,
+            faults,
             main: Some(main),
             events: Some(events),
             events_tx,
@@ -597,6 +615,17 @@ impl Program {
     /// most messages ([`HOT_PAGES_AT_EXIT`]) and every page that cost one.
     pub fn summary(&self) -> Summary {
         stats::summary(&self.islands, HOT_PAGES_AT_EXIT)
+    }
+
+    /// The faults injected in the links so far, as the line popvmm prints after its exit
+    /// summary; `None` when `POPVMM_FAULTS` asked for none (or the program has one island, so no
+    /// links).
+    pub fn faults_report(&self) -> Option<String> {
+        let (spec, counters) = self.faults.as_ref().filter(|_| self.islands.len() > 1)?;
+        Some(format!(
+            "popvmm: faults injected ({FAULTS_VAR}={spec}): {}",
+            counters.snapshot()
+        ))
     }
 
     /// Start-up time and memory figures.

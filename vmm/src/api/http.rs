@@ -637,7 +637,7 @@ fn serve_connection(stream: &mut UnixStream, shared: &Shared) {
 /// Reads and parses one request. `Err(Some(response))`: answer that and close; `Err(None)`: close
 /// without a word (the client left, or connected and closed without sending anything, as a liveness
 /// probe does).
-fn read_request(
+pub(crate) fn read_request(
     stream: &mut UnixStream,
     limits: &Limits,
 ) -> Result<(HttpRequest, bool), Option<HttpResponse>> {
@@ -831,7 +831,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// The bytes of a response; for HEAD, the head alone (with the Content-Length of the body).
-fn encode(resp: &HttpResponse, head_only: bool) -> Vec<u8> {
+pub(crate) fn encode(resp: &HttpResponse, head_only: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         resp.status,

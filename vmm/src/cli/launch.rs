@@ -178,6 +178,10 @@ fn launch(args: &LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     if summary.stats.islands > 1 {
         eprint!("{}", summary.text());
     }
+    // After the summary, whose lines tests find by position.
+    if let Some(line) = program.faults_report() {
+        eprintln!("{line}");
+    }
     write_stats_json(args.stats_json.as_deref(), &summary);
     if let ExitStatus::Signal(sig) = status {
         if let Some(msg) = signal::shell_message(sig) {

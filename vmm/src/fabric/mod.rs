@@ -116,6 +116,7 @@
 //! serde-serializable snapshots ([`FabricStats`]).
 
 mod endpoint;
+mod faults;
 mod page;
 mod ring;
 mod stats;
@@ -129,6 +130,7 @@ use std::io;
 use std::time::Duration;
 
 pub use endpoint::{Fabric, Receiver, Sender};
+pub use faults::{FaultCounters, FaultSpec, FaultStats, FaultTransport, StallTarget, FAULTS_VAR};
 pub use page::{PageBuf, PageMessage, PAGE_MESSAGE_TYPES};
 pub use ring::{RingInbox, RingLinkTx, RingTransport, RingWaker};
 pub use stats::{

@@ -104,6 +104,13 @@ impl Wire for PageMessage {
     }
 
     fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        // What decode refuses, encode refuses too (a frame no island could read).
+        if usize::from(self.from) >= MAX_KERNELS {
+            return Err(WireError::Invalid {
+                what: "sending kernel",
+                value: u64::from(self.from),
+            });
+        }
         let mut w = WireWriter::new(buf);
         w.put_u64(self.page)?;
         w.put_u8(self.from)?;

@@ -154,7 +154,11 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 
 /// Joins `handles`; if they do not all finish in time, shuts the fabric down (so that threads
 /// blocked in it return) and fails.
-fn join_all<M: Wire, T>(f: &Fabric<M>, handles: Vec<thread::JoinHandle<T>>, what: &str) -> Vec<T> {
+fn join_all<M: Wire, X: Transport, T>(
+    f: &Fabric<M, X>,
+    handles: Vec<thread::JoinHandle<T>>,
+    what: &str,
+) -> Vec<T> {
     let start = Instant::now();
     while !handles.iter().all(|h| h.is_finished()) {
         if start.elapsed() > WATCHDOG {
@@ -178,7 +182,7 @@ fn sent(s: &FabricStats, from: IslandId, to: IslandId, ty: &str) -> u64 {
 }
 
 /// Every link's sender and receiver agree, and no credit is held.
-fn check_quiescent(f: &TestFabric) -> FabricStats {
+fn check_quiescent<T: Transport>(f: &Fabric<TestMsg, T>) -> FabricStats {
     let s = f.stats();
     for l in &s.links {
         assert_eq!(l.sent, l.received, "link {}->{}", l.from, l.to);
@@ -204,18 +208,30 @@ fn fifo_and_no_loss_many_threads() {
     const THREADS: u32 = 3;
     const PER_DEST: u64 = 1500;
     let f = Arc::new(TestFabric::new(N, config(4, 2, 2)).expect("fabric"));
-    let expected_total = N as u64 * THREADS as u64 * (N as u64 - 1) * PER_DEST * 2;
+    let s = fifo_and_no_loss(&f, THREADS, PER_DEST);
+    // Credits never allow more than 2R frames in a link: nothing was ever parked.
+    assert!(s.links.iter().all(|l| l.parked == 0 && l.overdrafts == 0));
+}
+
+/// The body of `fifo_and_no_loss_many_threads`, over any transport.
+fn fifo_and_no_loss<T: Transport>(
+    f: &Arc<Fabric<TestMsg, T>>,
+    threads: u32,
+    per_dest: u64,
+) -> FabricStats {
+    let n = f.islands();
+    let expected_total = n as u64 * threads as u64 * (n as u64 - 1) * per_dest * 2;
     let received = Arc::new(AtomicU64::new(0));
 
     let mut loops = Vec::new();
-    for me in 0..N {
+    for me in 0..n {
         let mut rx = f.receiver(me).expect("receiver");
         let tx = f.sender(me).expect("sender");
         let received = Arc::clone(&received);
         loops.push(thread::spawn(move || {
             // next_req[from][thread], next_ans[from][thread]
-            let mut next_req = vec![vec![0u64; THREADS as usize]; N];
-            let mut next_ans = vec![vec![0u64; THREADS as usize]; N];
+            let mut next_req = vec![vec![0u64; threads as usize]; n];
+            let mut next_ans = vec![vec![0u64; threads as usize]; n];
             loop {
                 let (from, msg) = match rx.recv(None) {
                     Ok(Some(m)) => m,
@@ -244,13 +260,13 @@ fn fifo_and_no_loss_many_threads() {
         }));
     }
     let mut requesters = Vec::new();
-    for me in 0..N {
-        for t in 0..THREADS {
+    for me in 0..n {
+        for t in 0..threads {
             let tx = f.sender(me).expect("sender");
             requesters.push(thread::spawn(move || {
-                for seq in 0..PER_DEST {
-                    for k in 1..N {
-                        let dest = (me + k) % N;
+                for seq in 0..per_dest {
+                    for k in 1..n {
+                        let dest = (me + k) % n;
                         tx.send(
                             dest,
                             &TestMsg::Req {
@@ -265,31 +281,30 @@ fn fifo_and_no_loss_many_threads() {
             }));
         }
     }
-    join_all(&f, requesters, "requesters");
+    join_all(f, requesters, "requesters");
     wait_until("every answer", || {
         received.load(Ordering::Relaxed) == expected_total
     });
     f.shutdown();
     for (me, l) in loops.into_iter().enumerate() {
         let (next_req, next_ans) = l.join().expect("receive loop");
-        for from in (0..N).filter(|&from| from != me) {
-            for t in 0..THREADS as usize {
-                assert_eq!(next_req[from][t], PER_DEST);
-                assert_eq!(next_ans[from][t], PER_DEST);
+        for from in (0..n).filter(|&from| from != me) {
+            for t in 0..threads as usize {
+                assert_eq!(next_req[from][t], per_dest);
+                assert_eq!(next_ans[from][t], per_dest);
             }
         }
     }
-    let s = check_quiescent(&f);
+    let s = check_quiescent(f);
     assert_eq!(s.total.messages, expected_total);
     assert_eq!(s.by_type["req"].messages, expected_total / 2);
     assert_eq!(s.by_type["ans"].messages, expected_total / 2);
-    for from in 0..N {
-        for to in (0..N).filter(|&to| to != from) {
-            assert_eq!(sent(&s, from, to, "req"), THREADS as u64 * PER_DEST);
+    for from in 0..n {
+        for to in (0..n).filter(|&to| to != from) {
+            assert_eq!(sent(&s, from, to, "req"), threads as u64 * per_dest);
         }
     }
-    // Credits never allow more than 2R frames in a link: nothing was ever parked.
-    assert!(s.links.iter().all(|l| l.parked == 0 && l.overdrafts == 0));
+    s
 }
 
 /// Nested requests a forwarded call makes.
@@ -297,8 +312,8 @@ const SUBS: u32 = 3;
 
 /// One island's receive loop for the RPC tests: answers requests (after a nested `Sub` round
 /// trip for `forward` ones) and routes answers to the requester threads.
-fn rpc_loop(
-    mut rx: Receiver<TestMsg>,
+fn rpc_loop<T: Transport>(
+    mut rx: Receiver<TestMsg, T>,
     routes: Vec<mpsc::Sender<(IslandId, u64)>>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
@@ -366,66 +381,72 @@ fn rpc_loop(
 #[test]
 fn no_deadlock_under_pressure() {
     for islands in [2usize, 3] {
-        const THREADS: u32 = 6;
-        const CALLS: u64 = 1500;
         let f = Arc::new(TestFabric::new(islands, config(2, 1, 1)).expect("fabric"));
-        let mut loops = Vec::new();
-        let mut requesters = Vec::new();
-        for me in 0..islands {
-            let mut routes = Vec::new();
-            for t in 0..THREADS {
-                let (route, answers) = mpsc::channel();
-                routes.push(route);
-                let tx = f.sender(me).expect("sender");
-                requesters.push(thread::spawn(move || {
-                    for seq in 0..CALLS {
-                        let to = (me + 1 + (seq as usize + t as usize) % (islands - 1)) % islands;
-                        let forward = seq % 2 == 0;
-                        tx.send(
-                            to,
-                            &TestMsg::Req {
-                                thread: t,
-                                seq,
-                                forward,
-                            },
-                        )
-                        .expect("send");
-                        // A liveness watchdog, not a performance check.
-                        let got = answers
-                            .recv_timeout(WATCHDOG)
-                            .expect("an answer (deadlock?)");
-                        assert_eq!(got, (to, seq));
-                    }
-                }));
-            }
-            loops.push(rpc_loop(f.receiver(me).expect("receiver"), routes));
-        }
-        join_all(&f, requesters, "requesters");
-        f.shutdown();
-        for l in loops {
-            l.join().expect("receive loop");
-        }
-        let s = check_quiescent(&f);
-        let calls = islands as u64 * THREADS as u64 * CALLS;
-        assert_eq!(s.by_type["req"].messages, calls);
-        assert_eq!(s.by_type["ans"].messages, calls);
-        assert_eq!(s.by_type["sub"].messages, calls / 2 * SUBS as u64);
-        assert_eq!(s.by_type["sub_ans"].messages, calls / 2 * SUBS as u64);
-        let waits: u64 = s.links.iter().map(|l| l.credit_waits).sum();
-        let overdrafts: u64 = s.links.iter().map(|l| l.overdrafts).sum();
-        let parked: u64 = s.links.iter().map(|l| l.parked).sum();
-        let high = s.links.iter().map(|l| l.outbox_high_water).max();
-        // The bound of the module docs: a link's outbox holds at most the overdrafts outstanding
-        // both ways, here at most SUBS per call in flight, one call per requester thread.
-        assert!(
-            high.unwrap_or(0) <= u64::from(2 * SUBS * THREADS),
-            "{high:?}"
-        );
-        eprintln!(
-            "{islands} islands: {calls} calls, {waits} credit waits, {overdrafts} overdrafts, \
-             {parked} parked frames, outbox high water {high:?}"
-        );
+        pressure(&f, 6, 1500);
     }
+}
+
+/// The body of `no_deadlock_under_pressure`, over any transport: `threads` requester threads per
+/// island, `calls` calls each.
+fn pressure<T: Transport>(f: &Arc<Fabric<TestMsg, T>>, threads: u32, calls: u64) -> FabricStats {
+    let islands = f.islands();
+    let mut loops = Vec::new();
+    let mut requesters = Vec::new();
+    for me in 0..islands {
+        let mut routes = Vec::new();
+        for t in 0..threads {
+            let (route, answers) = mpsc::channel();
+            routes.push(route);
+            let tx = f.sender(me).expect("sender");
+            requesters.push(thread::spawn(move || {
+                for seq in 0..calls {
+                    let to = (me + 1 + (seq as usize + t as usize) % (islands - 1)) % islands;
+                    let forward = seq % 2 == 0;
+                    tx.send(
+                        to,
+                        &TestMsg::Req {
+                            thread: t,
+                            seq,
+                            forward,
+                        },
+                    )
+                    .expect("send");
+                    // A liveness watchdog, not a performance check.
+                    let got = answers
+                        .recv_timeout(WATCHDOG)
+                        .expect("an answer (deadlock?)");
+                    assert_eq!(got, (to, seq));
+                }
+            }));
+        }
+        loops.push(rpc_loop(f.receiver(me).expect("receiver"), routes));
+    }
+    join_all(f, requesters, "requesters");
+    f.shutdown();
+    for l in loops {
+        l.join().expect("receive loop");
+    }
+    let s = check_quiescent(f);
+    let all = islands as u64 * threads as u64 * calls;
+    assert_eq!(s.by_type["req"].messages, all);
+    assert_eq!(s.by_type["ans"].messages, all);
+    assert_eq!(s.by_type["sub"].messages, all / 2 * SUBS as u64);
+    assert_eq!(s.by_type["sub_ans"].messages, all / 2 * SUBS as u64);
+    let waits: u64 = s.links.iter().map(|l| l.credit_waits).sum();
+    let overdrafts: u64 = s.links.iter().map(|l| l.overdrafts).sum();
+    let parked: u64 = s.links.iter().map(|l| l.parked).sum();
+    let high = s.links.iter().map(|l| l.outbox_high_water).max();
+    // The bound of the module docs: a link's outbox holds at most the overdrafts outstanding
+    // both ways, here at most SUBS per call in flight, one call per requester thread.
+    assert!(
+        high.unwrap_or(0) <= u64::from(2 * SUBS * threads),
+        "{high:?}"
+    );
+    eprintln!(
+        "{islands} islands: {all} calls, {waits} credit waits, {overdrafts} overdrafts, \
+         {parked} parked frames, outbox high water {high:?}"
+    );
+    s
 }
 
 /// The deadlock that the scheme prevents, reproduced step by step on bare rings (2 slots) with
@@ -967,4 +988,147 @@ fn check_quiescent_pages(f: &Fabric<PageMessage>) -> FabricStats {
         assert_eq!(l.sent, l.received);
     }
     s
+}
+
+// Fault injection (`faults.rs`): the same protocols over links that delay frames, refuse them in
+// bursts and stall receive loops must still see FIFO links that lose nothing.
+
+fn faulty(
+    islands: usize,
+    slots: u32,
+    credits: u32,
+    spec: &str,
+) -> (Arc<Fabric<TestMsg, FaultTransport>>, Arc<FaultCounters>) {
+    let rings = RingTransport::new(islands, slots, Duration::from_micros(2)).expect("rings");
+    let t = FaultTransport::new(rings, Some(spec.parse().expect("spec")));
+    let counters = t.counters().expect("counters");
+    let f = Fabric::with_transport(t, config(slots, credits, 2)).expect("fabric");
+    (Arc::new(f), counters)
+}
+
+#[test]
+fn faults_keep_every_link_fifo_and_lose_nothing() {
+    // Delays, bursts and stalls of a random island, on 4 islands with small rings.
+    let (f, counters) = faulty(4, 4, 2, "11,delay=10:300us,burst=5:1ms,stall=*:3ms:15ms");
+    let s = fifo_and_no_loss(&f, 3, 200);
+    let injected = counters.snapshot();
+    eprintln!(
+        "faults: {injected}; parked frames {}",
+        s.links.iter().map(|l| l.parked).sum::<u64>()
+    );
+    assert!(injected.delays > 0 && injected.bursts > 0, "{injected}");
+    // Bursts made frames wait in the outboxes (and come out in order: the test checks FIFO).
+    assert!(s.links.iter().any(|l| l.parked > 0));
+}
+
+#[test]
+fn faults_under_backpressure_never_deadlock() {
+    // The pressure test's tiny rings and nested requests, with every fault at once and one island
+    // stalled now and then.
+    let (f, counters) = faulty(3, 2, 1, "5,delay=5:200us,burst=5:500us,stall=1:2ms:10ms");
+    pressure(&f, 4, 300);
+    let injected = counters.snapshot();
+    eprintln!("faults: {injected}");
+    assert!(
+        injected.delays > 0 && injected.bursts > 0 && injected.stalls > 0,
+        "{injected}"
+    );
+}
+
+#[test]
+fn fault_specs_parse_and_print() {
+    let s: FaultSpec = "7,delay=20:500us,burst=5:2ms,stall=1:30ms:300ms"
+        .parse()
+        .expect("spec");
+    assert_eq!(s.seed, 7);
+    assert_eq!(s.delay, Some((20, Duration::from_micros(500))));
+    assert_eq!(s.burst, Some((5, Duration::from_millis(2))));
+    assert_eq!(
+        s.stall,
+        Some((
+            StallTarget::Island(1),
+            Duration::from_millis(30),
+            Duration::from_millis(300)
+        ))
+    );
+    assert_eq!(
+        s.to_string(),
+        "7,delay=20:500us,burst=5:2ms,stall=1:30ms:300ms"
+    );
+    assert_eq!(s.to_string().parse::<FaultSpec>(), Ok(s.clone()));
+    assert!(s.check(2).is_ok());
+    assert!(s.check(1).is_err(), "island 1 of a program on 1 island");
+    let any: FaultSpec = "seed=3 stall=*:1ms:2ms".parse().expect("spec");
+    assert!(any.check(1).is_ok());
+    assert_eq!(any.stall.map(|x| x.0), Some(StallTarget::Any));
+    assert_eq!("9".parse::<FaultSpec>().map(|s| s.delay), Ok(None));
+    for bad in [
+        "",
+        "x",
+        "1,delay=101:1ms",
+        "1,delay=5",
+        "1,burst=5:1h",
+        "1,stall=1:2ms:1ms",
+        "1,stall=x:1ms:2ms",
+        "1,jitter=5:1ms",
+        "1,delay=5:11s",
+    ] {
+        assert!(bad.parse::<FaultSpec>().is_err(), "{bad:?}");
+    }
+    // Without a spec the wrapper passes everything through.
+    let t = FaultTransport::new(
+        RingTransport::new(2, 4, Duration::ZERO).expect("rings"),
+        None,
+    );
+    assert!(t.counters().is_none());
+    let f = Arc::new(Fabric::<TestMsg, _>::with_transport(t, config(4, 2, 0)).expect("fabric"));
+    fifo_and_no_loss(&f, 1, 50);
+}
+
+#[test]
+fn the_end_of_a_burst_wakes_a_sleeping_sender() {
+    // Every frame starts a burst: a request sent by a thread while its island's receive loop is
+    // asleep with no deadline waits in the outbox, and only the end of the burst can get it out
+    // (no other traffic, no ring slot freed). Found by the fault tests under load: the demo hung
+    // before the link woke the sender's loop.
+    let (f, counters) = faulty(2, 4, 2, "1,burst=100:2ms");
+    let mut loops = Vec::new();
+    let got = Arc::new(AtomicU64::new(0));
+    for me in 0..2 {
+        let mut rx = f.receiver(me).expect("receiver");
+        let got = Arc::clone(&got);
+        loops.push(thread::spawn(move || {
+            let tx = rx.sender();
+            loop {
+                match rx.recv(None) {
+                    Ok(Some((from, TestMsg::Req { thread, seq, .. }))) => tx
+                        .post(from, &TestMsg::Ans { thread, seq })
+                        .expect("answer"),
+                    Ok(Some((_, TestMsg::Ans { .. }))) => {
+                        got.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(FabricError::Shutdown) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let tx = f.sender(0).expect("sender");
+    for seq in 0..20 {
+        // Let the loops fall asleep first.
+        thread::sleep(Duration::from_millis(3));
+        let req = TestMsg::Req {
+            thread: 0,
+            seq,
+            forward: false,
+        };
+        tx.send(1, &req).expect("send");
+        wait_until("the answer", || got.load(Ordering::Relaxed) == seq + 1);
+    }
+    f.shutdown();
+    for l in loops {
+        l.join().expect("loop");
+    }
+    assert!(counters.snapshot().bursts >= 20, "{}", counters.snapshot());
 }

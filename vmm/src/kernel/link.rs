@@ -12,11 +12,18 @@ use std::sync::{Arc, Mutex};
 
 use super::messages::{IslandId, IslandMessage, Reply, Request};
 use super::wait::{Abandon, Waiting};
-use crate::fabric::{Fabric, FabricError, Sender};
+use crate::fabric::{Fabric, FabricError, FaultTransport, Sender};
 use crate::sync::{lock, Wakeup};
 
+/// The links between the islands of one program: shared rings, behind the fault-injecting
+/// wrapper (a pass-through unless `POPVMM_FAULTS` asks for faults: `fabric/faults.rs`).
+pub type IslandTransport = FaultTransport;
+
 /// The messaging layer between the islands of one program.
-pub type IslandFabric = Fabric<IslandMessage>;
+pub type IslandFabric = Fabric<IslandMessage, IslandTransport>;
+
+/// A sender on an island's links.
+pub type IslandSender = Sender<IslandMessage, IslandTransport>;
 
 /// Errors of a request to another island.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +45,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct Link {
     island: IslandId,
-    tx: Sender<IslandMessage>,
+    tx: IslandSender,
     fabric: Arc<IslandFabric>,
     pending: Mutex<HashMap<u64, Arc<Pending>>>,
     next_id: AtomicU64,
@@ -79,7 +86,7 @@ impl Link {
     }
 
     /// A sender on this island's links (for the coherency layer's outbox).
-    pub fn sender(&self) -> Sender<IslandMessage> {
+    pub fn sender(&self) -> IslandSender {
         self.tx.clone()
     }
 
@@ -167,6 +174,13 @@ impl Link {
     /// Sends a request without waiting for its reply (which is dropped when it comes: every
     /// request gets one, as the fabric's credits need). Never waits for a credit.
     pub fn notify(&self, to: IslandId, body: Request) {
+        let body = match body {
+            Request::Complete { request, reply } => Request::Complete {
+                request,
+                reply: reply.sendable(),
+            },
+            body => body,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let msg = IslandMessage::Request {
             id,
@@ -188,8 +202,11 @@ impl Link {
         }
     }
 
-    /// Answers request `id` of island `to` (never waits).
+    /// Answers request `id` of island `to` (never waits). An errno the wire cannot carry goes as
+    /// EIO ([`Reply::sendable`]): a reply that failed to encode would be lost, and its caller
+    /// would wait for ever.
     pub fn reply(&self, to: IslandId, id: u64, body: Reply) {
+        let body = body.sendable();
         let _ = self.tx.post(to, &IslandMessage::Reply { id, body });
     }
 
@@ -205,5 +222,112 @@ impl Link {
         for p in waiting {
             p.wakeup.notify();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fabric::{FabricConfig, RingTransport};
+    use crate::kernel::errno::{ExitStatus, ERRNO_RANGE};
+
+    /// A liveness watchdog, not a performance check: a lost reply hangs its caller for ever.
+    const WATCHDOG: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_errno_the_wire_refuses_still_answers_the_caller() {
+        // Regression: a reply (or a queued request's outcome) with an errno the wire refuses
+        // (0, negative, 4096 and above) failed to encode, was dropped, and its caller waited
+        // for ever. It now arrives as EIO; errnos in range arrive unchanged.
+        let errnos = [0, -1, 4096, 65535, 65536, i32::MIN, libc::ENOENT, 4095];
+        let config = FabricConfig::default();
+        let rings = RingTransport::new(2, config.ring_slots, config.poll).expect("rings");
+        let fabric = Arc::new(
+            IslandFabric::with_transport(FaultTransport::new(rings, None), config).expect("fabric"),
+        );
+        let links: Vec<Arc<Link>> = (0..2)
+            .map(|i| Arc::new(Link::new(i, Arc::clone(&fabric)).expect("link")))
+            .collect();
+        let mut loops = Vec::new();
+        for (me, link) in links.iter().enumerate() {
+            let mut rx = fabric.receiver(me).expect("receiver");
+            let link = Arc::clone(link);
+            loops.push(thread::spawn(move || {
+                let mut served = 0;
+                loop {
+                    match rx.recv(None) {
+                        Ok(Some((_, IslandMessage::Reply { id, body }))) => link.complete(id, body),
+                        Ok(Some((
+                            from,
+                            IslandMessage::Request {
+                                id,
+                                body: Request::Complete { request, reply },
+                                ..
+                            },
+                        ))) => {
+                            link.complete(request, reply);
+                            link.reply(from, id, Reply::Done);
+                        }
+                        // Island 1 answers the k-th request with the k-th errno: at once for
+                        // even k, for odd k queued and then in a Complete request.
+                        Ok(Some((from, IslandMessage::Request { id, .. }))) => {
+                            let Some(&e) = errnos.get(served / 2) else {
+                                panic!("more requests than errnos");
+                            };
+                            if served % 2 == 0 {
+                                link.reply(from, id, Reply::Value(Err(e)));
+                            } else {
+                                link.reply(from, id, Reply::Queued);
+                                let reply = Reply::Value(Err(e));
+                                link.notify(from, Request::Complete { request: id, reply });
+                            }
+                            served += 1;
+                        }
+                        Ok(_) => {}
+                        Err(FabricError::Shutdown) => break,
+                        Err(e) => panic!("island {me}: {e}"),
+                    }
+                }
+            }));
+        }
+        let (done, results) = mpsc::channel();
+        let caller = Arc::clone(&links[0]);
+        let calls = thread::spawn(move || {
+            for _ in 0..errnos.len() * 2 {
+                let r = caller.call(1, Request::Exit(ExitStatus::Code(0)));
+                done.send(r.map_err(|e| e.to_string())).expect("results");
+            }
+        });
+        let mut got = Vec::new();
+        for _ in 0..errnos.len() * 2 {
+            match results.recv_timeout(WATCHDOG) {
+                Ok(r) => got.push(r),
+                Err(_) => {
+                    fabric.shutdown();
+                    panic!("a reply never came (dropped?); got {got:?}");
+                }
+            }
+        }
+        fabric.shutdown();
+        calls.join().expect("caller");
+        for l in loops {
+            l.join().expect("receive loop");
+        }
+        let want: Vec<Result<Reply, String>> = errnos
+            .iter()
+            .flat_map(|&e| {
+                let e = if ERRNO_RANGE.contains(&e) {
+                    e
+                } else {
+                    libc::EIO
+                };
+                [Ok(Reply::Value(Err(e))), Ok(Reply::Value(Err(e)))]
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 }

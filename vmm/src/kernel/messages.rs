@@ -10,7 +10,7 @@
 
 use kvm_bindings::kvm_regs;
 
-use super::errno::ExitStatus;
+use super::errno::{Errno, ExitStatus};
 use super::signal::SigAction;
 use super::vma::{Prot, VmaKind};
 use super::wait::Abandon;
@@ -290,6 +290,19 @@ pub enum Reply {
     /// its outcome comes later in a `Complete` request. This reply returns the request's credit
     /// at once, so that threads waiting at the origin do not hold their link's credits.
     Queued,
+}
+
+impl Reply {
+    /// The reply as the wire carries it: an errno out of [`super::errno::ERRNO_RANGE`] (which
+    /// the wire refuses both ways) becomes EIO, so that a reply is never dropped for failing to
+    /// encode (its caller would wait for ever, and the link's credit never come back).
+    pub fn sendable(self) -> Reply {
+        match self {
+            Reply::Value(Err(e)) => Reply::Value(Err(Errno::linux(e).0)),
+            Reply::Action(Err(e)) => Reply::Action(Err(Errno::linux(e).0)),
+            r => r,
+        }
+    }
 }
 
 /// Everything island kernels say to each other.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::errno::ExitStatus;
 use super::island::Island;
-use super::link::IslandFabric;
+use super::link::{IslandFabric, IslandTransport};
 use super::messages::{IslandId, IslandMessage, Reply, Request};
 use super::services::{reply_of, Served};
 use super::workers::WorkerPool;
@@ -21,7 +21,7 @@ use super::{mm, vcpu_loop};
 use crate::fabric::{FabricError, Receiver};
 
 /// An island's receive side, for its service thread.
-pub type IslandReceiver = Receiver<IslandMessage>;
+pub type IslandReceiver = Receiver<IslandMessage, IslandTransport>;
 
 /// The most worker threads an island keeps for blocking requests.
 pub const MAX_WORKERS: usize = 64;

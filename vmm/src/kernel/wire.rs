@@ -5,7 +5,7 @@ use kvm_bindings::kvm_regs;
 
 use crate::kvm::FxSave;
 
-use super::errno::ExitStatus;
+use super::errno::{ExitStatus, ERRNO_RANGE};
 use super::messages::{
     FileCall, FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadImage, ThreadOp,
     REPLY_TYPE, SERVICE_TYPES,
@@ -192,17 +192,22 @@ fn get_action(r: &mut WireReader<'_>) -> Result<SigAction, WireError> {
     })
 }
 
-/// An errno on the wire: positive, below 4096 (Linux's range).
+/// An errno on the wire: [`ERRNO_RANGE`] (1 to 4095, Linux's), as a u16. Both directions
+/// accept exactly that range, so that no island sends a frame its peer cannot read (the link
+/// sends [`Reply::sendable`] replies, whose errnos are in it).
 fn put_errno(w: &mut WireWriter<'_>, e: i32) -> Result<(), WireError> {
-    w.put_u16(u16::try_from(e).map_err(|_| invalid("errno", e as u64))?)
+    match u16::try_from(e) {
+        Ok(v) if ERRNO_RANGE.contains(&e) => w.put_u16(v),
+        _ => Err(invalid("errno", e as u64)),
+    }
 }
 
 fn get_errno(r: &mut WireReader<'_>) -> Result<i32, WireError> {
-    let e = r.get_u16()?;
-    if e == 0 || e >= 4096 {
-        return Err(invalid("errno", u64::from(e)));
+    let e = i32::from(r.get_u16()?);
+    if !ERRNO_RANGE.contains(&e) {
+        return Err(invalid("errno", e as u64));
     }
-    Ok(i32::from(e))
+    Ok(e)
 }
 
 fn put_reply(w: &mut WireWriter<'_>, body: &Reply) -> Result<(), WireError> {
@@ -1159,6 +1164,55 @@ mod tests {
                 })
                 .collect();
             let _ = IslandMessage::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn both_sides_take_the_same_errnos() {
+        // Regression: put_errno wrote 0 and errnos of 4096 and above, which get_errno refuses (a
+        // frame the peer could not read). Now both take exactly ERRNO_RANGE.
+        let mut buf = vec![0u8; MAX_ENCODED];
+        let errnos = (-70_000..70_000).chain([i32::MIN, i32::MIN + 1, i32::MAX]);
+        for e in errnos {
+            for body in [Reply::Value(Err(e)), Reply::Action(Err(e))] {
+                let sent = IslandMessage::Reply { id: 9, body }.encode(&mut buf);
+                assert_eq!(sent.is_ok(), ERRNO_RANGE.contains(&e), "encode errno {e}");
+                if let Ok(n) = sent {
+                    match IslandMessage::decode(&buf[..n]) {
+                        Ok(IslandMessage::Reply { id: 9, body: back }) => assert_eq!(back, body),
+                        other => panic!("errno {e}: {other:?}"),
+                    }
+                }
+                // What the link sends instead: always encodable, EIO for an errno out of range.
+                let fixed = body.sendable();
+                let n = IslandMessage::Reply { id: 9, body: fixed }
+                    .encode(&mut buf)
+                    .unwrap_or_else(|err| panic!("errno {e} made sendable: {err}"));
+                assert!(n > 0);
+                let want = if ERRNO_RANGE.contains(&e) {
+                    e
+                } else {
+                    libc::EIO
+                };
+                assert!(
+                    matches!(fixed, Reply::Value(Err(x)) | Reply::Action(Err(x)) if x == want),
+                    "{e}: {fixed:?}"
+                );
+            }
+        }
+        // Every errno the wire can hold, decoded: accepted exactly when encode accepts it.
+        for raw in 0..=u16::MAX {
+            for kind in [5u8, 6] {
+                let mut frame = vec![TAG_REPLY];
+                frame.extend_from_slice(&9u64.to_le_bytes());
+                frame.push(kind);
+                frame.extend_from_slice(&raw.to_le_bytes());
+                assert_eq!(
+                    IslandMessage::decode(&frame).is_ok(),
+                    ERRNO_RANGE.contains(&i32::from(raw)),
+                    "decode errno {raw} (reply kind {kind})"
+                );
+            }
         }
     }
 

@@ -332,49 +332,27 @@ impl ElfImage {
         file: &[u8],
         local_only: bool,
     ) -> Result<(), LoaderError> {
-        for s in &self.segments {
-            if local_only && s.prot.writable() {
-                continue;
-            }
-            let start = page_down(s.vaddr);
-            let end = page_up(s.vaddr + s.memsz).ok_or(LoaderError::OutOfRange {
-                vaddr: s.vaddr,
-                memsz: s.memsz,
-            })?;
-            // Segments may share a page at their boundary; keep what an earlier one wrote there
-            // by copying the earlier segment's bytes back after the fresh mapping.
-            let bytes = &file[s.offset as usize..(s.offset + s.filesz) as usize];
-            let earlier: Vec<(u64, &[u8])> = self
-                .segments
-                .iter()
-                .take_while(|o| *o != s)
-                .filter(|o| o.vaddr < end && o.vaddr + o.filesz > start)
-                .map(|o| {
-                    (
-                        o.vaddr,
-                        &file[o.offset as usize..(o.offset + o.filesz) as usize],
-                    )
-                })
-                .collect();
-            let kind = if s.prot.writable() {
+        for step in self.load_plan(file.len(), local_only)? {
+            let kind = if step.prot.writable() {
                 VmaKind::Elf
             } else {
                 VmaKind::ElfCode
             };
-            mm::map_fixed_with(island, start, end - start, s.prot, kind, |g| {
-                for (va, b) in &earlier {
-                    // Only the part that falls inside this mapping.
-                    let lo = (*va).max(start);
-                    let hi = (*va + b.len() as u64).min(end);
-                    if lo < hi {
-                        let from = (lo - va) as usize;
-                        g.write_slice(&b[from..from + (hi - lo) as usize], GuestAddress(lo))
+            mm::map_fixed_with(
+                island,
+                step.start,
+                step.end - step.start,
+                step.prot,
+                kind,
+                |g| {
+                    for (addr, range) in &step.copies {
+                        let bytes = file.get(range.clone()).ok_or(Errno::EFAULT)?;
+                        g.write_slice(bytes, GuestAddress(*addr))
                             .map_err(|_| Errno::EFAULT)?;
                     }
-                }
-                g.write_slice(bytes, GuestAddress(s.vaddr))
-                    .map_err(|_| Errno::EFAULT)
-            })?;
+                    Ok(())
+                },
+            )?;
         }
         island
             .user
@@ -382,6 +360,75 @@ impl ElfImage {
             .set_brk_start(page_up(self.end).unwrap_or(self.end));
         Ok(())
     }
+
+    /// What loading does, segment by segment, for a file of `file_len` bytes: each mapping (whole
+    /// pages) and the file bytes copied into it, in order. Segments may share a page at their
+    /// boundary: a fresh mapping would lose what an earlier segment wrote there, so the earlier
+    /// segment's bytes inside the mapping are copied again before the segment's own.
+    pub fn load_plan(
+        &self,
+        file_len: usize,
+        local_only: bool,
+    ) -> Result<Vec<LoadStep>, LoaderError> {
+        let range = |s: &Segment| -> Result<std::ops::Range<usize>, LoaderError> {
+            let start = usize::try_from(s.offset).ok();
+            let end = s
+                .offset
+                .checked_add(s.filesz)
+                .and_then(|e| usize::try_from(e).ok());
+            match (start, end) {
+                (Some(a), Some(b)) if b <= file_len => Ok(a..b),
+                _ => Err(LoaderError::Malformed(format!(
+                    "segment at {:#x}: file bytes {:#x}+{:#x} beyond the file",
+                    s.vaddr, s.offset, s.filesz
+                ))),
+            }
+        };
+        let mut plan = Vec::new();
+        for (i, s) in self.segments.iter().enumerate() {
+            if local_only && s.prot.writable() {
+                continue;
+            }
+            let start = page_down(s.vaddr);
+            let end =
+                s.vaddr
+                    .checked_add(s.memsz)
+                    .and_then(page_up)
+                    .ok_or(LoaderError::OutOfRange {
+                        vaddr: s.vaddr,
+                        memsz: s.memsz,
+                    })?;
+            let mut copies = Vec::new();
+            for o in &self.segments[..i] {
+                let bytes = range(o)?;
+                // Only the part that falls inside this mapping.
+                let lo = o.vaddr.max(start);
+                let hi = o.vaddr.saturating_add(o.filesz).min(end);
+                if lo < hi {
+                    let from = bytes.start + (lo - o.vaddr) as usize;
+                    copies.push((lo, from..from + (hi - lo) as usize));
+                }
+            }
+            copies.push((s.vaddr, range(s)?));
+            plan.push(LoadStep {
+                start,
+                end,
+                prot: s.prot,
+                copies,
+            });
+        }
+        Ok(plan)
+    }
+}
+
+/// One mapping of [`ElfImage::load`]: `[start, end)` (whole pages) with the segment's protection,
+/// and the file bytes copied into it (guest address, range of the file), in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadStep {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub copies: Vec<(u64, std::ops::Range<usize>)>,
 }
 
 #[cfg(test)]
