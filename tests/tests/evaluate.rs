@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use popvmm_tests::{assert_svg, images, output_within, popvmm, popvmm_eval, scratch, Run};
+use popvmm_tests::{
+    assert_svg, images, output_within, popvmm, popvmm_eval, repo_root, scratch, Run,
+};
 use serde_json::Value;
 
 fn eval(args: &[&str]) -> Run {
@@ -128,4 +130,34 @@ fn smoke_report_has_its_figures_and_data() {
     let text = String::from_utf8_lossy(&cmp.stdout);
     assert!(text.contains("EP S") && text.contains("1.00"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `scripts/evaluate --help` prints what each mode runs and exits 0 before building anything; an
+/// unknown argument is refused with the usage line.
+#[test]
+fn evaluate_script_prints_its_usage() {
+    let script = repo_root().join("scripts/evaluate");
+    let help = Command::new("bash")
+        .arg(&script)
+        .arg("--help")
+        .output()
+        .expect("scripts/evaluate --help");
+    assert!(help.status.success(), "{help:?}");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for word in [
+        "Usage: scripts/evaluate",
+        "--quick",
+        "--smoke",
+        "--out DIR",
+        "compare",
+    ] {
+        assert!(text.contains(word), "{word} missing:\n{text}");
+    }
+    let bad = Command::new("bash")
+        .arg(&script)
+        .arg("--no-such-option")
+        .output()
+        .expect("scripts/evaluate --no-such-option");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("usage: scripts/evaluate"));
 }
