@@ -143,14 +143,13 @@ fn a_thread_blocked_opening_a_fifo_does_not_stop_the_others() {
     assert!(out.contains("reader: open ok, read 5: hello"), "{out}");
 }
 
-/// 40 threads each writev 16 iovecs of one 1 MiB buffer to a pipe nobody reads: popvmm's host
-/// memory stays bounded (it used to gather 16 MiB per call: 640 MB).
-#[test]
+/// Runs `regress MODE` under popvmm with nobody reading its stdout; returns its stdout-less
+/// status, stderr and popvmm's peak RSS in MB (from wait4's rusage).
 // The child is reaped with wait4 (for its rusage), which clippy does not see.
 #[allow(clippy::zombie_processes)]
-fn writev_to_a_full_pipe_holds_bounded_host_memory() {
+fn peak_rss_mb(mode: &str) -> (String, i64) {
     use std::process::Stdio;
-    let mut cmd = popvmm_tests::launch_in(&popvmm_tests::images(), PROG, &["writev-mem"], &[], &[]);
+    let mut cmd = popvmm_tests::launch_in(&popvmm_tests::images(), PROG, &[mode], &[], &[]);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -173,7 +172,10 @@ fn writev_to_a_full_pipe_holds_bounded_host_memory() {
         assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("writev-mem: still running after {:?}", popvmm_tests::HANG);
+            panic!(
+                "regress {mode}: still running after {:?}",
+                popvmm_tests::HANG
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
@@ -184,12 +186,33 @@ fn writev_to_a_full_pipe_holds_bounded_host_memory() {
     }
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{err}"
+        "regress {mode}: {err}"
     );
+    (err, usage.ru_maxrss / 1024)
+}
+
+/// 40 threads each writev 16 iovecs of one 1 MiB buffer to a pipe nobody reads: popvmm's host
+/// memory stays bounded (it used to gather 16 MiB per call: 640 MB).
+#[test]
+fn writev_to_a_full_pipe_holds_bounded_host_memory() {
+    let (err, max_rss_mb) = peak_rss_mb("writev-mem");
     assert!(err.contains("writers started"), "{err}");
-    let max_rss_mb = usage.ru_maxrss / 1024;
     assert!(
         max_rss_mb < 256,
         "popvmm's peak RSS was {max_rss_mb} MB with 40 writers blocked on a full pipe"
+    );
+}
+
+/// 16 anonymous 64 MiB mmaps with one page written in each: resident memory follows what the
+/// program touches (the prefault made all of them resident: about 1 GB; now at most
+/// `PREFAULT_BUDGET`, 64 MiB, ahead of the program).
+#[test]
+fn untouched_mappings_do_not_become_resident() {
+    let out = run("untouched");
+    assert_eq!(out, "16 x 64 MiB mapped, one page written in each\n");
+    let (_, max_rss_mb) = peak_rss_mb("untouched");
+    assert!(
+        max_rss_mb < 256,
+        "popvmm's peak RSS was {max_rss_mb} MB for 16 untouched 64 MiB mappings"
     );
 }

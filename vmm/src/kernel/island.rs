@@ -126,6 +126,8 @@ pub struct Island {
     pub first_entry_ns: AtomicU64,
     /// Threads that migrated here, by latency (stopped on their island to started here).
     pub migration_latency: LatencyHistogram,
+    /// Bytes made resident ahead of the program's touch (see `mm::PREFAULT_BUDGET`).
+    pub prefaulted: AtomicU64,
     logged_unknown: Mutex<HashSet<u64>>,
     /// The executable as loaded (what a dropped page of its segments holds again).
     pub image: OnceLock<Arc<ExecImage>>,
@@ -169,6 +171,7 @@ impl Island {
             exit_event,
             started,
             first_entry_ns: AtomicU64::new(0),
+            prefaulted: AtomicU64::new(0),
             migration_latency: LatencyHistogram::default(),
             logged_unknown: Mutex::new(HashSet::new()),
             image: OnceLock::new(),
