@@ -21,7 +21,7 @@ pub mod port;
 pub mod readahead;
 pub mod uffd;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use coherency::{
 
 use crate::memory::IslandMemory;
 pub use port::{DsmPort, PageSnapshot, SendPage};
-pub use readahead::{Ahead, ReadAhead, Window};
+pub use readahead::{Ahead, Book, ReadAhead, Window};
 pub use uffd::{Fault, Userfaultfd};
 
 pub use crate::memory::layout::PAGE_SIZE;
@@ -152,9 +152,9 @@ pub struct Dsm {
     read_ahead: Option<ReadAhead>,
     /// What read-ahead proposed since the last [`Dsm::take_read_ahead`].
     ahead_requests: Vec<AheadRequest>,
-    /// Pages asked for by read-ahead that the program has not faulted on since, nor were they
-    /// dropped (for the read-ahead counters).
-    ahead: HashSet<PageId>,
+    /// Pages asked for by read-ahead that were not seen used nor dropped yet, and how the recent
+    /// ones fared.
+    ahead: Book,
 }
 
 /// Pages read-ahead proposes after a fault, before the layout has a say (see
@@ -163,8 +163,8 @@ pub struct Dsm {
 pub struct AheadRequest {
     /// The page the thread faulted on: only pages of its mapping may be read ahead.
     pub fault: PageId,
-    /// Whether that fault was a write (then only pages no copy of which was ever here are asked
-    /// for: a read-only copy would not spare a write its fault).
+    /// Whether that fault was a write: then only pages never held here are read ahead (a
+    /// read-only copy of an Invalid page would not spare the write its fault).
     pub write: bool,
     pub window: Window,
 }
@@ -192,7 +192,7 @@ struct IslandHost<'a> {
     waiting: &'a mut HashMap<PageId, Vec<Instant>>,
     stats: &'a DsmStats,
     prefetch_done: &'a Wakeup,
-    ahead: &'a mut HashSet<PageId>,
+    ahead: &'a mut Book,
     error: Option<DsmError>,
 }
 
@@ -289,7 +289,7 @@ impl Host<PageBuf> for IslandHost<'_> {
                 self.uffd_result(page, "write-protect", r);
             }
             MapChange::Drop => {
-                if self.ahead.remove(&page) {
+                if self.ahead.dropped(page) {
                     self.stats
                         .read_ahead_dropped
                         .fetch_add(1, Ordering::Relaxed);
@@ -364,7 +364,7 @@ impl Dsm {
             prefetch_done: Arc::new(Wakeup::new()),
             read_ahead: None,
             ahead_requests: Vec::new(),
-            ahead: HashSet::new(),
+            ahead: Book::default(),
         })
     }
 
@@ -448,7 +448,7 @@ impl Dsm {
             .collect();
         kept.sort_unstable();
         // A layout change drops these pages: no read-ahead of them was in vain.
-        self.ahead.retain(|p| !pages.contains(p));
+        self.ahead.retain(|p| !pages.contains(&p));
         let (engine, mut host) = self.engine_and_host();
         engine.reset(pages.clone(), gen, &mut host);
         if let Some(e) = host.error.take() {
@@ -537,7 +537,7 @@ impl Dsm {
             traffic.read_faults += 1;
         }
         let view = self.engine.view(page);
-        if self.ahead.remove(&page) {
+        if self.ahead.used(page) {
             self.stats.read_ahead_used.fetch_add(1, Ordering::Relaxed);
             if !view.state.is_stable() {
                 self.stats.read_ahead_late.fetch_add(1, Ordering::Relaxed);
@@ -550,7 +550,7 @@ impl Dsm {
                 .as_mut()
                 .and_then(|r| r.on_fault_passing(page));
             if let Some(Ahead { window, passed }) = ahead {
-                let used = passed.pages().filter(|p| self.ahead.remove(p)).count();
+                let used = passed.pages().filter(|&p| self.ahead.used(p)).count();
                 self.stats
                     .read_ahead_used
                     .fetch_add(used as u64, Ordering::Relaxed);
@@ -612,19 +612,23 @@ impl Dsm {
 
     /// Asks the protocol for `pages` (guest page numbers; with each, whether its pattern is one
     /// of writes) as reads of this island, with no thread waiting: a thread that reads there
-    /// later finds the page installed instead of faulting. Only pages with no copy here and no
-    /// access of the engine under way are asked for (for a write pattern, only pages this
-    /// island never held: a read-only copy would not spare the write its fault). These are
-    /// ordinary reads (the program could have made them), so the protocol stays the checked
-    /// one. The caller checks that the program may read there. Returns how many were asked for.
+    /// later finds the page installed instead of faulting (and one that writes a page no other
+    /// island holds finds it writable: it comes Not Replicated). Only pages with no copy here and
+    /// no access of the engine under way are asked for: Unmapped ones, and Invalid ones for a
+    /// read pattern while few read-ahead pages are dropped unused ([`Book::invalid_ok`]).
+    /// These are ordinary reads (the program could have made them), so the protocol stays the
+    /// checked one. The caller checks that the program may read there. Returns how many were
+    /// asked for.
     pub fn read_ahead(&mut self, pages: &[(PageId, bool)]) -> Result<u64, DsmError> {
         let mut asked = 0;
         for &(page, write) in pages {
             let view = self.engine.view(page);
             let idle = view.waiting == 0 && view.mapping == coherency::Mapping::None;
+            // An Invalid copy means another island wrote the page since this one read it, and
+            // may write it again: reading it ahead may take it from a writer still at work.
             let wanted = match view.state {
                 State::Unmapped => true,
-                State::Invalid => !write,
+                State::Invalid => !write && self.ahead.invalid_ok(),
                 _ => false,
             };
             if !idle || !wanted {
@@ -640,7 +644,7 @@ impl Dsm {
             }
             if !ready {
                 // On its way (or installed already: a first touch with no other island).
-                self.ahead.insert(page);
+                self.ahead.asked(page);
             }
         }
         Ok(asked)

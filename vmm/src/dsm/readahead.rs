@@ -74,6 +74,74 @@ struct Stream {
     used: u64,
 }
 
+/// The pages read-ahead brought that were not seen used nor dropped yet, and how the recent ones
+/// fared: whether reading ahead pages other islands wrote since this one held them (Invalid
+/// copies) pays. Such a page may still be written by its writer: read ahead, it takes the copy
+/// from a writer at work, which faults again, and the page comes back here dropped. So Invalid
+/// pages are read ahead only while few read-ahead pages are dropped unused (at most one in
+/// [`DROPPED_ONE_IN`], over the recent ones).
+#[derive(Debug, Default)]
+pub struct Book {
+    pages: std::collections::HashSet<PageId>,
+    used: u64,
+    dropped: u64,
+}
+
+/// See [`Book`].
+pub const DROPPED_ONE_IN: u64 = 8;
+/// How many outcomes [`Book`] weighs (older ones fade: halved past this).
+const RECENT: u64 = 512;
+
+impl Book {
+    /// A page asked for.
+    pub fn asked(&mut self, page: PageId) {
+        self.pages.insert(page);
+    }
+
+    /// The program went through `page` (faulted on it, or past it): whether it was a read-ahead
+    /// page not counted yet.
+    pub fn used(&mut self, page: PageId) -> bool {
+        let was = self.pages.remove(&page);
+        if was {
+            self.used += 1;
+            self.fade();
+        }
+        was
+    }
+
+    /// `page` was dropped here: whether it was a read-ahead page not seen used.
+    pub fn dropped(&mut self, page: PageId) -> bool {
+        let was = self.pages.remove(&page);
+        if was {
+            self.dropped += 1;
+            self.fade();
+        }
+        was
+    }
+
+    /// Forgets `page` (a layout change dropped it: neither used nor wasted).
+    pub fn forget(&mut self, page: PageId) {
+        self.pages.remove(&page);
+    }
+
+    /// Forgets the pages `keep` refuses.
+    pub fn retain(&mut self, keep: impl Fn(PageId) -> bool) {
+        self.pages.retain(|&p| keep(p));
+    }
+
+    /// Whether pages with an Invalid copy here are worth reading ahead now.
+    pub fn invalid_ok(&self) -> bool {
+        self.dropped * DROPPED_ONE_IN <= self.used + DROPPED_ONE_IN
+    }
+
+    fn fade(&mut self) {
+        if self.used + self.dropped > RECENT {
+            self.used /= 2;
+            self.dropped /= 2;
+        }
+    }
+}
+
 /// The read-ahead state of one island.
 #[derive(Debug, Default)]
 pub struct ReadAhead {
@@ -332,6 +400,37 @@ mod tests {
             }
         }
         assert!(faults < 3 * 2048 / 25, "{faults} faults");
+    }
+
+    #[test]
+    fn invalid_pages_are_read_ahead_while_few_are_dropped_unused() {
+        let mut b = Book::default();
+        assert!(b.invalid_ok());
+        for p in 0..100 {
+            b.asked(p);
+        }
+        for p in 0..90 {
+            assert!(b.used(p));
+        }
+        assert!(!b.used(0), "counted once");
+        for p in 90..100 {
+            assert!(b.dropped(p));
+        }
+        assert!(b.invalid_ok(), "10 dropped, 90 used");
+        for p in 100..200 {
+            b.asked(p);
+            b.dropped(p);
+        }
+        assert!(!b.invalid_ok(), "110 dropped, 90 used");
+        // Outcomes fade: a run of used pages brings it back.
+        for p in 200..3000 {
+            b.asked(p);
+            b.used(p);
+        }
+        assert!(b.invalid_ok());
+        b.asked(5000);
+        b.forget(5000);
+        assert!(!b.dropped(5000));
     }
 
     #[test]
