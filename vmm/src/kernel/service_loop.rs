@@ -85,7 +85,7 @@ fn run(island: &Arc<Island>, rx: &mut IslandReceiver, workers: &WorkerPool) {
 /// may itself wait for a fault this thread serves).
 fn read_ahead(island: &Island) -> Result<(), crate::dsm::DsmError> {
     let requests = island.dsm.take_read_ahead();
-    if requests.is_empty() {
+    if requests.is_empty() || island.exiting() {
         return Ok(());
     }
     let Some(layout) = island.user.try_layout() else {
@@ -107,7 +107,11 @@ fn read_ahead(island: &Island) -> Result<(), crate::dsm::DsmError> {
                 .map(|p| (p, r.write)),
         );
     }
-    island.dsm.read_ahead(&pages).map(|_| ())
+    match island.dsm.read_ahead(&pages) {
+        // The program ended meanwhile: nobody needs those pages any more.
+        Err(crate::dsm::DsmError::Send(FabricError::Shutdown)) => Ok(()),
+        r => r.map(|_| ()),
+    }
 }
 
 /// The island cannot go on (its coherency layer failed, or its links): the program ends.
