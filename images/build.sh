@@ -26,7 +26,7 @@ build() {
 
 ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
      demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing fig7 prodcons
-     migratee sigfpu regress difftest procview stubcall wakeping layoutrace)
+     migratee sigfpu regress difftest procview stubcall wakeping layoutrace seqread)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
           demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing difftest)
 

@@ -73,6 +73,8 @@ pub struct LaunchConfig {
     pub no_prefault: bool,
     /// See `KernelConfig::stack_prefetch`.
     pub no_stack_prefetch: bool,
+    /// See `KernelConfig::read_ahead`.
+    pub read_ahead: bool,
     /// Where Popcorn's migration calls are numbered.
     pub popcorn_abi: PopcornAbi,
     /// Serve the control socket on this Unix socket path while the program runs.
@@ -106,6 +108,7 @@ impl LaunchConfig {
             allow_port_io: false,
             no_prefault: false,
             no_stack_prefetch: false,
+            read_ahead: true,
             popcorn_abi: PopcornAbi::default(),
             api_sock: None,
             stdio: ProgramStdio::default(),
@@ -248,6 +251,7 @@ impl LaunchConfig {
             allow_port_io: self.allow_port_io,
             no_prefault: self.no_prefault,
             stack_prefetch: !self.no_stack_prefetch,
+            read_ahead: self.read_ahead,
             popcorn_abi: self.popcorn_abi,
         };
         let phase = |what: &str| {
@@ -308,6 +312,7 @@ impl LaunchConfig {
                 // Only the origin runs a thread at first; islands join the protocol with their
                 // first thread (`Origin::sync_layout_to`).
                 dsm.set_members(coherency::KernelSet::only(0));
+                dsm.set_read_ahead(self.read_ahead);
                 Some(dsm)
             } else {
                 None

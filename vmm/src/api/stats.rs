@@ -38,6 +38,10 @@ pub struct Counters {
     pub migrations: Latencies,
     pub stale_messages: u64,
     pub prefetched: u64,
+    pub read_ahead: u64,
+    pub read_ahead_used: u64,
+    pub read_ahead_late: u64,
+    pub read_ahead_dropped: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
 }
@@ -70,6 +74,10 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
         s.fault_latency.add(&latency);
         s.stale_messages += get(&st.stale_messages);
         s.prefetched += get(&st.prefetched);
+        s.read_ahead += get(&st.read_ahead);
+        s.read_ahead_used += get(&st.read_ahead_used);
+        s.read_ahead_late += get(&st.read_ahead_late);
+        s.read_ahead_dropped += get(&st.read_ahead_dropped);
         s.per_island.push(island);
     }
     if let Some(p) = islands.first() {
@@ -124,6 +132,10 @@ impl Counters {
                 resolved: self.fault_latency.count,
                 local: self.local,
                 prefetched: self.prefetched,
+                read_ahead: self.read_ahead,
+                read_ahead_used: self.read_ahead_used,
+                read_ahead_late: self.read_ahead_late,
+                read_ahead_dropped: self.read_ahead_dropped,
                 by_island: self
                     .per_island
                     .iter()
@@ -194,6 +206,32 @@ impl Counters {
         );
         let _ = writeln!(out, "# TYPE popvmm_prefetched_pages_total counter");
         let _ = writeln!(out, "popvmm_prefetched_pages_total {}", self.prefetched);
+        for (name, help, v) in [
+            (
+                "popvmm_read_ahead_pages_total",
+                "Pages asked for by read-ahead.",
+                self.read_ahead,
+            ),
+            (
+                "popvmm_read_ahead_used_pages_total",
+                "Read-ahead pages the program went through (its pattern's next fault came past them).",
+                self.read_ahead_used,
+            ),
+            (
+                "popvmm_read_ahead_late_pages_total",
+                "Read-ahead pages the program faulted on while they were on their way.",
+                self.read_ahead_late,
+            ),
+            (
+                "popvmm_read_ahead_dropped_pages_total",
+                "Read-ahead pages dropped before the program faulted on them.",
+                self.read_ahead_dropped,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {v}");
+        }
         let _ = writeln!(
             out,
             "# HELP popvmm_fault_latency_seconds_sum Sum of resolved fault latencies."
@@ -536,6 +574,10 @@ mod tests {
             migrations: latencies(2, 300_000, &[(7, 2)]),
             stale_messages: 0,
             prefetched: 3,
+            read_ahead: 0,
+            read_ahead_used: 0,
+            read_ahead_late: 0,
+            read_ahead_dropped: 0,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }
     }
@@ -569,7 +611,8 @@ mod tests {
                     "by_link": [{"from": 0, "to": 1, "messages": 18},
                                 {"from": 1, "to": 0, "messages": 12}]},
                 "faults": {"total": 9, "read_missing": 5, "write_missing": 3, "write_protect": 1,
-                    "resolved": 8, "local": 2, "prefetched": 3,
+                    "resolved": 8, "local": 2, "prefetched": 3, "read_ahead": 0,
+                    "read_ahead_used": 0, "read_ahead_late": 0, "read_ahead_dropped": 0,
                     "by_island": [
                         {"island": 0, "read_missing": 1, "write_missing": 3, "write_protect": 0,
                          "resolved": 4},

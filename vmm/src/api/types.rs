@@ -276,6 +276,22 @@ pub struct FaultStats {
     /// stack), each sparing it a fault or two (absent in runs of older popvmm versions).
     #[serde(default)]
     pub prefetched: u64,
+    /// Pages asked for by read-ahead after faults that continued a sequential or strided pattern
+    /// (absent in older runs).
+    #[serde(default)]
+    pub read_ahead: u64,
+    /// Read-ahead pages the program went through: the next fault of their pattern came past
+    /// them, or it faulted on them while they were on their way (a read of an installed page
+    /// takes no fault: this is what can be seen of use).
+    #[serde(default)]
+    pub read_ahead_used: u64,
+    /// Read-ahead pages the program faulted on while they were still on their way.
+    #[serde(default)]
+    pub read_ahead_late: u64,
+    /// Read-ahead pages dropped (written by another island) before they were seen used: an upper
+    /// bound on the pages read ahead in vain.
+    #[serde(default)]
+    pub read_ahead_dropped: u64,
     pub by_island: Vec<IslandFaults>,
 }
 
@@ -425,6 +441,17 @@ impl Summary {
         } else {
             String::new()
         };
+        let read_ahead = if s.faults.read_ahead > 0 {
+            format!(
+                "; read ahead {} pages ({} seen used, {} of them late; {} dropped unseen)",
+                s.faults.read_ahead,
+                s.faults.read_ahead_used,
+                s.faults.read_ahead_late,
+                s.faults.read_ahead_dropped
+            )
+        } else {
+            String::new()
+        };
         let mut lines = vec![
             format!(
                 "{} islands: {} messages ({}){migrations}",
@@ -434,7 +461,7 @@ impl Summary {
             ),
             format!(
                 "page faults: {} ({} read, {} write on a missing page, {} write on a read-only \
-                 copy), mean latency {latency}",
+                 copy), mean latency {latency}{read_ahead}",
                 s.faults.total,
                 s.faults.read_missing,
                 s.faults.write_missing,
@@ -586,6 +613,10 @@ mod tests {
                 resolved: 8,
                 local: 2,
                 prefetched: 0,
+                read_ahead: 0,
+                read_ahead_used: 0,
+                read_ahead_late: 0,
+                read_ahead_dropped: 0,
                 by_island: vec![IslandFaults {
                     island: 0,
                     read_missing: 5,
@@ -631,7 +662,8 @@ mod tests {
             "messages": {"total": 30, "bytes": 45_000, "by_type": {"copy": 10, "fetch": 20},
                          "by_link": [{"from": 0, "to": 1, "messages": 30}]},
             "faults": {"total": 9, "read_missing": 5, "write_missing": 3, "write_protect": 1,
-                       "resolved": 8, "local": 2, "prefetched": 0,
+                       "resolved": 8, "local": 2, "prefetched": 0, "read_ahead": 0,
+                       "read_ahead_used": 0, "read_ahead_late": 0, "read_ahead_dropped": 0,
                        "by_island": [{"island": 0, "read_missing": 5, "write_missing": 3,
                                       "write_protect": 1, "resolved": 8}]},
             "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},

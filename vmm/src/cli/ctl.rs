@@ -543,6 +543,11 @@ pub fn render_stats(s: &Stats) -> String {
     let _ = writeln!(out, "prefetched pages: {}", f.prefetched);
     let _ = writeln!(
         out,
+        "read-ahead pages: {} ({} seen used, {} of them late; {} dropped unseen)",
+        f.read_ahead, f.read_ahead_used, f.read_ahead_late, f.read_ahead_dropped
+    );
+    let _ = writeln!(
+        out,
         "migrations: {}, latency {}",
         s.migrations,
         s.migration_latency_us.text()
@@ -790,6 +795,7 @@ page faults: 9 (resolved 8, served locally 2)
 fault latency: mean 412.2 us, p50 < 256 us, p99 < 4096 us
 stale messages: 0
 prefetched pages: 0
+read-ahead pages: 0 (0 seen used, 0 of them late; 0 dropped unseen)
 migrations: 0, latency -
 ";
         assert_eq!(out, want);
@@ -806,6 +812,10 @@ migrations: 0, latency -
             resolved: 0,
             local: 0,
             prefetched: 0,
+            read_ahead: 0,
+            read_ahead_used: 0,
+            read_ahead_late: 0,
+            read_ahead_dropped: 0,
             by_island: vec![],
         };
         s.fault_latency_us = types::LatencyUs {

@@ -34,6 +34,12 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
     pub protocol_optimizations: bool,
+    /// Read-ahead (`on`, the default, or `off`): a fault that continues a sequential or strided
+    /// pattern of faults also asks for the next pages of the pattern (up to 32, in the same
+    /// mapping), so that the thread finds them installed instead of faulting on each.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
+          action = clap::ArgAction::Set)]
+    pub read_ahead: bool,
     /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -150,6 +156,7 @@ fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
         allow_port_io: args.allow_port_io,
         no_prefault: args.no_prefault,
         no_stack_prefetch: args.no_stack_prefetch,
+        read_ahead: args.read_ahead,
         popcorn_abi: args.popcorn_abi,
         api_sock: args.api_sock.clone(),
         stdio: ProgramStdio::default(),

@@ -18,6 +18,7 @@
 //! would fault on itself).
 
 pub mod port;
+pub mod readahead;
 pub mod uffd;
 
 use std::collections::HashMap;
@@ -28,11 +29,12 @@ use std::time::Instant;
 
 use coherency::{
     Access, Config, Engine, Host, KernelId, MapChange, Message, MessageType, PageId, PageView,
-    ProtocolError,
+    ProtocolError, State,
 };
 
 use crate::memory::IslandMemory;
 pub use port::{DsmPort, PageSnapshot, SendPage};
+pub use readahead::{Ahead, Book, ReadAhead, Window};
 pub use uffd::{Fault, Userfaultfd};
 
 pub use crate::memory::layout::PAGE_SIZE;
@@ -92,6 +94,20 @@ pub struct DsmStats {
     /// Pages asked for ahead of a thread (the top of an arriving thread's stack) that needed the
     /// protocol: each saves that thread one or two faults.
     pub prefetched: AtomicU64,
+    /// Pages asked for by read-ahead (`readahead.rs`): each is a fault saved if the program
+    /// reads it before another island writes it.
+    pub read_ahead: AtomicU64,
+    /// Read-ahead pages the program went through: the pattern's next fault came past them (or
+    /// the program faulted on them while they were on their way). A read of an installed page
+    /// takes no fault, so this is what can be seen of use.
+    pub read_ahead_used: AtomicU64,
+    /// Read-ahead pages the program faulted on while they were still on their way (used, but
+    /// the thread waited for part of the exchange).
+    pub read_ahead_late: AtomicU64,
+    /// Read-ahead pages dropped here (another island wrote them) before they were seen used:
+    /// an upper bound on the pages read ahead in vain (a page the program read without its
+    /// pattern going past it, then lost, counts here).
+    pub read_ahead_dropped: AtomicU64,
 }
 
 /// What one island saw of one page since the protocol started: the faults its threads (and its
@@ -132,6 +148,25 @@ pub struct Dsm {
     traffic: HashMap<PageId, PageTraffic>,
     /// Notified when a prefetch completes (see [`Dsm::prefetch_write`]).
     prefetch_done: Arc<Wakeup>,
+    /// The read-ahead pattern detector (None: read-ahead is off).
+    read_ahead: Option<ReadAhead>,
+    /// What read-ahead proposed since the last [`Dsm::take_read_ahead`].
+    ahead_requests: Vec<AheadRequest>,
+    /// Pages asked for by read-ahead that were not seen used nor dropped yet, and how the recent
+    /// ones fared.
+    ahead: Book,
+}
+
+/// Pages read-ahead proposes after a fault, before the layout has a say (see
+/// [`Dsm::take_read_ahead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AheadRequest {
+    /// The page the thread faulted on: only pages of its mapping may be read ahead.
+    pub fault: PageId,
+    /// Whether that fault was a write: then only pages never held here are read ahead (a
+    /// read-only copy of an Invalid page would not spare the write its fault).
+    pub write: bool,
+    pub window: Window,
 }
 
 /// The access token of popvmm's own accesses (prefetches), told apart from the faulting threads'
@@ -157,6 +192,7 @@ struct IslandHost<'a> {
     waiting: &'a mut HashMap<PageId, Vec<Instant>>,
     stats: &'a DsmStats,
     prefetch_done: &'a Wakeup,
+    ahead: &'a mut Book,
     error: Option<DsmError>,
 }
 
@@ -253,6 +289,11 @@ impl Host<PageBuf> for IslandHost<'_> {
                 self.uffd_result(page, "write-protect", r);
             }
             MapChange::Drop => {
+                if self.ahead.dropped(page) {
+                    self.stats
+                        .read_ahead_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 if let Err(source) = self.memory.discard(page * PAGE_SIZE, PAGE_SIZE) {
                     let e = DsmError::Uffd {
                         op: "discard",
@@ -283,7 +324,11 @@ impl Host<PageBuf> for IslandHost<'_> {
         }
     }
 
-    fn retry(&mut self, page: PageId, _token: u64, _access: Access) {
+    fn retry(&mut self, page: PageId, token: u64, _access: Access) {
+        if token == PREFETCH {
+            // Nobody waits for it: the page is simply not fetched.
+            return;
+        }
         // The page was reset under the fault: the thread faults again and meets the new layout
         // (a fresh page of the new generation, or PROT_NONE after munmap). A wake of a range no
         // longer registered is harmless: unregistering woke it already.
@@ -317,7 +362,16 @@ impl Dsm {
             traffic: HashMap::new(),
             faults: Vec::new(),
             prefetch_done: Arc::new(Wakeup::new()),
+            read_ahead: None,
+            ahead_requests: Vec::new(),
+            ahead: Book::default(),
         })
+    }
+
+    /// Turns read-ahead on or off (off at first).
+    pub fn set_read_ahead(&mut self, on: bool) {
+        self.read_ahead = on.then(ReadAhead::new);
+        self.ahead_requests.clear();
     }
 
     pub fn island(&self) -> KernelId {
@@ -393,6 +447,8 @@ impl Dsm {
             .filter(|p| pages.contains(p) && self.engine.gen(*p) >= gen)
             .collect();
         kept.sort_unstable();
+        // A layout change drops these pages: no read-ahead of them was in vain.
+        self.ahead.retain(|p| !pages.contains(&p));
         let (engine, mut host) = self.engine_and_host();
         engine.reset(pages.clone(), gen, &mut host);
         if let Some(e) = host.error.take() {
@@ -428,6 +484,7 @@ impl Dsm {
             waiting: &mut self.waiting,
             stats: &self.stats,
             prefetch_done: &self.prefetch_done,
+            ahead: &mut self.ahead,
             error: None,
         };
         (&mut self.engine, host)
@@ -479,6 +536,31 @@ impl Dsm {
         } else {
             traffic.read_faults += 1;
         }
+        let view = self.engine.view(page);
+        if self.ahead.used(page) {
+            self.stats.read_ahead_used.fetch_add(1, Ordering::Relaxed);
+            if !view.state.is_stable() {
+                self.stats.read_ahead_late.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if view.mapping == coherency::Mapping::None {
+            // No valid copy here: the protocol brings it (or a read-ahead of it is on its way).
+            let ahead = self
+                .read_ahead
+                .as_mut()
+                .and_then(|r| r.on_fault_passing(page));
+            if let Some(Ahead { window, passed }) = ahead {
+                let used = passed.pages().filter(|&p| self.ahead.used(p)).count();
+                self.stats
+                    .read_ahead_used
+                    .fetch_add(used as u64, Ordering::Relaxed);
+                self.ahead_requests.push(AheadRequest {
+                    fault: page,
+                    write: fault.write,
+                    window,
+                });
+            }
+        }
         let now = self.now();
         self.waiting.entry(page).or_default().push(Instant::now());
         let (engine, mut host) = self.engine_and_host();
@@ -519,6 +601,53 @@ impl Dsm {
             return Err(e);
         }
         Ok(ready || self.writable(addr))
+    }
+
+    /// What read-ahead proposed since the last call: windows of pages after faults that
+    /// continue a pattern. The caller keeps the pages of each fault's own mapping, if that
+    /// mapping is coherent and readable, and passes them to [`Dsm::read_ahead`].
+    pub fn take_read_ahead(&mut self) -> Vec<AheadRequest> {
+        std::mem::take(&mut self.ahead_requests)
+    }
+
+    /// Asks the protocol for `pages` (guest page numbers; with each, whether its pattern is one
+    /// of writes) as reads of this island, with no thread waiting: a thread that reads there
+    /// later finds the page installed instead of faulting (and one that writes a page no other
+    /// island holds finds it writable: it comes Not Replicated). Only pages with no copy here and
+    /// no access of the engine under way are asked for: Unmapped ones, and Invalid ones for a
+    /// read pattern while few read-ahead pages are dropped unused ([`Book::invalid_ok`]).
+    /// These are ordinary reads (the program could have made them), so the protocol stays the
+    /// checked one. The caller checks that the program may read there. Returns how many were
+    /// asked for.
+    pub fn read_ahead(&mut self, pages: &[(PageId, bool)]) -> Result<u64, DsmError> {
+        let mut asked = 0;
+        for &(page, write) in pages {
+            let view = self.engine.view(page);
+            let idle = view.waiting == 0 && view.mapping == coherency::Mapping::None;
+            // An Invalid copy means another island wrote the page since this one read it, and
+            // may write it again: reading it ahead may take it from a writer still at work.
+            let wanted = match view.state {
+                State::Unmapped => true,
+                State::Invalid => !write && self.ahead.invalid_ok(),
+                _ => false,
+            };
+            if !idle || !wanted {
+                continue;
+            }
+            asked += 1;
+            self.stats.read_ahead.fetch_add(1, Ordering::Relaxed);
+            let now = self.now();
+            let (engine, mut host) = self.engine_and_host();
+            let ready = engine.access(page, Access::Read, PREFETCH, now, &mut host)?;
+            if let Some(e) = host.error.take() {
+                return Err(e);
+            }
+            if !ready {
+                // On its way (or installed already: a first touch with no other island).
+                self.ahead.asked(page);
+            }
+        }
+        Ok(asked)
     }
 
     /// Whether the page at guest address `addr` is mapped writable here.

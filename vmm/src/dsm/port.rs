@@ -137,6 +137,24 @@ impl DsmPort {
         self.with(Dsm::poll_faults)
     }
 
+    /// What read-ahead proposed since the last call (see [`Dsm::take_read_ahead`]); nothing when
+    /// the protocol does not run.
+    pub fn take_read_ahead(&self) -> Vec<super::AheadRequest> {
+        match &self.dsm {
+            Some(dsm) if self.coherent() => lock(dsm).take_read_ahead(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// See [`Dsm::read_ahead`]. The caller has checked that the program may read those pages,
+    /// and holds the layout (for reading) so that no layout change slips in meanwhile.
+    pub fn read_ahead(&self, pages: &[(PageId, bool)]) -> Result<u64, DsmError> {
+        if self.dsm.is_none() || !self.coherent() || pages.is_empty() {
+            return Ok(0);
+        }
+        self.with(|d| d.read_ahead(pages))
+    }
+
     /// Asks for the page at guest address `addr` writable on this island, ahead of a thread that
     /// is about to write it (see [`Dsm::prefetch_write`]); [`DsmPort::wait_writable`] waits for
     /// it. Returns whether it is writable already. The caller has checked that the program may

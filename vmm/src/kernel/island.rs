@@ -44,6 +44,9 @@ pub struct KernelConfig {
     /// Ask for the top of a migrating thread's stack before it starts on its new island
     /// (`vcpu_loop::prefetch_stack`).
     pub stack_prefetch: bool,
+    /// Ask for the next pages of a sequential or strided pattern of faults along with the
+    /// fault (`dsm::readahead`).
+    pub read_ahead: bool,
 }
 
 /// Where the Popcorn calls are numbered.

@@ -18,6 +18,7 @@ use super::messages::{IslandId, IslandMessage, Reply, Request};
 use super::services::{reply_of, Served};
 use super::workers::WorkerPool;
 use super::{mm, vcpu_loop};
+use crate::dsm::PAGE_SIZE;
 use crate::fabric::{FabricError, Receiver};
 
 /// An island's receive side, for its service thread.
@@ -53,7 +54,7 @@ fn run(island: &Arc<Island>, rx: &mut IslandReceiver, workers: &WorkerPool) {
         if island.exiting() {
             return;
         }
-        if let Err(e) = island.dsm.poll_faults() {
+        if let Err(e) = island.dsm.poll_faults().and_then(|_| read_ahead(island)) {
             return failure(island, &e.to_string());
         }
         let (from, msg) = match rx.recv(None) {
@@ -74,6 +75,42 @@ fn run(island: &Arc<Island>, rx: &mut IslandReceiver, workers: &WorkerPool) {
                 request(island, workers, from, id, body);
             }
         }
+    }
+}
+
+/// Asks for the pages read-ahead proposed after the faults just served: those of the faulting
+/// page's own mapping, when it is coherent and readable (never beyond it). The layout is held for
+/// reading meanwhile, so that no change of it slips between the check and the asking; when a
+/// change holds it, the proposals are dropped (this thread must never wait for a change, which
+/// may itself wait for a fault this thread serves).
+fn read_ahead(island: &Island) -> Result<(), crate::dsm::DsmError> {
+    let requests = island.dsm.take_read_ahead();
+    if requests.is_empty() || island.exiting() {
+        return Ok(());
+    }
+    let Some(layout) = island.user.try_layout() else {
+        return Ok(());
+    };
+    let mut pages = Vec::new();
+    for r in requests {
+        let Some(vma) = layout.find(r.fault.saturating_mul(PAGE_SIZE)) else {
+            continue;
+        };
+        if vma.kind.is_local() || !vma.prot.readable() {
+            continue;
+        }
+        let (first, end) = (vma.start / PAGE_SIZE, vma.end / PAGE_SIZE);
+        pages.extend(
+            r.window
+                .pages()
+                .take_while(|&p| p >= first && p < end)
+                .map(|p| (p, r.write)),
+        );
+    }
+    match island.dsm.read_ahead(&pages) {
+        // The program ended meanwhile: nobody needs those pages any more.
+        Err(crate::dsm::DsmError::Send(FabricError::Shutdown)) => Ok(()),
+        r => r.map(|_| ()),
     }
 }
 

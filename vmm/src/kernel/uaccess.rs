@@ -55,6 +55,16 @@ impl UserMemory {
         self.space.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The layout for reading, if no change holds it now (for the fault service, which must
+    /// never wait for a change that may itself wait for a fault).
+    pub fn try_layout(&self) -> Option<RwLockReadGuard<'_, AddressSpace>> {
+        match self.space.try_read() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     pub fn layout_mut(&self) -> RwLockWriteGuard<'_, AddressSpace> {
         self.space.write().unwrap_or_else(|e| e.into_inner())
     }

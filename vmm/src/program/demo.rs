@@ -179,6 +179,10 @@ mod tests {
                         resolved: 0,
                         local: 0,
                         prefetched: 0,
+                        read_ahead: 0,
+                        read_ahead_used: 0,
+                        read_ahead_late: 0,
+                        read_ahead_dropped: 0,
                         by_island: vec![],
                     },
                     fault_latency_us: LatencyUs {
