@@ -203,6 +203,13 @@ pub struct Stats {
     pub fault_latency_us: LatencyUs,
     /// Messages for pages an island no longer maps (after munmap), dropped.
     pub stale_messages: u64,
+    /// Holding windows (against thrashing) that kept a contended page on its new writer's island
+    /// while a request for it waited, and the time requests waited in them (absent in runs of
+    /// older popvmm versions, or with `--hold-window off`: 0).
+    #[serde(default)]
+    pub hold_windows: u64,
+    #[serde(default)]
+    pub held_us: u64,
     /// Threads that migrated, and how long each took: from its island stopping it to its new
     /// island starting it (absent in runs of older popvmm versions).
     #[serde(default)]
@@ -422,9 +429,18 @@ impl Summary {
         } else {
             String::new()
         };
+        let holds = if s.hold_windows > 0 {
+            format!(
+                "; {} holding windows (requests held {:.1} ms in all)",
+                s.hold_windows,
+                s.held_us as f64 / 1e3
+            )
+        } else {
+            String::new()
+        };
         let mut lines = vec![
             format!(
-                "{} islands: {} messages ({}){migrations}",
+                "{} islands: {} messages ({}){migrations}{holds}",
                 s.islands,
                 s.messages.total,
                 by_type.join(", ")
@@ -596,6 +612,8 @@ mod tests {
                 p99: None,
             },
             stale_messages: 0,
+            hold_windows: 0,
+            held_us: 0,
             migrations: 0,
             migration_latency_us: LatencyUs::default(),
             fault_latency_histogram: vec![],

@@ -543,6 +543,12 @@ pub fn render_stats(s: &Stats) -> String {
     let _ = writeln!(out, "prefetched pages: {}", f.prefetched);
     let _ = writeln!(
         out,
+        "holding windows: {}, requests held {:.1} ms",
+        s.hold_windows,
+        s.held_us as f64 / 1e3
+    );
+    let _ = writeln!(
+        out,
         "migrations: {}, latency {}",
         s.migrations,
         s.migration_latency_us.text()
@@ -790,6 +796,7 @@ page faults: 9 (resolved 8, served locally 2)
 fault latency: mean 412.2 us, p50 < 256 us, p99 < 4096 us
 stale messages: 0
 prefetched pages: 0
+holding windows: 0, requests held 0.0 ms
 migrations: 0, latency -
 ";
         assert_eq!(out, want);

@@ -17,6 +17,7 @@
 //! socket). The `Dsm` never blocks and never touches a page the engine does not hold mapped (that
 //! would fault on itself).
 
+mod hold;
 pub mod port;
 pub mod uffd;
 
@@ -92,6 +93,11 @@ pub struct DsmStats {
     /// Pages asked for ahead of a thread (the top of an arriving thread's stack) that needed the
     /// protocol: each saves that thread one or two faults.
     pub prefetched: AtomicU64,
+    /// Holding windows (decision 17 of `coherency`) that held back a request: each one lets
+    /// this island keep a page it just got writable for a while.
+    pub holds: AtomicU64,
+    /// Time requests waited in those windows, in ns (from the first held request to the end).
+    pub held_ns: AtomicU64,
 }
 
 /// What one island saw of one page since the protocol started: the faults its threads (and its
@@ -132,6 +138,8 @@ pub struct Dsm {
     traffic: HashMap<PageId, PageTraffic>,
     /// Notified when a prefetch completes (see [`Dsm::prefetch_write`]).
     prefetch_done: Arc<Wakeup>,
+    /// Open holding windows (`hold.rs`).
+    holds: hold::Holds,
 }
 
 /// The access token of popvmm's own accesses (prefetches), told apart from the faulting threads'
@@ -157,6 +165,8 @@ struct IslandHost<'a> {
     waiting: &'a mut HashMap<PageId, Vec<Instant>>,
     stats: &'a DsmStats,
     prefetch_done: &'a Wakeup,
+    started: Instant,
+    holds: &'a mut hold::Holds,
     error: Option<DsmError>,
 }
 
@@ -194,6 +204,16 @@ impl IslandHost<'_> {
 static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
 impl Host<PageBuf> for IslandHost<'_> {
+    fn now(&mut self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    fn hold_until(&mut self, page: PageId, at: u64) {
+        self.stats.holds.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        self.holds.add(page, at, now);
+    }
+
     fn send(&mut self, to: KernelId, msg: PageMessage) {
         self.outbox.push((to, msg));
     }
@@ -317,6 +337,7 @@ impl Dsm {
             traffic: HashMap::new(),
             faults: Vec::new(),
             prefetch_done: Arc::new(Wakeup::new()),
+            holds: hold::Holds::default(),
         })
     }
 
@@ -428,6 +449,8 @@ impl Dsm {
             waiting: &mut self.waiting,
             stats: &self.stats,
             prefetch_done: &self.prefetch_done,
+            started: self.started,
+            holds: &mut self.holds,
             error: None,
         };
         (&mut self.engine, host)
