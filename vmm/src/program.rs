@@ -60,8 +60,8 @@ pub struct LaunchConfig {
     /// The protocol's §5.2 optimizations (multicast groups, owner hint); off: §4's protocol alone.
     pub protocol_optimizations: bool,
     /// The holding window against thrashing (decision 17 of `coherency`, Mirage's Δ): a page
-    /// that bounces between writers on different islands is kept by its new writer for 50 us to
-    /// 1 ms before another island takes it. None: off.
+    /// that bounces between writers on different islands is kept by its new writer for 20 us to
+    /// 100 us before another island takes it. None: off.
     pub hold_window: Option<coherency::HoldWindow>,
     /// The program's path (as popvmm finds it) and arguments; argv\[0\] is the path.
     pub argv: Vec<String>,

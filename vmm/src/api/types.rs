@@ -650,15 +650,19 @@ mod tests {
                                       "write_protect": 1, "resolved": 8}]},
             "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},
             "stale_messages": 0,
+            "hold_windows": 0,
+            "held_us": 0,
             "migrations": 0,
             "migration_latency_us": {"mean": null, "p50": null, "p99": null},
         });
         assert_eq!(serde_json::to_value(stats()).expect("stats"), want);
-        // A summary written before migrations were counted still reads.
+        // A summary written before migrations and holding windows were counted still reads.
         let mut old = want.clone();
         let fields = old.as_object_mut().expect("object");
         fields.remove("migrations");
         fields.remove("migration_latency_us");
+        fields.remove("hold_windows");
+        fields.remove("held_us");
         assert_eq!(
             serde_json::from_value::<Stats>(old).expect("old stats"),
             stats()

@@ -36,13 +36,13 @@ pub struct LaunchArgs {
     pub protocol_optimizations: bool,
     /// The holding window against thrashing: a page that bounces between writers on different
     /// islands (a lock word, a barrier counter) is kept by its new writer for a short adaptive
-    /// time (50 us to 1 ms, 0 for a page nobody contends) before another island takes it:
+    /// time (20 to 100 us, 0 for a page nobody contends) before another island takes it:
     /// `on` (the default) or `off`.
     #[arg(long, visible_alias = "thrash-window", value_name = "on|off", default_value = "on",
           value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub hold_window: bool,
-    /// The holding window's longest and shortest time, in microseconds (tuning; default 1000
-    /// and 50).
+    /// The holding window's longest and shortest time, in microseconds (tuning; default 100
+    /// and 20).
     #[arg(long, value_name = "US", hide = true)]
     pub hold_window_max_us: Option<u64>,
     #[arg(long, value_name = "US", hide = true)]
