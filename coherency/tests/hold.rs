@@ -98,7 +98,9 @@ impl Net {
     /// Kernel `k` writes `token` at time `now` and the network runs until it is empty.
     fn write(&mut self, k: KernelId, token: u64, now: u64) {
         self.now = now;
-        let done = self.with(k, |e, h| e.access(0, Access::Write, token, now, h).unwrap());
+        let done = self
+            .with(k, |e, h| e.access(0, Access::Write, token, now, h))
+            .expect("no protocol error");
         if done {
             self.completed.push((k, token));
             self.memory[k as usize] = Some(token as u32);
@@ -108,7 +110,8 @@ impl Net {
 
     fn deliver_all(&mut self) {
         while let Some((to, msg)) = self.links.pop_front() {
-            self.with(to, |e, h| e.handle(msg, h).unwrap());
+            self.with(to, |e, h| e.handle(msg, h))
+                .expect("no protocol error");
         }
     }
 
@@ -175,17 +178,18 @@ fn a_page_that_bounces_is_held_then_answered_at_the_end_of_its_window() {
 fn a_page_nobody_contends_is_never_held() {
     let mut net = Net::new(3);
     // Writers take turns, each long after the page was last taken from it.
-    let mut token = 1;
     for round in 0..6u64 {
         let k = (round % 3) as KernelId;
+        let token = round + 1;
         net.write(k, token, round * 10_000);
         assert!(net.done(k, token));
-        token += 1;
     }
     assert!(net.holds.is_empty());
     // Reads never start a window either.
     net.now = 100_000;
-    assert!(!net.with(1, |e, h| e.access(0, Access::Read, 99, 100_000, h).unwrap()));
+    assert!(!net
+        .with(1, |e, h| e.access(0, Access::Read, 99, 100_000, h))
+        .expect("no protocol error"));
     net.deliver_all();
     assert!(net.done(1, 99));
     assert!(net.holds.is_empty());
