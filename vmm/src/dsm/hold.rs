@@ -42,6 +42,11 @@ impl Dsm {
                 break;
             }
             self.holds.due.pop_first();
+            if self.engine.view(page).held_until != Some(at) {
+                // A window that ended otherwise (a reset answered its requests); the page may
+                // hold again since, until a later time that has an entry of its own.
+                continue;
+            }
             let (engine, mut host) = self.engine_and_host();
             if engine.release(page, &mut host) {
                 host.stats
