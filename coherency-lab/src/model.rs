@@ -217,6 +217,10 @@ pub enum Action {
     ApplyLayout { to: KernelId },
     /// A thread whose page was reset under its waiting access faults again.
     Retry { kernel: KernelId },
+    /// The holding window of `page` on `kernel` ends (decision 17): the requests it held back are
+    /// answered. The model has no clock: a window may end at any point after it started (a
+    /// nondeterministic "not yet" that eventually answers).
+    Release { kernel: KernelId, page: PageId },
 }
 
 struct ModelHost<'a> {
@@ -452,6 +456,17 @@ impl CoherencyModel {
                 self.apply_layout(&mut next, 0)
             }
             Action::ApplyLayout { to } => self.apply_layout(&mut next, *to),
+            Action::Release { kernel, page } => {
+                let k = *kernel as usize;
+                let mut host = ModelHost {
+                    me: *kernel,
+                    delivery,
+                    forced_reads,
+                    world: &mut next.world,
+                };
+                next.engines[k].release(*page, &mut host);
+                Ok(())
+            }
             Action::Retry { kernel } => {
                 let k = *kernel as usize;
                 match next.world.in_flight[k] {
@@ -580,9 +595,16 @@ impl CoherencyModel {
         result
     }
 
-    /// No message in flight.
+    /// No message in flight, and no request held back by a holding window (decision 17: an
+    /// answer still to come).
     pub fn network_empty(state: &ModelState) -> bool {
-        state.world.links.is_empty() && state.world.bag.is_empty()
+        state.world.links.is_empty()
+            && state.world.bag.is_empty()
+            && state.engines.iter().all(|e| {
+                e.page_ids()
+                    .into_iter()
+                    .all(|p| e.view(p).held_until.is_none())
+            })
     }
 
     /// Runs the checker and returns its report. With `progress`, prints the state counts to stderr
@@ -724,6 +746,9 @@ fn describe_action(state: &ModelState, action: &Action, ops: usize) -> String {
             None => format!("kernel {to} applies a push (none)"),
         },
         Action::Retry { kernel } => format!("kernel {kernel}'s thread faults again"),
+        Action::Release { kernel, page } => {
+            format!("kernel {kernel}'s holding window on page {page} ends")
+        }
     }
 }
 
@@ -845,6 +870,16 @@ impl Model for CoherencyModel {
         }
         for &(from, to) in state.world.links.keys() {
             actions.push(Action::DeliverFifo { from, to });
+        }
+        for (k, engine) in state.engines.iter().enumerate() {
+            for page in 0..self.config.pages as PageId {
+                if engine.view(page).held_until.is_some() {
+                    actions.push(Action::Release {
+                        kernel: k as KernelId,
+                        page,
+                    });
+                }
+            }
         }
         let mut last: Option<&(KernelId, Message<u8>)> = None;
         for item in &state.world.bag {

@@ -55,6 +55,19 @@ pub trait Host<D> {
     /// of): the access did not happen and the engine forgot it. The thread must try again (in
     /// the VMM: wake it; it faults again and meets whatever the layout now says).
     fn retry(&mut self, page: PageId, token: AccessToken, access: Access);
+
+    /// The host's local time, in the unit of [`Config::hold`] (the VMM: nanoseconds since the
+    /// island started). Read only when the holding window is on; the model answers a constant.
+    fn now(&mut self) -> u64 {
+        0
+    }
+
+    /// The holding window (see [`HoldWindow`]) keeps requests for `page` waiting until local time
+    /// `at`: the host must call [`Engine::release`] for `page` at (or after) `at`. Called once per
+    /// window, when its first request is held back.
+    fn hold_until(&mut self, page: PageId, at: u64) {
+        let _ = (page, at);
+    }
 }
 
 /// A change to the host mapping of a page.
@@ -81,6 +94,9 @@ pub struct Config {
     pub multicast: bool,
     /// §5.2 owner: a read fetches from the last writer first.
     pub owner_hint: bool,
+    /// Mirage's Δ against thrashing (decision 17): a page this kernel just got write access to
+    /// is held for a short, adaptive time before a request takes it away. None: off.
+    pub hold: Option<HoldWindow>,
     /// A deliberate bug, for checking the checker (only with the `mutants` feature).
     #[cfg(feature = "mutants")]
     pub mutant: Option<crate::mutant::Mutant>,
@@ -93,6 +109,7 @@ impl Config {
             kernels,
             multicast: true,
             owner_hint: true,
+            hold: None,
             #[cfg(feature = "mutants")]
             mutant: None,
         }
@@ -104,8 +121,53 @@ impl Config {
             kernels,
             multicast: false,
             owner_hint: false,
+            hold: None,
             #[cfg(feature = "mutants")]
             mutant: None,
+        }
+    }
+}
+
+/// The holding window of decision 17 (Mirage's Δ), in the host's time unit (the VMM: ns).
+///
+/// When a kernel gets write access to a page (Modified), it computes the page's window: 0 if it
+/// did not lose the page less than `recent` before (a page nobody contends is never held),
+/// otherwise twice the last window, at least `min` and at most `max`. A request that would take
+/// the page away (Fetch, Fetch Write) and arrives before the acquisition time + window waits until
+/// then ([`Host::hold_until`], [`Engine::release`]); so does one that waited for the write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HoldWindow {
+    /// The first window of a page that bounces.
+    pub min: u64,
+    /// The longest window.
+    pub max: u64,
+    /// A page reacquired less than this after it was lost bounces. `u64::MAX`: every
+    /// acquisition counts as a bounce, even the first (the model checker's setting: it then
+    /// holds every page, which explores the most interleavings with the fewest accesses).
+    pub recent: u64,
+}
+
+impl HoldWindow {
+    /// The VMM's defaults, in ns: 20 us to 100 us, bouncing if reacquired within 10 ms (longer
+    /// windows cost more than they save on popvmm's contended producer/consumer: measured with
+    /// 1 ms, 200 us, 100 us and 50 us, see the README's "Thrashing").
+    pub const DEFAULT: HoldWindow = HoldWindow {
+        min: 20_000,
+        max: 100_000,
+        recent: 10_000_000,
+    };
+
+    /// The window after one more acquisition of a page that was lost at `lost_at` (None: never)
+    /// and is acquired at `now`, when the last window was `last`.
+    pub fn next(&self, last: u64, lost_at: Option<u64>, now: u64) -> u64 {
+        match lost_at {
+            _ if self.recent == u64::MAX => last
+                .saturating_mul(2)
+                .clamp(self.min, self.max.max(self.min)),
+            Some(lost) if now.saturating_sub(lost) < self.recent => last
+                .saturating_mul(2)
+                .clamp(self.min, self.max.max(self.min)),
+            _ => 0,
         }
     }
 }
@@ -123,6 +185,9 @@ impl fmt::Display for Config {
                 if multicast { "on" } else { "off" },
                 if owner_hint { "on" } else { "off" }
             )?,
+        }
+        if let Some(h) = self.hold {
+            write!(f, ", holding window {}-{}", h.min, h.max)?;
         }
         #[cfg(feature = "mutants")]
         if let Some(m) = self.mutant {
@@ -173,6 +238,8 @@ pub struct PageView {
     pub waiting: usize,
     /// The page's generation here (decision 16).
     pub gen: u32,
+    /// Requests held back by the holding window (decision 17) until this local time.
+    pub held_until: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -252,6 +319,16 @@ struct PageCopy<D> {
     deferred: Vec<Deferred>,
     /// Local accesses waiting for the protocol.
     waiting: Vec<Waiter>,
+
+    // The holding window (decision 17).
+    /// The page's last window (0: not held).
+    window: u64,
+    /// Modified: requests are held back until this local time (acquisition + window).
+    hold_end: u64,
+    /// Requests are held back now: the host was asked to call [`Engine::release`].
+    holding: bool,
+    /// When this kernel last lost write access to the page (answered a request in Modified).
+    lost_at: Option<u64>,
 }
 
 impl<D> PageCopy<D> {
@@ -284,6 +361,10 @@ impl<D> PageCopy<D> {
             round_wait: KernelSet::EMPTY,
             deferred: Vec::new(),
             waiting: Vec::new(),
+            window: 0,
+            hold_end: 0,
+            holding: false,
+            lost_at: None,
         }
     }
 
@@ -295,6 +376,7 @@ impl<D> PageCopy<D> {
             users: self.users,
             waiting: self.waiting.len(),
             gen: self.gen,
+            held_until: self.holding.then_some(self.hold_end),
         }
     }
 
@@ -553,6 +635,7 @@ impl<D: Clone> Engine<D> {
                 users: KernelSet::EMPTY,
                 waiting: 0,
                 gen: base_gen(&self.resets, page),
+                held_until: None,
             },
             PageCopy::view,
         )
@@ -775,7 +858,7 @@ impl<D: Clone> Engine<D> {
                 }
                 if copy.round_wait.is_empty() {
                     copy.deferred.push(Deferred { from, fetch_write });
-                    self.answer_deferred(page, host);
+                    self.answer_or_hold(page, host);
                 } else {
                     // The round is not over: every loser must get the data while the copy is
                     // still valid (§4.7).
@@ -1245,6 +1328,13 @@ impl<D: Clone> Engine<D> {
         }
         copy.state = State::Modified;
         copy.version += 1;
+        if let Some(hold) = self.config.hold {
+            let now = host.now();
+            let copy = self.copy(page);
+            copy.window = hold.next(copy.window, copy.lost_at, now);
+            copy.hold_end = now.saturating_add(copy.window);
+        }
+        let copy = self.copy(page);
         // The winner answers no fetch until every concurrent writer that elected it asked (§4.7).
         copy.round_wait = if no_rounds {
             KernelSet::EMPTY
@@ -1257,10 +1347,51 @@ impl<D: Clone> Engine<D> {
         // The write happens before any deferred fetch takes the page away.
         self.complete_waiters(page, host);
         if self.copy(page).round_wait.is_empty() {
-            self.answer_deferred(page, host);
+            self.answer_or_hold(page, host);
         }
         // Whatever still waits (nothing, normally) is handled from the new state.
         self.settle(page, host)
+    }
+
+    /// Modified, round complete: answers the deferred requests, or holds them back until the end
+    /// of the page's holding window (decision 17).
+    fn answer_or_hold<H: Host<D>>(&mut self, page: PageId, host: &mut H) {
+        let copy = self.copy(page);
+        if copy.deferred.is_empty() {
+            return;
+        }
+        if copy.holding {
+            return;
+        }
+        if self.config.hold.is_some() && self.copy(page).window > 0 {
+            let now = host.now();
+            let copy = self.copy(page);
+            if now < copy.hold_end {
+                copy.holding = true;
+                let at = copy.hold_end;
+                host.hold_until(page, at);
+                return;
+            }
+        }
+        self.answer_deferred(page, host);
+    }
+
+    /// The end of the holding window of `page` (decision 17): the host calls it at the time it
+    /// was given in [`Host::hold_until`], or later. Answers the requests held back (if the page
+    /// still holds any: a reset may have answered them already). Returns whether it did.
+    pub fn release<H: Host<D>>(&mut self, page: PageId, host: &mut H) -> bool {
+        let Some(copy) = self.pages.get_mut(&page) else {
+            return false;
+        };
+        if !copy.holding {
+            return false;
+        }
+        copy.holding = false;
+        if copy.state == State::Modified && copy.round_wait.is_empty() {
+            self.answer_deferred(page, host);
+        }
+        self.tidy(page);
+        true
     }
 
     /// Answers the deferred requests (Modified, round complete): the first one turns the copy Shared.
@@ -1268,6 +1399,12 @@ impl<D: Clone> Engine<D> {
         let deferred = std::mem::take(&mut self.copy(page).deferred);
         if deferred.is_empty() {
             return;
+        }
+        if self.config.hold.is_some() {
+            let now = host.now();
+            let copy = self.copy(page);
+            copy.lost_at = Some(now);
+            copy.holding = false;
         }
         self.downgrade_and_share(page, host);
         let data = host.read_page(page);

@@ -41,8 +41,9 @@
 //!
 //! # Decisions where the paper is ambiguous or wrong as written
 //! Each one was forced by a counterexample of the model checker (`popvmm protocol check`) or of
-//! the simulator (`popvmm protocol simulate`), and each is checked by them since (13 is an
-//! optimization; for 16 the model adds layout changes to the accesses).
+//! the simulator (`popvmm protocol simulate`), and each is checked by them since (13 and 17 are
+//! optimizations; for 16 the model adds layout changes to the accesses, for 17 the end of a
+//! window).
 //!
 //! 1. **Copies carry a version.** A fetch may collect several Copies, and the paper only says that
 //!    one of them is up to date. Counterexample (3 kernels): kernel 2, a loser in Writing Read,
@@ -146,6 +147,18 @@
 //!     from the ranges reset (kept by range, so that a reset of a large range costs no memory
 //!     per page); a kernel that joins late starts at generation 0 everywhere and learns newer
 //!     ones from Reset answers.
+//! 17. **The holding window** ([`Config::hold`], [`HoldWindow`]; Mirage's Δ, not the paper's).
+//!     A page that bounces between writers on different kernels (a lock word, a barrier
+//!     counter) moves at every write, so each kernel does one write per transfer. With the
+//!     window on, a kernel that gets write access (Modified) keeps the page for a while before
+//!     it answers the Fetch or Fetch Write that would take it away: requests that arrive before
+//!     the acquisition time + window, and those that waited for the write, are deferred like the
+//!     round's, and answered when the host calls [`Engine::release`] at the time it was given
+//!     ([`Host::hold_until`]; the engine reads no clock: [`Host::now`]). The window adapts per
+//!     page: 0 unless the kernel lost the page less than `recent` before it got it back (a page
+//!     nobody contends is never held), then twice the last one, from `min` to `max`. Safety does
+//!     not depend on when the window ends: the model checker lets a Release happen at any
+//!     point after the window started (and counts a held request as a message in flight).
 //!
 //! # Verification
 //! In `coherency-lab`. `model`: exhaustive (stateright), FIFO or unordered, with or without
@@ -163,7 +176,7 @@ pub mod mutant;
 pub mod state;
 pub mod types;
 
-pub use engine::{Config, Engine, Host, MapChange, PageView, ProtocolError};
+pub use engine::{Config, Engine, HoldWindow, Host, MapChange, PageView, ProtocolError};
 pub use message::{Message, MessageKind, MessageType, Voter};
 #[cfg(feature = "mutants")]
 pub use mutant::Mutant;

@@ -61,6 +61,10 @@ pub struct LaunchConfig {
     pub coherent_from_start: bool,
     /// The protocol's §5.2 optimizations (multicast groups, owner hint); off: §4's protocol alone.
     pub protocol_optimizations: bool,
+    /// The holding window against thrashing (decision 17 of `coherency`, Mirage's Δ): a page
+    /// that bounces between writers on different islands is kept by its new writer for 20 us to
+    /// 100 us before another island takes it. None: off.
+    pub hold_window: Option<coherency::HoldWindow>,
     /// The program's path (as popvmm finds it) and arguments; argv\[0\] is the path.
     pub argv: Vec<String>,
     /// Host directory served read-only as the program's root (default: the program's directory).
@@ -101,6 +105,7 @@ impl LaunchConfig {
             placement: Placement::RoundRobin,
             coherent_from_start: false,
             protocol_optimizations: true,
+            hold_window: Some(coherency::HoldWindow::DEFAULT),
             argv,
             rootfs: None,
             env: Vec::new(),
@@ -294,11 +299,12 @@ impl LaunchConfig {
             Arc::new(IslandFabric::with_transport(transport, links).map_err(|e| island_err(&e))?);
         // A program on one island never runs the protocol (unless asked to): no coherency layer.
         let with_dsm = n > 1 || self.coherent_from_start;
-        let engine = if self.protocol_optimizations {
+        let mut engine = if self.protocol_optimizations {
             coherency::Config::new(n)
         } else {
             coherency::Config::unoptimized(n)
         };
+        engine.hold = self.hold_window;
         let mut islands: Vec<Arc<Island>> = Vec::with_capacity(n);
         let mut origin: Option<Arc<Origin>> = None;
         let mut files = Some(files);

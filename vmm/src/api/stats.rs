@@ -42,6 +42,9 @@ pub struct Counters {
     pub read_ahead_used: u64,
     pub read_ahead_late: u64,
     pub read_ahead_dropped: u64,
+    /// Holding windows that held a request back, and how long they held (ns).
+    pub hold_windows: u64,
+    pub held_ns: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
 }
@@ -78,6 +81,8 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
         s.read_ahead_used += get(&st.read_ahead_used);
         s.read_ahead_late += get(&st.read_ahead_late);
         s.read_ahead_dropped += get(&st.read_ahead_dropped);
+        s.hold_windows += get(&st.holds);
+        s.held_ns += get(&st.held_ns);
         s.per_island.push(island);
     }
     if let Some(p) = islands.first() {
@@ -151,6 +156,8 @@ impl Counters {
             },
             fault_latency_us: LatencyUs::of(&self.fault_latency),
             stale_messages: self.stale_messages,
+            hold_windows: self.hold_windows,
+            held_us: self.held_ns / 1_000,
             migrations: self.migrations.count,
             migration_latency_us: LatencyUs::of(&self.migrations),
             fault_latency_histogram: if self.fault_latency.count == 0 {
@@ -232,6 +239,22 @@ impl Counters {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {v}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP popvmm_hold_windows_total Holding windows that kept a contended page on its new writer's island while a request waited."
+        );
+        let _ = writeln!(out, "# TYPE popvmm_hold_windows_total counter");
+        let _ = writeln!(out, "popvmm_hold_windows_total {}", self.hold_windows);
+        let _ = writeln!(
+            out,
+            "# HELP popvmm_held_seconds_total Time requests waited in holding windows."
+        );
+        let _ = writeln!(out, "# TYPE popvmm_held_seconds_total counter");
+        let _ = writeln!(
+            out,
+            "popvmm_held_seconds_total {}",
+            self.held_ns as f64 / 1e9
+        );
         let _ = writeln!(
             out,
             "# HELP popvmm_fault_latency_seconds_sum Sum of resolved fault latencies."
@@ -450,6 +473,7 @@ mod tests {
             users: KernelSet(users),
             waiting: 0,
             gen: 0,
+            held_until: None,
         }
     }
 
@@ -578,6 +602,8 @@ mod tests {
             read_ahead_used: 0,
             read_ahead_late: 0,
             read_ahead_dropped: 0,
+            hold_windows: 2,
+            held_ns: 1_500_000,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }
     }
@@ -620,6 +646,8 @@ mod tests {
                          "resolved": 4}]},
                 "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},
                 "stale_messages": 0,
+                "hold_windows": 2,
+                "held_us": 1500,
                 "migrations": 2,
                 "migration_latency_us": {"mean": 150.0, "p50": 256, "p99": 256},
             })
@@ -638,12 +666,17 @@ mod tests {
             text.contains("mean latency 412.2 us (p50 < 256 us, p99 >= 1048576 us)"),
             "{text}"
         );
+        assert!(
+            text.contains("; 2 holding windows (requests held 1.5 ms in all)"),
+            "{text}"
+        );
     }
 
     #[test]
     fn metrics_are_prometheus_text() {
         let text = counters().prometheus();
         let r = ControlAnswer::Metrics(text.clone()).into_http();
+        assert!(text.contains("popvmm_hold_windows_total 2\n"), "{text}");
         assert!(r.content_type.starts_with("text/plain"));
         assert!(
             text.contains("popvmm_messages_total{type=\"fetch\"} 16\n"),

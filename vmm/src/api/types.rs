@@ -203,6 +203,13 @@ pub struct Stats {
     pub fault_latency_us: LatencyUs,
     /// Messages for pages an island no longer maps (after munmap), dropped.
     pub stale_messages: u64,
+    /// Holding windows (against thrashing) that kept a contended page on its new writer's island
+    /// while a request for it waited, and the time requests waited in them (absent in runs of
+    /// older popvmm versions, or with `--hold-window off`: 0).
+    #[serde(default)]
+    pub hold_windows: u64,
+    #[serde(default)]
+    pub held_us: u64,
     /// Threads that migrated, and how long each took: from its island stopping it to its new
     /// island starting it (absent in runs of older popvmm versions).
     #[serde(default)]
@@ -452,9 +459,18 @@ impl Summary {
         } else {
             String::new()
         };
+        let holds = if s.hold_windows > 0 {
+            format!(
+                "; {} holding windows (requests held {:.1} ms in all)",
+                s.hold_windows,
+                s.held_us as f64 / 1e3
+            )
+        } else {
+            String::new()
+        };
         let mut lines = vec![
             format!(
-                "{} islands: {} messages ({}){migrations}",
+                "{} islands: {} messages ({}){migrations}{holds}",
                 s.islands,
                 s.messages.total,
                 by_type.join(", ")
@@ -631,6 +647,8 @@ mod tests {
                 p99: None,
             },
             stale_messages: 0,
+            hold_windows: 0,
+            held_us: 0,
             migrations: 0,
             migration_latency_us: LatencyUs::default(),
             fault_latency_histogram: vec![],
@@ -668,15 +686,19 @@ mod tests {
                                       "write_protect": 1, "resolved": 8}]},
             "fault_latency_us": {"mean": 412.25, "p50": 256, "p99": null},
             "stale_messages": 0,
+            "hold_windows": 0,
+            "held_us": 0,
             "migrations": 0,
             "migration_latency_us": {"mean": null, "p50": null, "p99": null},
         });
         assert_eq!(serde_json::to_value(stats()).expect("stats"), want);
-        // A summary written before migrations were counted still reads.
+        // A summary written before migrations and holding windows were counted still reads.
         let mut old = want.clone();
         let fields = old.as_object_mut().expect("object");
         fields.remove("migrations");
         fields.remove("migration_latency_us");
+        fields.remove("hold_windows");
+        fields.remove("held_us");
         assert_eq!(
             serde_json::from_value::<Stats>(old).expect("old stats"),
             stats()

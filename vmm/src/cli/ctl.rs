@@ -548,6 +548,12 @@ pub fn render_stats(s: &Stats) -> String {
     );
     let _ = writeln!(
         out,
+        "holding windows: {}, requests held {:.1} ms",
+        s.hold_windows,
+        s.held_us as f64 / 1e3
+    );
+    let _ = writeln!(
+        out,
         "migrations: {}, latency {}",
         s.migrations,
         s.migration_latency_us.text()
@@ -796,6 +802,7 @@ fault latency: mean 412.2 us, p50 < 256 us, p99 < 4096 us
 stale messages: 0
 prefetched pages: 0
 read-ahead pages: 0 (0 seen used, 0 of them late; 0 dropped unseen)
+holding windows: 0, requests held 0.0 ms
 migrations: 0, latency -
 ";
         assert_eq!(out, want);

@@ -40,6 +40,19 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
     pub read_ahead: bool,
+    /// The holding window against thrashing: a page that bounces between writers on different
+    /// islands (a lock word, a barrier counter) is kept by its new writer for a short adaptive
+    /// time (20 to 100 us, 0 for a page nobody contends) before another island takes it:
+    /// `on` (the default) or `off`.
+    #[arg(long, visible_alias = "thrash-window", value_name = "on|off", default_value = "on",
+          value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub hold_window: bool,
+    /// The holding window's longest and shortest time, in microseconds (tuning; default 100
+    /// and 20).
+    #[arg(long, value_name = "US", hide = true)]
+    pub hold_window_max_us: Option<u64>,
+    #[arg(long, value_name = "US", hide = true)]
+    pub hold_window_min_us: Option<u64>,
     /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -149,6 +162,17 @@ fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
         placement: Placement::parse(&args.placement, islands).map_err(LaunchError::Placement)?,
         coherent_from_start: args.dsm,
         protocol_optimizations: args.protocol_optimizations,
+        hold_window: args.hold_window.then(|| {
+            let mut w = coherency::HoldWindow::DEFAULT;
+            if let Some(us) = args.hold_window_max_us {
+                w.max = us.saturating_mul(1_000);
+            }
+            if let Some(us) = args.hold_window_min_us {
+                w.min = us.saturating_mul(1_000);
+            }
+            w.min = w.min.min(w.max);
+            w
+        }),
         argv: args.program.clone(),
         rootfs: args.rootfs.clone(),
         env: args.env.clone(),

@@ -132,6 +132,10 @@ pub struct CheckArgs {
     /// The optimizations of §5.2 (multicast groups and owner hint).
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub optimizations: OnOff,
+    /// The holding window against thrashing (decision 17): a request for a page its writer got
+    /// lately waits for the end of the window, which the model lets come at any later point.
+    #[arg(long, value_enum, default_value_t = OnOff::Off)]
+    pub hold_window: OnOff,
     /// Message delivery order.
     #[arg(long, value_enum, default_value_t = DeliveryArg::Fifo)]
     pub delivery: DeliveryArg,
@@ -270,6 +274,15 @@ fn check(args: &CheckArgs) -> ExitCode {
     #[cfg(not(feature = "mutants"))]
     if let Some(never) = args.mutant {
         match never {}
+    }
+    if args.hold_window == OnOff::On {
+        // The model has no clock: one window length, on every acquisition, released at any
+        // point (decision 17).
+        engine.hold = Some(coherency::HoldWindow {
+            min: 1,
+            max: 1,
+            recent: u64::MAX,
+        });
     }
     let delivery = match args.delivery {
         DeliveryArg::Fifo => Delivery::Fifo,

@@ -17,6 +17,7 @@
 //! socket). The `Dsm` never blocks and never touches a page the engine does not hold mapped (that
 //! would fault on itself).
 
+mod hold;
 pub mod port;
 pub mod readahead;
 pub mod uffd;
@@ -108,6 +109,11 @@ pub struct DsmStats {
     /// an upper bound on the pages read ahead in vain (a page the program read without its
     /// pattern going past it, then lost, counts here).
     pub read_ahead_dropped: AtomicU64,
+    /// Holding windows (decision 17 of `coherency`) that held back a request: each one lets
+    /// this island keep a page it just got writable for a while.
+    pub holds: AtomicU64,
+    /// Time requests waited in those windows, in ns (from the first held request to the end).
+    pub held_ns: AtomicU64,
 }
 
 /// What one island saw of one page since the protocol started: the faults its threads (and its
@@ -155,6 +161,8 @@ pub struct Dsm {
     /// Pages asked for by read-ahead that were not seen used nor dropped yet, and how the recent
     /// ones fared.
     ahead: Book,
+    /// Open holding windows (`hold.rs`).
+    holds: hold::Holds,
 }
 
 /// Pages read-ahead proposes after a fault, before the layout has a say (see
@@ -193,6 +201,8 @@ struct IslandHost<'a> {
     stats: &'a DsmStats,
     prefetch_done: &'a Wakeup,
     ahead: &'a mut Book,
+    started: Instant,
+    holds: &'a mut hold::Holds,
     error: Option<DsmError>,
 }
 
@@ -230,6 +240,16 @@ impl IslandHost<'_> {
 static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
 impl Host<PageBuf> for IslandHost<'_> {
+    fn now(&mut self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    fn hold_until(&mut self, page: PageId, at: u64) {
+        self.stats.holds.fetch_add(1, Ordering::Relaxed);
+        let now = self.now();
+        self.holds.add(page, at, now);
+    }
+
     fn send(&mut self, to: KernelId, msg: PageMessage) {
         self.outbox.push((to, msg));
     }
@@ -365,6 +385,7 @@ impl Dsm {
             read_ahead: None,
             ahead_requests: Vec::new(),
             ahead: Book::default(),
+            holds: hold::Holds::default(),
         })
     }
 
@@ -485,6 +506,8 @@ impl Dsm {
             stats: &self.stats,
             prefetch_done: &self.prefetch_done,
             ahead: &mut self.ahead,
+            started: self.started,
+            holds: &mut self.holds,
             error: None,
         };
         (&mut self.engine, host)

@@ -176,6 +176,20 @@ impl DsmPort {
             .is_some()
     }
 
+    /// When the first holding window ends (None: no window open, or no coherency layer). See
+    /// [`Dsm::hold_deadline`].
+    pub fn hold_deadline(&self) -> Option<Instant> {
+        lock(self.dsm.as_ref()?).hold_deadline()
+    }
+
+    /// Ends the holding windows that are due (the service thread). See [`Dsm::release_holds`].
+    pub fn release_holds(&self) -> Result<usize, DsmError> {
+        if self.dsm.is_none() {
+            return Ok(0);
+        }
+        self.with(Dsm::release_holds)
+    }
+
     /// One message from another island (the service thread).
     pub fn on_message(&self, msg: PageMessage) -> Result<(), DsmError> {
         self.with(|d| d.on_message(msg))

@@ -9,7 +9,11 @@
 //! the end of the program. Requests for the program's services go to the island's services port
 //! (the origin serves them).
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::timerfd::TimerFd;
 
 use super::errno::ExitStatus;
 use super::island::Island;
@@ -30,26 +34,72 @@ pub const MAX_WORKERS: usize = 64;
 /// Starts the service thread of `island`, receiving from `fabric`.
 pub fn start(island: &Arc<Island>, fabric: &IslandFabric) -> Result<(), String> {
     let mut rx = fabric.receiver(island.id).map_err(|e| e.to_string())?;
-    use std::os::fd::AsRawFd;
     rx.watch(island.exit_event().as_raw_fd())
         .map_err(|e| format!("cannot watch the exit event: {e}"))?;
+    let mut timer = None;
     if let Some(fd) = island.dsm.fault_fd() {
         rx.watch(fd)
             .map_err(|e| format!("cannot watch the island's faults: {e}"))?;
+        // The end of the holding windows (`dsm::hold`): a timer with the precision of a
+        // microsecond (epoll's own timeout counts milliseconds, longer than most windows).
+        let t = HoldTimer::new().map_err(|e| format!("cannot create the hold timer: {e}"))?;
+        rx.watch(t.fd.as_raw_fd())
+            .map_err(|e| format!("cannot watch the hold timer: {e}"))?;
+        timer = Some(t);
     }
     let island = Arc::clone(island);
     let workers = WorkerPool::new(format!("island{}-worker", island.id), MAX_WORKERS);
     std::thread::Builder::new()
         .name(format!("island{}-service", island.id))
         .spawn(move || {
-            run(&island, &mut rx, &workers);
+            run(&island, &mut rx, &workers, timer);
             workers.close();
         })
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
-fn run(island: &Arc<Island>, rx: &mut IslandReceiver, workers: &WorkerPool) {
+/// The timer of the holding windows, armed for the first one to end.
+struct HoldTimer {
+    fd: TimerFd,
+    armed: Option<Instant>,
+}
+
+impl HoldTimer {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            fd: TimerFd::new()?,
+            armed: None,
+        })
+    }
+
+    /// Arms the timer for `deadline` (None: disarms it), unless it is armed for it already.
+    /// Arming or disarming also clears an expiration not read yet.
+    fn set(&mut self, deadline: Option<Instant>) -> std::io::Result<()> {
+        if deadline == self.armed {
+            return Ok(());
+        }
+        match deadline {
+            Some(d) => {
+                // Zero would disarm it: a window already over fires after 1 us.
+                let left = d
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(1));
+                self.fd.reset(left, None)?;
+            }
+            None => self.fd.clear()?,
+        }
+        self.armed = deadline;
+        Ok(())
+    }
+}
+
+fn run(
+    island: &Arc<Island>,
+    rx: &mut IslandReceiver,
+    workers: &WorkerPool,
+    mut timer: Option<HoldTimer>,
+) {
     loop {
         if island.exiting() {
             return;
@@ -57,9 +107,18 @@ fn run(island: &Arc<Island>, rx: &mut IslandReceiver, workers: &WorkerPool) {
         if let Err(e) = island.dsm.poll_faults().and_then(|_| read_ahead(island)) {
             return failure(island, &e.to_string());
         }
+        // Holding windows (`dsm::hold`): answer what is due, wake for the next one.
+        if let Err(e) = island.dsm.release_holds() {
+            return failure(island, &e.to_string());
+        }
+        if let Some(t) = &mut timer {
+            if let Err(e) = t.set(island.dsm.hold_deadline()) {
+                return failure(island, &format!("the hold timer: {e}"));
+            }
+        }
         let (from, msg) = match rx.recv(None) {
             Ok(Some(m)) => m,
-            // A fault to serve, or the end of the program.
+            // A fault to serve, the end of a holding window, or the end of the program.
             Ok(None) => continue,
             Err(FabricError::Shutdown) => return,
             Err(e) => return failure(island, &e.to_string()),

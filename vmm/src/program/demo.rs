@@ -191,6 +191,8 @@ mod tests {
                         p99: None,
                     },
                     stale_messages: 0,
+                    hold_windows: 0,
+                    held_us: 0,
                     migrations: 0,
                     migration_latency_us: LatencyUs::default(),
                     fault_latency_histogram: vec![],
