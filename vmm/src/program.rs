@@ -562,7 +562,18 @@ impl Program {
         let islands = &self.islands;
         Ok(match action {
             ControlAction::Islands => ControlAnswer::Islands(stats::island_list(islands)),
-            ControlAction::Threads => ControlAnswer::Threads(stats::thread_list(islands)),
+            ControlAction::Threads => {
+                let mut list = stats::thread_list(islands);
+                // A thread on its way between islands is in no island's table: list it where the
+                // directory says it goes, as migrating (a listing never loses a live thread).
+                for (tid, to, _) in self.origin.directory() {
+                    if !list.iter().any(|t| t.tid == tid) {
+                        list.push(crate::api::types::ThreadInfo::migrating(tid, to));
+                    }
+                }
+                list.sort_by_key(|t| t.tid);
+                ControlAnswer::Threads(list)
+            }
             ControlAction::Pages { from, count } => {
                 ControlAnswer::Pages(stats::pages(islands, from, count))
             }

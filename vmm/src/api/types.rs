@@ -79,7 +79,8 @@ pub struct ThreadInfo {
     pub tid: u32,
     pub island: usize,
     pub vcpu: u64,
-    /// `running`, `syscall`, `blocked` or `exited` (the island kernel's `ThreadState::name`).
+    /// `running`, `syscall`, `blocked` or `exited` (the island kernel's `ThreadState::name`), or
+    /// `migrating` (on its way to `island`: its other fields are then zero).
     pub state: String,
     /// rip at the thread's last exit to the island kernel.
     pub rip: u64,
@@ -90,6 +91,22 @@ pub struct ThreadInfo {
     /// Migrations so far.
     #[serde(default)]
     pub migrations: u32,
+}
+
+impl ThreadInfo {
+    /// A thread on its way to island `to`.
+    pub fn migrating(tid: u32, to: usize) -> ThreadInfo {
+        ThreadInfo {
+            tid,
+            island: to,
+            vcpu: 0,
+            state: "migrating".into(),
+            rip: 0,
+            syscalls: 0,
+            proposed: None,
+            migrations: 0,
+        }
+    }
 }
 
 /// How an island maps its copy of a page.

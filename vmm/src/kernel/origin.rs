@@ -164,6 +164,15 @@ impl std::fmt::Debug for Origin {
 }
 
 impl Origin {
+    /// Every live thread the directory knows: its tid, the island it runs on (or is moving to),
+    /// and whether it is moving (then no island's thread table may hold it for a while).
+    pub fn directory(&self) -> Vec<(u32, IslandId, bool)> {
+        lock(&self.directory)
+            .iter()
+            .map(|(&tid, w)| (tid, w.island(), matches!(w, Whereabouts::Moving { .. })))
+            .collect()
+    }
+
     /// The services of a program on `islands` islands, owned by `island` (the origin).
     pub fn new(
         island: Weak<Island>,
