@@ -729,3 +729,35 @@ fn the_migration_images_are_built() {
         );
     }
 }
+
+/// The sharing balancer (`--balance sharing`): a producer/consumer whose four threads start on
+/// four islands and share one mutex and two condition variables ends exact, its threads are moved
+/// together by migrations nobody asked for, and the run costs far fewer messages than with the
+/// threads left where they were placed (counts, never times).
+#[test]
+fn the_sharing_balancer_puts_write_sharers_on_one_island() {
+    let native = native("glibc/prodcons", &["4", "10000"], &[]);
+    let run = |balance: &str| {
+        let (run, stats) = islands_run_with_stats(
+            "glibc/prodcons",
+            &["4", "10000"],
+            4,
+            &["--balance", balance],
+        );
+        let (island, _) = split_summary(&run);
+        assert_eq!(island.stdout, native.stdout, "--balance {balance}");
+        assert_eq!(island.code, Some(0), "{}", run.stderr_text());
+        stats
+    };
+    let off = run("off");
+    let on = run("sharing");
+    assert_eq!(off["migrations"], 0, "{off}");
+    assert!(on["migrations"].as_u64().unwrap_or(0) >= 1, "{on}");
+    let messages = |s: &serde_json::Value| s["messages"]["total"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        messages(&on) * 4 < messages(&off),
+        "balanced {} messages, unbalanced {}",
+        messages(&on),
+        messages(&off)
+    );
+}

@@ -5,6 +5,7 @@
 //! See `DESIGN` in the repository's README for the architecture; one module per concern.
 
 pub mod api;
+pub mod balance;
 pub mod cli;
 pub mod dsm;
 pub mod fabric;

@@ -79,6 +79,8 @@ pub struct LaunchConfig {
     pub no_stack_prefetch: bool,
     /// See `KernelConfig::read_ahead`.
     pub read_ahead: bool,
+    /// The sharing balancer (`balance.rs`): moves threads that write-share pages onto one island.
+    pub balance_sharing: bool,
     /// Where Popcorn's migration calls are numbered.
     pub popcorn_abi: PopcornAbi,
     /// Serve the control socket on this Unix socket path while the program runs.
@@ -114,6 +116,7 @@ impl LaunchConfig {
             no_prefault: false,
             no_stack_prefetch: false,
             read_ahead: true,
+            balance_sharing: false,
             popcorn_abi: PopcornAbi::default(),
             api_sock: None,
             stdio: ProgramStdio::default(),
@@ -193,6 +196,9 @@ pub struct Program {
     events: Option<mpsc::Receiver<Event>>,
     events_tx: mpsc::Sender<Event>,
     api: Option<ApiServer>,
+    /// The sharing balancer runs (`LaunchConfig::balance_sharing`).
+    balance_sharing: bool,
+    verbose: u8,
 }
 
 /// When the program reached its first instruction, and what memory popvmm holds (`--stats`).
@@ -408,6 +414,8 @@ impl LaunchConfig {
             events: Some(events),
             events_tx,
             api: None,
+            balance_sharing: self.balance_sharing,
+            verbose: self.verbose,
         };
         // Served before the program starts, so that a client sees its first instructions; the
         // requests wait in the controller's queue until `run`. A failure drops the program.
@@ -525,8 +533,23 @@ impl Program {
                 ))
             })?;
         }
+        let mut balancer = (self.balance_sharing && self.islands.len() > 1)
+            .then(crate::balance::Balancer::default);
         let status = loop {
-            match events.recv() {
+            let event = match &mut balancer {
+                Some(b) => match events.recv_timeout(crate::balance::PERIOD) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        self.balance(b);
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        Err(std::sync::mpsc::RecvError)
+                    }
+                    Ok(e) => Ok(e),
+                },
+                None => events.recv(),
+            };
+            match event {
                 Ok(Event::Exited(status)) => break status,
                 Ok(Event::Signal(sig)) => {
                     self.origin.exit_group(ExitStatus::Signal(sig));
@@ -616,6 +639,42 @@ impl Program {
     }
 
     /// The island thread `tid` runs on, after checking that `to` (if any) is an island.
+    /// One look of the sharing balancer: the pages each island faulted on, the threads on each
+    /// island, and the migrations it decides.
+    fn balance(&self, balancer: &mut crate::balance::Balancer) {
+        let counts = self
+            .islands
+            .iter()
+            .map(|i| {
+                i.dsm
+                    .traffic_all()
+                    .iter()
+                    .map(|(p, t)| (*p, crate::balance::PageCost::from(t)))
+                    .collect()
+            })
+            .collect();
+        let threads: Vec<Vec<u32>> = self
+            .islands
+            .iter()
+            .map(|i| {
+                i.threads()
+                    .iter()
+                    .filter(|t| t.state() != ThreadState::Exited)
+                    .map(|t| t.tid)
+                    .collect()
+            })
+            .collect();
+        if let Some(m) = balancer.tick(Instant::now(), counts, &threads) {
+            for tid in m.tids {
+                // A thread that ended or is already moving meanwhile is skipped.
+                let _ = self.origin.thread_control(tid, ThreadOp::Migrate(m.to));
+                if self.verbose > 0 {
+                    eprintln!("popvmm: balance: thread {tid} -> island {}", m.to);
+                }
+            }
+        }
+    }
+
     fn thread_island(&self, tid: u32, to: Option<usize>) -> Result<usize, ControlError> {
         let islands = self.islands.len();
         if let Some(to) = to.filter(|&to| to >= islands) {

@@ -53,6 +53,12 @@ pub struct LaunchArgs {
     pub hold_window_max_us: Option<u64>,
     #[arg(long, value_name = "US", hide = true)]
     pub hold_window_min_us: Option<u64>,
+    /// The sharing balancer: `sharing` moves threads that write-share pages onto one island
+    /// (every 50 ms, the pair of islands whose write-shared pages cost the most messages is
+    /// merged); `off` (the default) leaves threads where they are placed or migrated.
+    #[arg(long, value_name = "off|sharing", default_value = "off", value_parser = parse_balance,
+          action = clap::ArgAction::Set)]
+    pub balance: bool,
     /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -102,6 +108,14 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "on" => Ok(true),
         "off" => Ok(false),
         _ => Err(format!("{s:?}: expected on or off")),
+    }
+}
+
+fn parse_balance(s: &str) -> Result<bool, String> {
+    match s {
+        "sharing" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?}: expected off or sharing")),
     }
 }
 
@@ -180,6 +194,7 @@ fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
         allow_port_io: args.allow_port_io,
         no_prefault: args.no_prefault,
         no_stack_prefetch: args.no_stack_prefetch,
+        balance_sharing: args.balance,
         read_ahead: args.read_ahead,
         popcorn_abi: args.popcorn_abi,
         api_sock: args.api_sock.clone(),

@@ -737,6 +737,12 @@ impl Dsm {
         self.engine.page_ids()
     }
 
+    /// Every page this island faulted on or heard of, with what it saw of each (for the sharing
+    /// balancer: a copy, so the caller holds nothing).
+    pub fn traffic_all(&self) -> Vec<(PageId, PageTraffic)> {
+        self.traffic.iter().map(|(&p, &t)| (p, t)).collect()
+    }
+
     /// What this island saw of `page` (zeros for a page it never faulted on nor heard of).
     pub fn traffic(&self, page: PageId) -> PageTraffic {
         self.traffic.get(&page).copied().unwrap_or_default()

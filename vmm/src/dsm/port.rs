@@ -195,6 +195,15 @@ impl DsmPort {
         self.with(|d| d.on_message(msg))
     }
 
+    /// Every page's traffic on this island so far (see [`Dsm::traffic_all`]); empty without the
+    /// coherency layer.
+    pub fn traffic_all(&self) -> Vec<(PageId, PageTraffic)> {
+        match &self.dsm {
+            Some(dsm) => lock(dsm).traffic_all(),
+            None => Vec::new(),
+        }
+    }
+
     /// Up to `count` pages from page `first` on, in page order, each with its state and traffic.
     /// The engine is held for a few hundred pages at a time, never for the whole walk, so that
     /// fault service on this island goes on meanwhile.
