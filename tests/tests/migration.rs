@@ -6,10 +6,7 @@
 //! they run: natively Popcorn's calls fail with ENOSYS and nothing moves, so the island run must
 //! print exactly what the native run prints; the migrations that really happened are counted
 //! from `--stats-json`, messages of type `migrate`).
-//!
-//! The tests marked `#[ignore]` show popvmm problems (the reason says which; the README's "Thread
-//! migration" section has the reproducers). `cargo test --release -p popvmm-tests --test migration
-//! -- --ignored` runs them.
+//! The sharing balancer's test is here too: it works by migrating threads.
 
 use std::path::Path;
 use std::process::Stdio;
