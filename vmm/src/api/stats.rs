@@ -179,12 +179,12 @@ impl Counters {
         for (k, v) in &self.messages {
             let _ = writeln!(out, "popvmm_messages_total{{type=\"{k}\"}} {v}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP popvmm_message_bytes_total Bytes of the messages between island kernels."
+        counter(
+            &mut out,
+            "popvmm_message_bytes_total",
+            Some("Bytes of the messages between island kernels."),
+            self.bytes,
         );
-        let _ = writeln!(out, "# TYPE popvmm_message_bytes_total counter");
-        let _ = writeln!(out, "popvmm_message_bytes_total {}", self.bytes);
         let _ = writeln!(out, "# HELP popvmm_link_messages_total Messages by link.");
         let _ = writeln!(out, "# TYPE popvmm_link_messages_total counter");
         for ((f, t), v) in &self.links {
@@ -207,88 +207,77 @@ impl Counters {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP popvmm_prefetched_pages_total Pages asked for ahead of the thread that needed them."
-        );
-        let _ = writeln!(out, "# TYPE popvmm_prefetched_pages_total counter");
-        let _ = writeln!(out, "popvmm_prefetched_pages_total {}", self.prefetched);
-        for (name, help, v) in [
+        let counters: [(&str, Option<&str>, &dyn std::fmt::Display); 11] = [
+            (
+                "popvmm_prefetched_pages_total",
+                Some("Pages asked for ahead of the thread that needed them."),
+                &self.prefetched,
+            ),
             (
                 "popvmm_read_ahead_pages_total",
-                "Pages asked for by read-ahead.",
-                self.read_ahead,
+                Some("Pages asked for by read-ahead."),
+                &self.read_ahead,
             ),
             (
                 "popvmm_read_ahead_used_pages_total",
-                "Read-ahead pages the program went through (its pattern's next fault came past them).",
-                self.read_ahead_used,
+                Some("Read-ahead pages the program went through (its pattern's next fault came past them)."),
+                &self.read_ahead_used,
             ),
             (
                 "popvmm_read_ahead_late_pages_total",
-                "Read-ahead pages the program faulted on while they were on their way.",
-                self.read_ahead_late,
+                Some("Read-ahead pages the program faulted on while they were on their way."),
+                &self.read_ahead_late,
             ),
             (
                 "popvmm_read_ahead_dropped_pages_total",
-                "Read-ahead pages dropped before the program faulted on them.",
-                self.read_ahead_dropped,
+                Some("Read-ahead pages dropped before the program faulted on them."),
+                &self.read_ahead_dropped,
             ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {v}");
+            (
+                "popvmm_hold_windows_total",
+                Some("Holding windows that kept a contended page on its new writer's island while a request waited."),
+                &self.hold_windows,
+            ),
+            (
+                "popvmm_held_seconds_total",
+                Some("Time requests waited in holding windows."),
+                &(self.held_ns as f64 / 1e9),
+            ),
+            (
+                "popvmm_fault_latency_seconds_sum",
+                Some("Sum of resolved fault latencies."),
+                &(self.fault_latency.sum_ns as f64 / 1e9),
+            ),
+            (
+                "popvmm_fault_latency_seconds_count",
+                None,
+                &self.fault_latency.count,
+            ),
+            (
+                "popvmm_migration_latency_seconds_sum",
+                Some("Sum of migration latencies (stop to start)."),
+                &(self.migrations.sum_ns as f64 / 1e9),
+            ),
+            (
+                "popvmm_migration_latency_seconds_count",
+                None,
+                &self.migrations.count,
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(&mut out, name, help, value);
         }
-        let _ = writeln!(
-            out,
-            "# HELP popvmm_hold_windows_total Holding windows that kept a contended page on its new writer's island while a request waited."
-        );
-        let _ = writeln!(out, "# TYPE popvmm_hold_windows_total counter");
-        let _ = writeln!(out, "popvmm_hold_windows_total {}", self.hold_windows);
-        let _ = writeln!(
-            out,
-            "# HELP popvmm_held_seconds_total Time requests waited in holding windows."
-        );
-        let _ = writeln!(out, "# TYPE popvmm_held_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "popvmm_held_seconds_total {}",
-            self.held_ns as f64 / 1e9
-        );
-        let _ = writeln!(
-            out,
-            "# HELP popvmm_fault_latency_seconds_sum Sum of resolved fault latencies."
-        );
-        let _ = writeln!(out, "# TYPE popvmm_fault_latency_seconds_sum counter");
-        let _ = writeln!(
-            out,
-            "popvmm_fault_latency_seconds_sum {}",
-            self.fault_latency.sum_ns as f64 / 1e9
-        );
-        let _ = writeln!(out, "# TYPE popvmm_fault_latency_seconds_count counter");
-        let _ = writeln!(
-            out,
-            "popvmm_fault_latency_seconds_count {}",
-            self.fault_latency.count
-        );
-        let _ = writeln!(
-            out,
-            "# HELP popvmm_migration_latency_seconds_sum Sum of migration latencies (stop to start)."
-        );
-        let _ = writeln!(out, "# TYPE popvmm_migration_latency_seconds_sum counter");
-        let _ = writeln!(
-            out,
-            "popvmm_migration_latency_seconds_sum {}",
-            self.migrations.sum_ns as f64 / 1e9
-        );
-        let _ = writeln!(out, "# TYPE popvmm_migration_latency_seconds_count counter");
-        let _ = writeln!(
-            out,
-            "popvmm_migration_latency_seconds_count {}",
-            self.migrations.count
-        );
         out
     }
+}
+
+/// One counter of the Prometheus text: its HELP line (when it has one), TYPE and value.
+fn counter(out: &mut String, name: &str, help: Option<&str>, value: impl std::fmt::Display) {
+    if let Some(help) = help {
+        let _ = writeln!(out, "# HELP {name} {help}");
+    }
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// What popvmm gives at the end of a run on `islands`: the counters and, on several islands, the
