@@ -94,13 +94,16 @@ pub struct ThreadInfo {
 }
 
 impl ThreadInfo {
+    /// The state of a thread on its way between islands.
+    pub const MIGRATING: &'static str = "migrating";
+
     /// A thread on its way to island `to`.
     pub fn migrating(tid: u32, to: usize) -> ThreadInfo {
         ThreadInfo {
             tid,
             island: to,
             vcpu: 0,
-            state: "migrating".into(),
+            state: ThreadInfo::MIGRATING.into(),
             rip: 0,
             syscalls: 0,
             proposed: None,

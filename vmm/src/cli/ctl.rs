@@ -239,7 +239,7 @@ fn wait_until_on(
     loop {
         let threads: Vec<ThreadInfo> = call(sock, &ControlAction::Threads)?;
         match threads.iter().find(|t| t.tid == tid) {
-            Some(t) if t.island == island && t.state != "migrating" => return Ok(()),
+            Some(t) if t.island == island && t.state != ThreadInfo::MIGRATING => return Ok(()),
             None => return Err(CtlError::Malformed(format!("thread {tid} has ended"))),
             Some(_) if std::time::Instant::now() >= deadline => {
                 return Err(CtlError::Malformed(format!(
