@@ -34,8 +34,9 @@ for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm
 done
 build "$OUT/glibc/trivial" src/trivial.c gcc -O2 -static -nostdlib -no-pie
-# OpenMP programs; npb_* are NAS Parallel Benchmarks kernels (usage: npb_XX [S|W]).
-for p in omp omp4 npb_is npb_cg npb_ft npb_ep npb_mg; do
+# OpenMP programs; npb_* are NAS Parallel Benchmarks kernels (usage: npb_XX [S|W]); sp_like has
+# the barrier structure of NPB SP (usage: sp_like [S|W]).
+for p in omp omp4 npb_is npb_cg npb_ft npb_ep npb_mg sp_like; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -fopenmp -lm
 done
 for p in "${PORTABLE[@]}"; do
