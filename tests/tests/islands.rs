@@ -518,3 +518,39 @@ fn read_ahead_cuts_the_faults_of_sequential_reads() {
         assert!(used * 10 >= asked * 9, "{what}: {on_stats}");
     }
 }
+
+/// `popvmm launch -vv ... 2>&1 | head`: once the reader of stderr is gone, the diagnostics are
+/// dropped and the program runs to its end. Before, the first failed write panicked in an island
+/// kernel thread, the handler that ends the program panicked on its own message, and the run hung
+/// forever with every thread asleep.
+#[test]
+fn a_closed_stderr_never_hangs_a_verbose_run() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = popvmm_tests::tied(popvmm_tests::popvmm())
+        .args(["launch", "--islands", "2", "-vv", "--", "glibc/demo", "2"])
+        .current_dir(popvmm_tests::images())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn popvmm");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let mut first = [0u8; 256];
+    let n = stderr.read(&mut first).expect("read the first diagnostics");
+    assert!(n > 0, "-vv printed nothing");
+    drop(stderr);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for popvmm") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("popvmm still running 120 s after its stderr closed: hung");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The demo's own exit status: it ran to its end (its stdout was discarded, not closed).
+    assert_eq!(status.code(), Some(0), "popvmm ended with {status}");
+}

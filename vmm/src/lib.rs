@@ -4,6 +4,18 @@
 //! process), cooperating only by messages to run one multithreaded program as if on one SMP machine.
 //! See `DESIGN` in the repository's README for the architecture; one module per concern.
 
+/// Writes a diagnostic line on stderr, like `eprintln!`, but never panics: with stderr gone (a
+/// closed pipe: `popvmm launch -vv ... 2>&1 | head`) `eprintln!` panics, and a panic in an island
+/// kernel's thread, or in the handler that ends the program after one, would leave the program
+/// hung. A diagnostic nobody can read is dropped instead.
+#[macro_export]
+macro_rules! diag {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod api;
 pub mod balance;
 pub mod cli;

@@ -267,7 +267,7 @@ impl LaunchConfig {
         };
         let phase = |what: &str| {
             if self.verbose >= 3 {
-                eprintln!("popvmm: {:>8} us {what}", started.elapsed().as_micros());
+                crate::diag!("popvmm: {:>8} us {what}", started.elapsed().as_micros());
             }
         };
         phase("parsed");
@@ -669,7 +669,7 @@ impl Program {
                 // A thread that ended or is already moving meanwhile is skipped.
                 let _ = self.origin.thread_control(tid, ThreadOp::Migrate(m.to));
                 if self.verbose > 0 {
-                    eprintln!("popvmm: balance: thread {tid} -> island {}", m.to);
+                    crate::diag!("popvmm: balance: thread {tid} -> island {}", m.to);
                 }
             }
         }

@@ -139,7 +139,7 @@ pub fn run(args: CtlArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("popvmm ctl: {e}");
+            crate::diag!("popvmm ctl: {e}");
             ExitCode::FAILURE
         }
     }

@@ -162,7 +162,7 @@ pub fn run(args: LaunchArgs) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("popvmm: {e}");
+            crate::diag!("popvmm: {e}");
             ExitCode::from(e.status())
         }
     }
@@ -207,12 +207,12 @@ fn launch(args: &LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     let status = program.run()?;
     if args.stats {
         let f = program.startup_figures();
-        eprintln!(
+        crate::diag!(
             "popvmm: stats: startup_to_first_guest_entry_us={}",
             f.first_entry_us
         );
         if let (Some(total), Some(guest)) = (f.rss_bytes, f.program_bytes) {
-            eprintln!(
+            crate::diag!(
                 "popvmm: stats: rss_total_kib={} program_pages_kib={} popvmm_overhead_kib={}",
                 total / 1024,
                 guest / 1024,
@@ -222,16 +222,17 @@ fn launch(args: &LaunchArgs, started: Instant) -> Result<u8, LaunchError> {
     }
     let summary = program.summary();
     if summary.stats.islands > 1 {
-        eprint!("{}", summary.text());
+        // As `diag!`: a closed stderr must not turn the end of the run into a panic.
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), summary.text().as_bytes());
     }
     // After the summary, whose lines tests find by position.
     if let Some(line) = program.faults_report() {
-        eprintln!("{line}");
+        crate::diag!("{line}");
     }
     write_stats_json(args.stats_json.as_deref(), &summary);
     if let ExitStatus::Signal(sig) = status {
         if let Some(msg) = signal::shell_message(sig) {
-            eprintln!("{msg}");
+            crate::diag!("{msg}");
         }
     }
     Ok(status.shell_status())
@@ -244,7 +245,7 @@ fn write_stats_json(path: Option<&Path>, summary: &Summary) {
         .map_err(std::io::Error::from)
         .and_then(|json| std::fs::write(path, json));
     if let Err(e) = written {
-        eprintln!("popvmm: cannot write {}: {e}", path.display());
+        crate::diag!("popvmm: cannot write {}: {e}", path.display());
     }
 }
 

@@ -160,7 +160,7 @@ pub fn run(cmd: ProtocolCommand) -> ExitCode {
 #[cfg(not(feature = "lab"))]
 pub fn run(cmd: ProtocolCommand) -> ExitCode {
     let _ = cmd;
-    eprintln!(
+    crate::diag!(
         "popvmm protocol: this popvmm was built without the protocol tools (the `lab` feature, \
          on by default; it was left out with --no-default-features)"
     );
@@ -188,14 +188,14 @@ fn figure7(args: &Figure7Args) -> ExitCode {
                 .next();
             match broken {
                 Some(v) => {
-                    eprintln!("invariant violated: {v}");
+                    crate::diag!("invariant violated: {v}");
                     ExitCode::FAILURE
                 }
                 None => ExitCode::SUCCESS,
             }
         }
         Err(e) => {
-            eprintln!("popvmm protocol figure7: {e}");
+            crate::diag!("popvmm protocol figure7: {e}");
             ExitCode::from(2)
         }
     }
@@ -212,7 +212,7 @@ fn engine_config(kernels: usize, optimizations: OnOff) -> Config {
 #[cfg(feature = "lab")]
 fn simulate(args: &SimulateArgs) -> ExitCode {
     if !(0.0..=1.0).contains(&args.write_ratio) {
-        eprintln!(
+        crate::diag!(
             "popvmm protocol simulate: --write-ratio must be between 0 and 1, got {}",
             args.write_ratio
         );
@@ -257,7 +257,7 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("popvmm protocol simulate: {e}");
+            crate::diag!("popvmm protocol simulate: {e}");
             ExitCode::from(2)
         }
     }

@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn missing_then_write_protect_then_dropped() {
         let Ok(uffd) = Userfaultfd::new() else {
-            eprintln!("userfaultfd unavailable here (not root?): skipped");
+            crate::diag!("userfaultfd unavailable here (not root?): skipped");
             return;
         };
         let uffd = Arc::new(uffd);

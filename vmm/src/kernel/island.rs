@@ -346,14 +346,14 @@ impl Island {
     /// Logs a message to popvmm's stderr at verbosity >= `level`.
     pub fn log(&self, level: u8, msg: std::fmt::Arguments<'_>) {
         if self.config.verbose >= level {
-            eprintln!("popvmm: {msg}");
+            crate::diag!("popvmm: {msg}");
         }
     }
 
     /// Logs an unsupported system call once (with -v).
     pub fn log_unknown_once(&self, nr: u64, what: &str) {
         if self.config.verbose >= 1 && lock(&self.logged_unknown).insert(nr) {
-            eprintln!("popvmm: unsupported system call {nr} ({what}): ENOSYS");
+            crate::diag!("popvmm: unsupported system call {nr} ({what}): ENOSYS");
         }
     }
 }

@@ -242,7 +242,9 @@ impl Origin {
         if island.exiting() {
             return;
         }
-        eprintln!("popvmm: cannot update the layout of island {to}: {why}; the program is ended");
+        crate::diag!(
+            "popvmm: cannot update the layout of island {to}: {why}; the program is ended"
+        );
         self.exit_group(ExitStatus::Signal(libc::SIGKILL));
     }
 

@@ -175,7 +175,7 @@ fn read_ahead(island: &Island) -> Result<(), crate::dsm::DsmError> {
 
 /// The island cannot go on (its coherency layer failed, or its links): the program ends.
 fn failure(island: &Island, why: &str) {
-    eprintln!("popvmm: island {}: {why}; the program is ended", island.id);
+    crate::diag!("popvmm: island {}: {why}; the program is ended", island.id);
     island
         .services
         .exit_group(ExitStatus::Signal(libc::SIGKILL));

@@ -94,7 +94,7 @@ fn spawn_runner(island: &Arc<Island>, vcpu: Vcpu, first: Option<Arrival>) -> Res
                 match ran {
                     Ok(v) => vcpu = v,
                     Err(_) => {
-                        eprintln!(
+                        crate::diag!(
                             "popvmm: internal error serving thread {tid}; the program is ended"
                         );
                         island
@@ -123,7 +123,7 @@ fn run_arrival(island: &Arc<Island>, mut vcpu: Vcpu, a: Arrival) -> Vcpu {
     };
     if let Err(e) = vcpu.start_user(&image.regs, image.fs_base, image.gs_base, Some(&image.fpu)) {
         // The thread was promised (clone returned its tid, or its old island let it go).
-        eprintln!(
+        crate::diag!(
             "popvmm: thread {}: cannot start its vCPU: {e}; the program is ended",
             image.tid
         );
@@ -343,7 +343,7 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
         let exit = match t.vcpu.run() {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("popvmm: thread {}: {e}", t.tid);
+                crate::diag!("popvmm: thread {}: {e}", t.tid);
                 return fatal(island, t, libc::SIGKILL);
             }
         };
@@ -352,7 +352,7 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
                 let regs = match t.vcpu.regs() {
                     Ok(r) => r,
                     Err(e) => {
-                        eprintln!("popvmm: thread {}: {e}", t.tid);
+                        crate::diag!("popvmm: thread {}: {e}", t.tid);
                         return fatal(island, t, libc::SIGKILL);
                     }
                 };
@@ -407,7 +407,7 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
                 }
                 let fs = t.new_fs_base.take();
                 if let Err(e) = t.vcpu.resume_user(&back, fs) {
-                    eprintln!("popvmm: thread {}: {e}", t.tid);
+                    crate::diag!("popvmm: thread {}: {e}", t.tid);
                     return fatal(island, t, libc::SIGKILL);
                 }
             }
@@ -425,7 +425,7 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
                         ),
                     );
                     if island.config.verbose >= 3 {
-                        eprintln!(
+                        crate::diag!(
                             "popvmm: user context {ctx:x?}\npopvmm: sregs {:x?}",
                             t.vcpu.sregs()
                         );
@@ -503,7 +503,7 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
                 }
             }
             Exit::Fatal(what) => {
-                eprintln!("popvmm: thread {}: the vCPU cannot continue: {what}", t.tid);
+                crate::diag!("popvmm: thread {}: the vCPU cannot continue: {what}", t.tid);
                 return fatal(island, t, libc::SIGKILL);
             }
         }

@@ -225,7 +225,7 @@ pub fn dispatch(island: &Arc<Island>, t: &mut Thread, regs: &kvm_regs) -> Action
             Action::Return(v) => format!("{}", *v as i64),
             other => format!("{other:?}"),
         };
-        eprintln!(
+        crate::diag!(
             "popvmm: {:>8}us [{}] {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) = {shown}",
             island.started.elapsed().as_micros(),
             call.t.tid,
