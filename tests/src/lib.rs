@@ -380,6 +380,23 @@ pub fn answer<'a>(out: &'a str, what: &str) -> &'a str {
 /// performance assertion: every run of the suite takes a few seconds at most.
 pub const HANG: std::time::Duration = std::time::Duration::from_secs(180);
 
+/// Waits for `child` to exit, at most `limit`: its status, or None (still running; not killed).
+pub fn wait_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Runs `cmd` (stdin empty) to completion; panics, after killing it, if it outlives `limit`.
 pub fn output_within(cmd: &mut Command, limit: std::time::Duration, what: &str) -> Run {
     use std::io::Read;
@@ -401,23 +418,16 @@ pub fn output_within(cmd: &mut Command, limit: std::time::Duration, what: &str) 
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stdout = t_out.join().unwrap_or_default();
-            let stderr = t_err.join().unwrap_or_default();
-            panic!(
-                "{what}: still running after {limit:?} (hung?), killed.\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&stdout),
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    let Some(status) = wait_within(&mut child, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stdout = t_out.join().unwrap_or_default();
+        let stderr = t_err.join().unwrap_or_default();
+        panic!(
+            "{what}: still running after {limit:?} (hung?), killed.\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
     };
     Output {
         status,

@@ -451,14 +451,9 @@ fn ctl_migrate_moves_a_spinning_thread_and_a_blocked_one() {
     let (code, _, err) = ctl_args(&sock, &["migrate", &s, "0", "--wait", "60"]);
     assert_eq!(code, Some(0), "{err}");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let code = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s.code();
-        }
-        assert!(Instant::now() < deadline, "the program did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = popvmm_tests::wait_within(&mut child, Duration::from_secs(120))
+        .expect("the program did not end")
+        .code();
     let all = reader.join().expect("reader");
     assert_eq!(code, Some(0), "{all}");
     assert!(all.contains("spinner sees island 0\n"), "{all}");

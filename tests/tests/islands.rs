@@ -527,7 +527,7 @@ fn read_ahead_cuts_the_faults_of_sequential_reads() {
 fn a_closed_stderr_never_hangs_a_verbose_run() {
     use std::io::Read;
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let mut child = popvmm_tests::tied(popvmm_tests::popvmm())
         .args(["launch", "--islands", "2", "-vv", "--", "glibc/demo", "2"])
         .current_dir(popvmm_tests::images())
@@ -540,16 +540,9 @@ fn a_closed_stderr_never_hangs_a_verbose_run() {
     let n = stderr.read(&mut first).expect("read the first diagnostics");
     assert!(n > 0, "-vv printed nothing");
     drop(stderr);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for popvmm") {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("popvmm still running 120 s after its stderr closed: hung");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = popvmm_tests::wait_within(&mut child, Duration::from_secs(120)) else {
+        let _ = child.kill();
+        panic!("popvmm still running 120 s after its stderr closed: hung");
     };
     // The demo's own exit status: it ran to its end (its stdout was discarded, not closed).
     assert_eq!(status.code(), Some(0), "popvmm ended with {status}");

@@ -669,16 +669,9 @@ fn sigint_ends_a_program_whose_threads_are_on_remote_islands_at_once() {
     // SAFETY: kill(2) on our own child's pid.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     assert_eq!(rc, 0);
-    let sent = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if sent.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("popvmm still running 30 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(status) = popvmm_tests::wait_within(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("popvmm still running 30 s after SIGINT");
     };
     assert_eq!(status.code(), Some(130), "{status:?}");
 }
