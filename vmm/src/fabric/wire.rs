@@ -54,6 +54,15 @@ pub trait Wire: Sized + Send + 'static {
     /// Request or answer (see [`Class`]).
     fn class(&self) -> Class;
 
+    /// How many requests (or answers) of the protocol this message carries, 1 to 255: the
+    /// credits a request takes and an answer gives back. More than 1 for a message that stands
+    /// for several (a range of page messages, `page.rs`): the contract (C1) holds message by
+    /// message of the protocol, so a range of N requests may be answered by N answers in any
+    /// grouping, and the credits still balance.
+    fn weight(&self) -> u8 {
+        1
+    }
+
     /// Writes the message into `buf` (at least [`Wire::MAX_ENCODED`] bytes long) and returns the
     /// number of bytes written.
     fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError>;
