@@ -765,6 +765,17 @@ impl Dsm {
     /// asked for.
     pub fn read_ahead(&mut self, pages: &[(PageId, bool)]) -> Result<u64, DsmError> {
         let mut asked = 0;
+        // With ranges, in ascending order: a backward pattern's window then goes as one range
+        // too. The order of these reads is free (no thread waits for them, and any order is one
+        // the program could have read in), and the whole window comes in one answer anyway.
+        let mut sorted;
+        let pages = if self.batch_ranges {
+            sorted = pages.to_vec();
+            sorted.sort_by_key(|&(p, _)| p);
+            &sorted[..]
+        } else {
+            pages
+        };
         for &(page, write) in pages {
             let view = self.engine.view(page);
             let idle = view.waiting == 0 && view.mapping == coherency::Mapping::None;
