@@ -106,6 +106,14 @@
 //! request, which waits for X's answers: a deadlock. Letting answers overtake the waiting request
 //! would avoid it but break FIFO. So posts never wait, and the bound comes from (C3).
 //!
+//! **Messages that carry several.** A message may stand for several requests (or answers) of
+//! the protocol on top ([`Wire::weight`], written in the frame header): a range of page messages
+//! (`range.rs`) carries up to [`MAX_RANGE`] Fetches or Copies. Credits count the protocol's
+//! messages, not frames: a request of weight `w` takes `w` credits (it goes when `w` are free, or
+//! when none is outstanding, so a range heavier than `R` is not stuck), an answer of weight `w`
+//! returns `w`. (C1) then holds message by message of the protocol whatever the grouping of
+//! answers into frames, and the bound above holds a fortiori (a frame carries at least one).
+//!
 //! **FIFO.** A link has one producer at a time (its lock); a message enters the link in the order
 //! its send took the lock, parked frames first; rings are FIFO. A `send` that waits for a credit
 //! takes its place when it gets one (it has not been sent before it returns).
