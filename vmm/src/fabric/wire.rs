@@ -44,8 +44,8 @@ pub trait Wire: Sized + Send + 'static {
     const TYPE_NAMES: &'static [&'static str];
 
     /// The most bytes [`Wire::encode`] ever writes. The fabric refuses a message type whose bound
-    /// does not fit a frame of its transport (4 KiB of page content and a header of up to 116
-    /// bytes on the ring transport, see [`crate::fabric::MAX_MESSAGE`]).
+    /// does not fit a frame of its transport (a range of 32 pages with their versions and a header
+    /// of up to 116 bytes on the ring transport, see [`crate::fabric::MAX_MESSAGE`]).
     const MAX_ENCODED: usize;
 
     /// Position of this message's type in [`Wire::TYPE_NAMES`].
