@@ -40,6 +40,9 @@ struct OutState<L> {
     /// Frames that found the link full, oldest first. Drained before anything new enters the
     /// link, so the link stays FIFO.
     outbox: VecDeque<Box<[u8]>>,
+    /// Where a frame to park is encoded (kept: the bound of a message may be a range of pages,
+    /// 128 KiB, too much to allocate and zero for each parked frame of a few bytes).
+    scratch: Vec<u8>,
     /// Ticket queue of requesters waiting for a credit: the next ticket to hand out and the one
     /// to serve next (FIFO among waiters, so none starves).
     next_ticket: u64,
@@ -223,10 +226,10 @@ impl<M: Wire, T: Transport> Core<M, T> {
                 bound: self.max_outbox,
             });
         }
-        let mut frame = vec![0u8; FRAME_HEADER + M::MAX_ENCODED];
-        let len = encode_frame(&mut frame, msg, class, ty, self.id, to)?;
-        frame.truncate(len);
-        st.outbox.push_back(frame.into_boxed_slice());
+        st.scratch.resize(FRAME_HEADER + M::MAX_ENCODED, 0);
+        let len = encode_frame(&mut st.scratch, msg, class, ty, self.id, to)?;
+        let frame: Box<[u8]> = st.scratch[..len].into();
+        st.outbox.push_back(frame);
         let c = self.counters.out(to);
         c.parked.fetch_add(1, Ordering::Relaxed);
         c.outbox_high_water
@@ -475,6 +478,7 @@ impl<M: Wire, T: Transport> Fabric<M, T> {
                             tx,
                             outstanding: 0,
                             outbox: VecDeque::new(),
+                            scratch: Vec::new(),
                             next_ticket: 0,
                             serving: 0,
                             waiting: 0,
