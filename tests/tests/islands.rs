@@ -478,6 +478,78 @@ fn files_signals_and_exit_are_served_by_the_origin_for_other_islands() {
     }
 }
 
+/// Ranges (`--batch-ranges`): the Fetches of a read-ahead window and the Copies answering them go
+/// as one message each way (and the pages in one UFFDIO_COPY). seqread gives the native output
+/// on 2 and 4 islands with ranges on and off; on 2 islands the messages that carry pages (Fetch,
+/// Copy, Copy Void, and their ranges) drop below a quarter with ranges, all messages together
+/// below 1/2.5 (the Invalid and Ack of each page the program rewrites are votes about one page,
+/// which ranges do not carry), while the faults stay about the same. Counts only, never times.
+#[test]
+fn ranges_cut_the_messages_of_sequential_reads() {
+    let args = ["2048"];
+    let n = native("glibc/seqread", &args, &[]);
+    assert_eq!(n.code, Some(0), "{}", n.stderr_text());
+    let count = |s: &serde_json::Value, types: &[&str]| -> u64 {
+        types
+            .iter()
+            .map(|t| s["messages"]["by_type"][t].as_u64().unwrap_or(0))
+            .sum()
+    };
+    const PAGE_TYPES: [&str; 6] = [
+        "fetch",
+        "copy",
+        "copy_void",
+        "fetch_range",
+        "copy_range",
+        "copy_void_range",
+    ];
+    let total = |s: &serde_json::Value| s["messages"]["total"].as_u64().unwrap_or(0);
+    let faults = |s: &serde_json::Value| s["faults"]["total"].as_u64().unwrap_or(0);
+    for islands in [2, 4] {
+        let mut stats = Vec::new();
+        for batch in ["off", "on"] {
+            let (run, s) =
+                islands_run_with_stats("glibc/seqread", &args, islands, &["--batch-ranges", batch]);
+            let what = format!("seqread on {islands} islands, ranges {batch}");
+            assert_same_on_islands(&what, &n, &run, islands);
+            stats.push(s);
+        }
+        let (off, on) = (&stats[0], &stats[1]);
+        assert_eq!(off["ranges"]["sent"], 0, "{off}");
+        assert_eq!(count(off, &PAGE_TYPES[3..]), 0, "{off}");
+        let sent = on["ranges"]["sent"].as_u64().unwrap_or(0);
+        let pages = on["ranges"]["pages"].as_u64().unwrap_or(0);
+        assert!(sent > 0 && pages >= 4 * sent, "{on}");
+        assert!(on["ranges"]["copies_saved"].as_u64() > Some(0), "{on}");
+        // A range is one message, under its own type: the totals still add up.
+        assert_eq!(
+            count(on, &PAGE_TYPES[3..]),
+            sent,
+            "every range sent is counted once: {on}"
+        );
+        if islands == 2 {
+            assert!(
+                count(on, &PAGE_TYPES) * 4 < count(off, &PAGE_TYPES),
+                "page messages: {} with ranges, {} without",
+                count(on, &PAGE_TYPES),
+                count(off, &PAGE_TYPES)
+            );
+            assert!(
+                total(on) * 5 < total(off) * 2,
+                "messages: {} with ranges, {} without",
+                total(on),
+                total(off)
+            );
+        }
+        assert!(
+            faults(on) * 4 <= faults(off) * 5 && faults(on) * 2 >= faults(off),
+            "{islands} islands: {} faults with ranges, {} without",
+            faults(on),
+            faults(off)
+        );
+    }
+}
+
 /// Read-ahead: a thread on island 1 reads large arrays written on island 0 (sequentially, with a
 /// stride of 3 pages, backwards), writes a fresh buffer from start to end, and reads an array
 /// again after island 0 rewrote it. With read-ahead each fault that continues the pattern brings

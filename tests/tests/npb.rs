@@ -9,7 +9,7 @@
 //! (its 4 threads exchange vectors every iteration); the whole file takes about 1.5 minutes with
 //! the test harness's two threads.
 
-use popvmm_tests::{compare, compare_on_islands, native};
+use popvmm_tests::{assert_same_on_islands, compare, compare_on_islands, islands_run, native};
 
 const THREADS: (&str, &str) = ("OMP_NUM_THREADS", "4");
 
@@ -110,4 +110,22 @@ fn sp_like_class_s_on_2_islands() {
 #[test]
 fn sp_like_class_s_on_4_islands() {
     sp_like_on(4);
+}
+
+/// The kernels that move the most pages in ranges (FT's arrays, IS's keys), with ranges off too
+/// (`--batch-ranges off`: one message and one UFFDIO_COPY per page, as before ranges): the same
+/// native output both ways; the other tests run with ranges on (the default).
+#[test]
+fn is_and_ft_class_s_without_ranges() {
+    let env = [THREADS];
+    for kernel in ["is", "ft"] {
+        let prog = format!("glibc/npb_{kernel}");
+        let n = native(&prog, &["S"], &env);
+        assert_eq!(n.code, Some(0), "{prog} S natively: {}", n.stderr_text());
+        for islands in [2, 4] {
+            let i = islands_run(&prog, &["S"], &env, islands, &["--batch-ranges", "off"]);
+            let what = format!("{prog} S on {islands} islands, ranges off");
+            assert_same_on_islands(&what, &n, &i, islands);
+        }
+    }
 }

@@ -26,7 +26,7 @@ use crate::api::types::{ShutdownAnswer, Summary, ThreadOpAnswer};
 use crate::api::{
     stats, ApiError, ApiServer, ControlAction, ControlAnswer, ControlError, ControlResult,
 };
-use crate::dsm::{Dsm, DsmPort, SendPage};
+use crate::dsm::{Dsm, DsmPort, Outgoing, SendPage};
 use crate::fabric::{
     FabricConfig, FaultCounters, FaultSpec, FaultTransport, RingTransport, FAULTS_VAR, MAX_ISLANDS,
 };
@@ -79,6 +79,9 @@ pub struct LaunchConfig {
     pub no_stack_prefetch: bool,
     /// See `KernelConfig::read_ahead`.
     pub read_ahead: bool,
+    /// Consecutive page messages of one kind to one island go as one range message, installed in
+    /// one UFFDIO_COPY (`fabric::PageRange`, `Dsm::on_range`).
+    pub batch_ranges: bool,
     /// The sharing balancer (`balance.rs`): moves threads that write-share pages onto one island.
     pub balance_sharing: bool,
     /// Where Popcorn's migration calls are numbered.
@@ -116,6 +119,7 @@ impl LaunchConfig {
             no_prefault: false,
             no_stack_prefetch: false,
             read_ahead: true,
+            batch_ranges: true,
             balance_sharing: false,
             popcorn_abi: PopcornAbi::default(),
             api_sock: None,
@@ -325,13 +329,18 @@ impl LaunchConfig {
                 // first thread (`Origin::sync_layout_to`).
                 dsm.set_members(coherency::KernelSet::only(0));
                 dsm.set_read_ahead(self.read_ahead);
+                dsm.set_batch_ranges(self.batch_ranges);
                 Some(dsm)
             } else {
                 None
             };
             let tx = link.sender();
-            let send: SendPage = Box::new(move |to, msg| {
-                tx.post(usize::from(to), &IslandMessage::Coherency(msg.clone()))
+            let send: SendPage = Box::new(move |to, out| {
+                let msg = match out {
+                    Outgoing::One(m) => IslandMessage::Coherency(m),
+                    Outgoing::Range(r) => IslandMessage::CoherencyRange(r),
+                };
+                tx.post(usize::from(to), &msg)
             });
             // Islands other than the origin only get memory through the protocol.
             let port = DsmPort::new(dsm, self.coherent_from_start || id != ORIGIN, send);

@@ -45,6 +45,10 @@ pub struct Counters {
     /// Holding windows that held a request back, and how long they held (ns).
     pub hold_windows: u64,
     pub held_ns: u64,
+    /// Range messages sent, the page messages they carried, UFFDIO_COPY calls they saved.
+    pub ranges_sent: u64,
+    pub range_pages: u64,
+    pub copies_saved: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
 }
@@ -83,6 +87,9 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
         s.read_ahead_dropped += get(&st.read_ahead_dropped);
         s.hold_windows += get(&st.holds);
         s.held_ns += get(&st.held_ns);
+        s.ranges_sent += get(&st.ranges_sent);
+        s.range_pages += get(&st.range_pages);
+        s.copies_saved += get(&st.copies_saved);
         s.per_island.push(island);
     }
     if let Some(p) = islands.first() {
@@ -158,6 +165,11 @@ impl Counters {
             stale_messages: self.stale_messages,
             hold_windows: self.hold_windows,
             held_us: self.held_ns / 1_000,
+            ranges: types::RangeStats {
+                sent: self.ranges_sent,
+                pages: self.range_pages,
+                copies_saved: self.copies_saved,
+            },
             migrations: self.migrations.count,
             migration_latency_us: LatencyUs::of(&self.migrations),
             fault_latency_histogram: if self.fault_latency.count == 0 {
@@ -207,7 +219,22 @@ impl Counters {
                 );
             }
         }
-        let counters: [(&str, Option<&str>, &dyn std::fmt::Display); 11] = [
+        let counters: [(&str, Option<&str>, &dyn std::fmt::Display); 14] = [
+            (
+                "popvmm_range_messages_total",
+                Some("Range messages: consecutive page messages of one kind to one island sent as one."),
+                &self.ranges_sent,
+            ),
+            (
+                "popvmm_range_pages_total",
+                Some("Page messages carried by range messages."),
+                &self.range_pages,
+            ),
+            (
+                "popvmm_range_copies_saved_total",
+                Some("UFFDIO_COPY calls saved by installing the pages of a range together."),
+                &self.copies_saved,
+            ),
             (
                 "popvmm_prefetched_pages_total",
                 Some("Pages asked for ahead of the thread that needed them."),
@@ -593,6 +620,9 @@ mod tests {
             read_ahead_dropped: 0,
             hold_windows: 2,
             held_ns: 1_500_000,
+            ranges_sent: 3,
+            range_pages: 40,
+            copies_saved: 37,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }
     }
@@ -637,6 +667,7 @@ mod tests {
                 "stale_messages": 0,
                 "hold_windows": 2,
                 "held_us": 1500,
+                "ranges": {"sent": 3, "pages": 40, "copies_saved": 37},
                 "migrations": 2,
                 "migration_latency_us": {"mean": 150.0, "p50": 256, "p99": 256},
             })
@@ -666,6 +697,11 @@ mod tests {
         let text = counters().prometheus();
         let r = ControlAnswer::Metrics(text.clone()).into_http();
         assert!(text.contains("popvmm_hold_windows_total 2\n"), "{text}");
+        assert!(text.contains("popvmm_range_pages_total 40\n"), "{text}");
+        assert!(
+            text.contains("popvmm_range_copies_saved_total 37\n"),
+            "{text}"
+        );
         assert!(r.content_type.starts_with("text/plain"));
         assert!(
             text.contains("popvmm_messages_total{type=\"fetch\"} 16\n"),

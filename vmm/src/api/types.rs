@@ -230,6 +230,10 @@ pub struct Stats {
     pub hold_windows: u64,
     #[serde(default)]
     pub held_us: u64,
+    /// Range messages (`--batch-ranges`; absent in older runs: 0): each is one message in
+    /// `messages` (one frame on its link, under its own type, e.g. `copy_range`).
+    #[serde(default)]
+    pub ranges: RangeStats,
     /// Threads that migrated, and how long each took: from its island stopping it to its new
     /// island starting it (absent in runs of older popvmm versions).
     #[serde(default)]
@@ -320,6 +324,17 @@ pub struct FaultStats {
     #[serde(default)]
     pub read_ahead_dropped: u64,
     pub by_island: Vec<IslandFaults>,
+}
+
+/// Ranges of page messages: consecutive messages of one kind to one island carried as one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeStats {
+    /// Range messages sent.
+    pub sent: u64,
+    /// Page messages they carried (each would have been a message of its own).
+    pub pages: u64,
+    /// `UFFDIO_COPY` calls saved by installing the pages of a range together.
+    pub copies_saved: u64,
 }
 
 /// One island's page faults.
@@ -479,6 +494,14 @@ impl Summary {
         } else {
             String::new()
         };
+        let ranges = if s.ranges.sent > 0 {
+            format!(
+                "; {} range messages carried {} pages ({} UFFDIO_COPY calls saved)",
+                s.ranges.sent, s.ranges.pages, s.ranges.copies_saved
+            )
+        } else {
+            String::new()
+        };
         let holds = if s.hold_windows > 0 {
             format!(
                 "; {} holding windows (requests held {:.1} ms in all)",
@@ -490,7 +513,7 @@ impl Summary {
         };
         let mut lines = vec![
             format!(
-                "{} islands: {} messages ({}){migrations}{holds}",
+                "{} islands: {} messages ({}){ranges}{migrations}{holds}",
                 s.islands,
                 s.messages.total,
                 by_type.join(", ")
@@ -669,6 +692,7 @@ mod tests {
             stale_messages: 0,
             hold_windows: 0,
             held_us: 0,
+            ranges: RangeStats::default(),
             migrations: 0,
             migration_latency_us: LatencyUs::default(),
             fault_latency_histogram: vec![],
@@ -708,6 +732,7 @@ mod tests {
             "stale_messages": 0,
             "hold_windows": 0,
             "held_us": 0,
+            "ranges": {"sent": 0, "pages": 0, "copies_saved": 0},
             "migrations": 0,
             "migration_latency_us": {"mean": null, "p50": null, "p99": null},
         });
@@ -719,6 +744,7 @@ mod tests {
         fields.remove("migration_latency_us");
         fields.remove("hold_windows");
         fields.remove("held_us");
+        fields.remove("ranges");
         assert_eq!(
             serde_json::from_value::<Stats>(old).expect("old stats"),
             stats()

@@ -548,6 +548,11 @@ pub fn render_stats(s: &Stats) -> String {
     );
     let _ = writeln!(
         out,
+        "range messages: {} ({} pages carried, {} UFFDIO_COPY calls saved)",
+        s.ranges.sent, s.ranges.pages, s.ranges.copies_saved
+    );
+    let _ = writeln!(
+        out,
         "holding windows: {}, requests held {:.1} ms",
         s.hold_windows,
         s.held_us as f64 / 1e3
@@ -802,6 +807,7 @@ fault latency: mean 412.2 us, p50 < 256 us, p99 < 4096 us
 stale messages: 0
 prefetched pages: 0
 read-ahead pages: 0 (0 seen used, 0 of them late; 0 dropped unseen)
+range messages: 0 (0 pages carried, 0 UFFDIO_COPY calls saved)
 holding windows: 0, requests held 0.0 ms
 migrations: 0, latency -
 ";

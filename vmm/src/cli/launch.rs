@@ -40,6 +40,12 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
     pub read_ahead: bool,
+    /// Ranges (`on`, the default, or `off`): consecutive page messages of one kind to one island
+    /// (the Fetches of a read-ahead, the Copies answering them) go as one message, and the pages
+    /// of a range are installed in one UFFDIO_COPY. The protocol still sees one message per page.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
+          action = clap::ArgAction::Set)]
+    pub batch_ranges: bool,
     /// The holding window against thrashing: a page that bounces between writers on different
     /// islands (a lock word, a barrier counter) is kept by its new writer for a short adaptive
     /// time (20 to 100 us, 0 for a page nobody contends) before another island takes it:
@@ -196,6 +202,7 @@ fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
         no_stack_prefetch: args.no_stack_prefetch,
         balance_sharing: args.balance,
         read_ahead: args.read_ahead,
+        batch_ranges: args.batch_ranges,
         popcorn_abi: args.popcorn_abi,
         api_sock: args.api_sock.clone(),
         stdio: ProgramStdio::default(),

@@ -34,7 +34,7 @@ use coherency::{
 };
 
 use crate::memory::IslandMemory;
-pub use port::{DsmPort, PageSnapshot, SendPage};
+pub use port::{DsmPort, Outgoing, PageSnapshot, SendPage};
 pub use readahead::{Ahead, Book, ReadAhead, Window};
 pub use uffd::{Fault, Userfaultfd};
 
@@ -114,6 +114,12 @@ pub struct DsmStats {
     pub holds: AtomicU64,
     /// Time requests waited in those windows, in ns (from the first held request to the end).
     pub held_ns: AtomicU64,
+    /// Range messages sent (`--batch-ranges`): each carries several page messages in one frame.
+    pub ranges_sent: AtomicU64,
+    /// Page messages those ranges carried (each would have been a frame of its own).
+    pub range_pages: AtomicU64,
+    /// `UFFDIO_COPY` calls saved by installing the consecutive pages of a range at once.
+    pub copies_saved: AtomicU64,
 }
 
 /// What one island saw of one page since the protocol started: the faults its threads (and its
@@ -163,6 +169,23 @@ pub struct Dsm {
     ahead: Book,
     /// Open holding windows (`hold.rs`).
     holds: hold::Holds,
+    /// Whether consecutive page messages go as one range (`--batch-ranges`).
+    batch_ranges: bool,
+    /// Installs deferred while the messages of a range are handled (see [`Dsm::on_range`]).
+    batch: Batch,
+}
+
+/// Installs of a range, deferred so that consecutive pages go in one `UFFDIO_COPY`.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Whether installs are deferred now (only while a range is handed to the engine).
+    on: bool,
+    /// The deferred installs, in the engine's order: page, content (None: zeros), writable.
+    installs: Vec<(PageId, Option<PageBuf>, bool)>,
+    /// Pages whose waiting threads are woken after the installs (completions meanwhile).
+    wakes: Vec<PageId>,
+    /// One contiguous buffer for a run of pages (reused).
+    staging: Vec<u8>,
 }
 
 /// Pages read-ahead proposes after a fault, before the layout has a say (see
@@ -203,6 +226,7 @@ struct IslandHost<'a> {
     ahead: &'a mut Book,
     started: Instant,
     holds: &'a mut hold::Holds,
+    batch: &'a mut Batch,
     error: Option<DsmError>,
 }
 
@@ -218,6 +242,73 @@ impl IslandHost<'_> {
                 page: page * PAGE_SIZE,
                 source: Box::new(e),
             });
+        }
+    }
+
+    /// Installs what a range deferred: each run of consecutive pages with the same protection in
+    /// one `UFFDIO_COPY` (from a staging buffer: the pages came through the engine as separate
+    /// buffers), then the wakes of the completions that came meanwhile. A run the kernel copies
+    /// only part of (a page already there, EEXIST; a layout change under way, EAGAIN) goes on
+    /// page by page from the first page not copied, exactly as without ranges (so errors are
+    /// today's). Called before anything else touches memory or wakes a thread, so the engine's
+    /// actions take effect in their order.
+    fn flush_installs(&mut self) {
+        if self.batch.installs.is_empty() && self.batch.wakes.is_empty() {
+            return;
+        }
+        let installs = std::mem::take(&mut self.batch.installs);
+        let mut i = 0;
+        while i < installs.len() {
+            let (first, _, writable) = installs[i];
+            let mut end = i + 1;
+            while end < installs.len()
+                && installs[end].0 == first + (end - i) as u64
+                && installs[end].2 == writable
+            {
+                end += 1;
+            }
+            let run = &installs[i..end];
+            let mut done = 0;
+            if run.len() > 1 {
+                let mut staging = std::mem::take(&mut self.batch.staging);
+                staging.clear();
+                for (_, data, _) in run {
+                    staging.extend_from_slice(match data {
+                        Some(d) => d.as_bytes(),
+                        None => &ZERO_PAGE,
+                    });
+                }
+                // SAFETY: `staging` holds run.len() pages of readable bytes.
+                let copied = unsafe {
+                    self.uffd.copy_run(
+                        self.addr(first),
+                        staging.as_ptr(),
+                        run.len() as u64 * PAGE_SIZE,
+                        writable,
+                    )
+                };
+                self.batch.staging = staging;
+                done = ((copied / PAGE_SIZE) as usize).min(run.len());
+                if done > 1 {
+                    self.stats
+                        .copies_saved
+                        .fetch_add(done as u64 - 1, Ordering::Relaxed);
+                }
+            }
+            for (page, data, writable) in &run[done..] {
+                let src = match data {
+                    Some(d) => d.as_bytes().as_ptr(),
+                    None => ZERO_PAGE.as_ptr(),
+                };
+                // SAFETY: `src` is one page of readable bytes.
+                let r = unsafe { self.uffd.copy(self.addr(*page), src, PAGE_SIZE, *writable) };
+                self.uffd_result(*page, "copy", r);
+            }
+            i = end;
+        }
+        for page in std::mem::take(&mut self.batch.wakes) {
+            let r = self.uffd.wake(self.addr(page), PAGE_SIZE);
+            self.uffd_result(page, "wake", r);
         }
     }
 
@@ -256,6 +347,7 @@ impl Host<PageBuf> for IslandHost<'_> {
 
     fn read_page(&mut self, page: PageId) -> PageBuf {
         use std::os::unix::fs::FileExt;
+        self.flush_installs();
         let mut buf = PageBuf::zeroed();
         // Through /proc/self/mem, not a plain copy nor process_vm_readv: the program may have
         // made the page PROT_NONE (mprotect) while another island still needs its content, and
@@ -281,6 +373,20 @@ impl Host<PageBuf> for IslandHost<'_> {
 
     fn map(&mut self, page: PageId, change: MapChange<PageBuf>) {
         let addr = self.addr(page);
+        if self.batch.on {
+            match change {
+                MapChange::Install { data, writable } => {
+                    self.batch.installs.push((page, Some(data), writable));
+                    return;
+                }
+                MapChange::InstallInitial { writable } => {
+                    self.batch.installs.push((page, None, writable));
+                    return;
+                }
+                // Anything else takes effect after the installs before it.
+                _ => self.flush_installs(),
+            }
+        }
         match change {
             MapChange::Install { data, writable } => {
                 // SAFETY: `data` is one page of readable bytes.
@@ -334,9 +440,14 @@ impl Host<PageBuf> for IslandHost<'_> {
             return;
         }
         // Installing or unprotecting already woke the faulting threads; a completion without a
-        // mapping change (the page became valid meanwhile) needs the wake.
-        let r = self.uffd.wake(self.addr(page), PAGE_SIZE);
-        self.uffd_result(page, "wake", r);
+        // mapping change (the page became valid meanwhile) needs the wake. In a range, after the
+        // deferred installs (a thread woken before its page is there would only fault again).
+        if self.batch.on {
+            self.batch.wakes.push(page);
+        } else {
+            let r = self.uffd.wake(self.addr(page), PAGE_SIZE);
+            self.uffd_result(page, "wake", r);
+        }
         if let Some(started) = self.waiting.get_mut(&page).and_then(|v| v.pop()) {
             self.stats
                 .latency
@@ -352,6 +463,7 @@ impl Host<PageBuf> for IslandHost<'_> {
         // The page was reset under the fault: the thread faults again and meets the new layout
         // (a fresh page of the new generation, or PROT_NONE after munmap). A wake of a range no
         // longer registered is harmless: unregistering woke it already.
+        self.flush_installs();
         let _ = self.uffd.wake(self.addr(page), PAGE_SIZE);
         if let Some(w) = self.waiting.get_mut(&page) {
             w.pop();
@@ -386,7 +498,15 @@ impl Dsm {
             ahead_requests: Vec::new(),
             ahead: Book::default(),
             holds: hold::Holds::default(),
+            batch_ranges: false,
+            batch: Batch::default(),
         })
+    }
+
+    /// Turns the batching of page messages into ranges on or off (off at first): see
+    /// [`Dsm::take_outgoing`] and [`Dsm::on_range`].
+    pub fn set_batch_ranges(&mut self, on: bool) {
+        self.batch_ranges = on;
     }
 
     /// Turns read-ahead on or off (off at first).
@@ -508,6 +628,7 @@ impl Dsm {
             ahead: &mut self.ahead,
             started: self.started,
             holds: &mut self.holds,
+            batch: &mut self.batch,
             error: None,
         };
         (&mut self.engine, host)
@@ -644,6 +765,17 @@ impl Dsm {
     /// asked for.
     pub fn read_ahead(&mut self, pages: &[(PageId, bool)]) -> Result<u64, DsmError> {
         let mut asked = 0;
+        // With ranges, in ascending order: a backward pattern's window then goes as one range
+        // too. The order of these reads is free (no thread waits for them, and any order is one
+        // the program could have read in), and the whole window comes in one answer anyway.
+        let mut sorted;
+        let pages = if self.batch_ranges {
+            sorted = pages.to_vec();
+            sorted.sort_by_key(|&(p, _)| p);
+            &sorted[..]
+        } else {
+            pages
+        };
         for &(page, write) in pages {
             let view = self.engine.view(page);
             let idle = view.waiting == 0 && view.mapping == coherency::Mapping::None;
@@ -703,9 +835,68 @@ impl Dsm {
         }
     }
 
+    /// Several messages from one island, carried as one range (`fabric::PageRange`): handed to
+    /// the engine one by one, in order, exactly as if each had come alone (so the engine sees
+    /// the sequence the model checker checks). Only the installs they cause are deferred to the
+    /// end, where consecutive pages go in one `UFFDIO_COPY` (`IslandHost::flush_installs`);
+    /// anything else the engine does meanwhile (a read for a Copy, a drop, a wake) first
+    /// installs what came before it.
+    pub fn on_range(&mut self, msgs: Vec<PageMessage>) -> Result<(), DsmError> {
+        self.batch.on = true;
+        let mut result = Ok(());
+        for msg in msgs {
+            result = self.on_message(msg);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.batch.on = false;
+        let (_, mut host) = self.engine_and_host();
+        host.flush_installs();
+        let flushed = host.error.take();
+        result?;
+        flushed.map_or(Ok(()), Err)
+    }
+
     /// The messages to send, in order (per destination, the order matters: links are FIFO).
     pub fn take_outbox(&mut self) -> std::vec::Drain<'_, (KernelId, PageMessage)> {
         self.outbox.drain(..)
+    }
+
+    /// The messages to send, as the links carry them: with `--batch-ranges`, each run of
+    /// consecutive page messages of one kind to one island as one range
+    /// ([`crate::fabric::coalesce`] says which), the rest one by one. Per destination the order
+    /// is the engine's.
+    pub fn take_outgoing(&mut self) -> Vec<(KernelId, Outgoing)> {
+        if !self.batch_ranges {
+            return self
+                .outbox
+                .drain(..)
+                .map(|(to, m)| (to, Outgoing::One(m)))
+                .collect();
+        }
+        let groups = crate::fabric::coalesce(self.outbox.drain(..));
+        let mut out = Vec::with_capacity(groups.len());
+        for (to, group) in groups {
+            if group.len() == 1 {
+                out.extend(group.into_iter().map(|m| (to, Outgoing::One(m))));
+                continue;
+            }
+            let pages = group.len() as u64;
+            match crate::fabric::PageRange::new(group) {
+                Ok(r) => {
+                    self.stats.ranges_sent.fetch_add(1, Ordering::Relaxed);
+                    self.stats.range_pages.fetch_add(pages, Ordering::Relaxed);
+                    out.push((to, Outgoing::Range(r)));
+                }
+                // `coalesce` only groups messages that make a range; were it wrong, the messages
+                // still go, one by one.
+                Err(rejected) => {
+                    out.extend(rejected.msgs.into_iter().map(|m| (to, Outgoing::One(m))))
+                }
+            }
+        }
+        out
     }
 
     /// The islands that take part in the protocol (see `coherency::Engine::set_members`).

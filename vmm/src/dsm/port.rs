@@ -15,11 +15,19 @@ use std::time::Instant;
 use coherency::{KernelId, KernelSet, PageId, PageView};
 
 use super::{Dsm, DsmError, DsmStats, PageMessage, PageTraffic};
-use crate::fabric::FabricError;
+use crate::fabric::{FabricError, PageRange};
 use crate::sync::{lock, Wakeup};
 
-/// Sends one coherency message to another island (never waits).
-pub type SendPage = Box<dyn Fn(KernelId, &PageMessage) -> Result<(), FabricError> + Send + Sync>;
+/// Sends one coherency message, or one range of them, to another island (never waits).
+pub type SendPage = Box<dyn Fn(KernelId, Outgoing) -> Result<(), FabricError> + Send + Sync>;
+
+/// What goes on a link: one page message, or several consecutive ones as a range
+/// (`--batch-ranges`, see `fabric::PageRange`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    One(PageMessage),
+    Range(PageRange),
+}
 
 /// How many pages one snapshot step reads while holding the engine (see [`DsmPort::snapshot`]).
 const SNAPSHOT_CHUNK: usize = 256;
@@ -97,8 +105,8 @@ impl DsmPort {
         };
         let mut dsm = lock(dsm);
         let r = f(&mut dsm);
-        for (to, msg) in dsm.take_outbox() {
-            (self.send)(to, &msg).map_err(DsmError::Send)?;
+        for (to, out) in dsm.take_outgoing() {
+            (self.send)(to, out).map_err(DsmError::Send)?;
         }
         r
     }
@@ -193,6 +201,12 @@ impl DsmPort {
     /// One message from another island (the service thread).
     pub fn on_message(&self, msg: PageMessage) -> Result<(), DsmError> {
         self.with(|d| d.on_message(msg))
+    }
+
+    /// A range of messages from another island (the service thread): see [`Dsm::on_range`]. The
+    /// answers they call for go out together, so that they may make a range in turn.
+    pub fn on_range(&self, range: PageRange) -> Result<(), DsmError> {
+        self.with(|d| d.on_range(range.into_messages()))
     }
 
     /// Every page's traffic on this island so far (see [`Dsm::traffic_all`]); empty without the

@@ -192,6 +192,30 @@ impl Userfaultfd {
         }
     }
 
+    /// Copies `len` bytes (whole pages) from `src` to the missing pages at `dst` in one call, as
+    /// [`Userfaultfd::copy`] does one page, and returns how many bytes the kernel copied (those
+    /// pages are installed and their waiters woken). Less than `len` when it stopped at a page
+    /// already there (EEXIST) or at a layout change (EAGAIN), or on any other error: the caller
+    /// goes on page by page from there, which reports what needs reporting.
+    ///
+    /// # Safety
+    /// `src` must point to `len` readable bytes.
+    pub unsafe fn copy_run(&self, dst: u64, src: *const u8, len: u64, writable: bool) -> u64 {
+        let mut copy = UffdioCopy {
+            dst,
+            src: src as u64,
+            len,
+            mode: if writable { 0 } else { UFFDIO_COPY_MODE_WP },
+            copy: 0,
+        };
+        match ioctl(self.fd.as_raw_fd(), UFFDIO_COPY, &mut copy) {
+            Ok(()) => len,
+            // A partial copy fails with EAGAIN and says in `copy` how far it went; a failure at
+            // the first page leaves a negative errno there.
+            Err(_) => u64::try_from(copy.copy).unwrap_or(0).min(len),
+        }
+    }
+
     /// Installs a zero page at `dst` (writable) and wakes its waiters.
     pub fn zero(&self, dst: u64, len: u64) -> io::Result<()> {
         let mut z = UffdioZeropage {

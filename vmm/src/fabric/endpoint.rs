@@ -40,6 +40,9 @@ struct OutState<L> {
     /// Frames that found the link full, oldest first. Drained before anything new enters the
     /// link, so the link stays FIFO.
     outbox: VecDeque<Box<[u8]>>,
+    /// Where a frame to park is encoded (kept: the bound of a message may be a range of pages,
+    /// 128 KiB, too much to allocate and zero for each parked frame of a few bytes).
+    scratch: Vec<u8>,
     /// Ticket queue of requesters waiting for a credit: the next ticket to hand out and the one
     /// to serve next (FIFO among waiters, so none starves).
     next_ticket: u64,
@@ -117,8 +120,11 @@ impl<M: Wire, T: Transport> Core<M, T> {
         let link = self.link(to)?;
         let mut st = lock(&link.state);
         self.check_shutdown()?;
+        // A message that carries several requests takes as many credits (see `Wire::weight`); one
+        // heavier than all the credits goes when none is outstanding (or it would never go).
+        let weight = u64::from(msg.weight().max(1));
         if class == Class::Request {
-            let free = st.outstanding < self.credits;
+            let free = st.outstanding == 0 || st.outstanding + weight <= self.credits;
             let queued = st.waiting > 0;
             let mode = if mode == Mode::Wait && runs_receive_loop(self as *const Self as usize) {
                 // The receive loop must never wait for a credit: the answer that would return it
@@ -137,16 +143,16 @@ impl<M: Wire, T: Transport> Core<M, T> {
                 Mode::Post => {}
                 Mode::Try if !free || queued => return Ok(false),
                 Mode::Try => {}
-                Mode::Wait if !free || queued => st = self.wait_credit(link, st, to)?,
+                Mode::Wait if !free || queued => st = self.wait_credit(link, st, to, weight)?,
                 Mode::Wait => {}
             }
-            st.outstanding += 1;
+            st.outstanding += weight;
         }
         match self.write(&mut st, to, class, ty, msg) {
             Ok(()) => Ok(true),
             Err(e) => {
                 if class == Class::Request {
-                    st.outstanding -= 1;
+                    st.outstanding -= weight;
                     if st.waiting > 0 {
                         link.credit.notify_all();
                     }
@@ -162,6 +168,7 @@ impl<M: Wire, T: Transport> Core<M, T> {
         link: &'a OutLink<T::LinkTx>,
         mut st: MutexGuard<'a, OutState<T::LinkTx>>,
         to: IslandId,
+        weight: u64,
     ) -> Result<MutexGuard<'a, OutState<T::LinkTx>>, FabricError> {
         self.counters
             .out(to)
@@ -175,7 +182,8 @@ impl<M: Wire, T: Transport> Core<M, T> {
                 st.waiting -= 1;
                 return Err(FabricError::Shutdown);
             }
-            if st.serving == ticket && st.outstanding < self.credits {
+            let free = st.outstanding == 0 || st.outstanding + weight <= self.credits;
+            if st.serving == ticket && free {
                 st.serving += 1;
                 st.waiting -= 1;
                 if st.waiting > 0 {
@@ -218,10 +226,10 @@ impl<M: Wire, T: Transport> Core<M, T> {
                 bound: self.max_outbox,
             });
         }
-        let mut frame = vec![0u8; FRAME_HEADER + M::MAX_ENCODED];
-        let len = encode_frame(&mut frame, msg, class, ty, self.id, to)?;
-        frame.truncate(len);
-        st.outbox.push_back(frame.into_boxed_slice());
+        st.scratch.resize(FRAME_HEADER + M::MAX_ENCODED, 0);
+        let len = encode_frame(&mut st.scratch, msg, class, ty, self.id, to)?;
+        let frame: Box<[u8]> = st.scratch[..len].into();
+        st.outbox.push_back(frame);
         let c = self.counters.out(to);
         c.parked.fetch_add(1, Ordering::Relaxed);
         c.outbox_high_water
@@ -273,15 +281,15 @@ impl<M: Wire, T: Transport> Core<M, T> {
         Ok(())
     }
 
-    /// Decodes one frame taken from the link `from` → us. Sets `*answer` if its header says it is
-    /// an answer: the caller returns the credit once the frame's slot is free (not before: the
-    /// credit lets a new request in, whose answer needs that slot; see the bound in the module
-    /// docs).
+    /// Decodes one frame taken from the link `from` → us. Sets `*answer` to the answers its
+    /// header says it carries (its weight; 0 for a request): the caller returns those credits
+    /// once the frame's slot is free (not before: a credit lets a new request in, whose answer
+    /// needs that slot; see the bound in the module docs).
     fn accept(
         &self,
         from: IslandId,
         frame: &[u8],
-        answer: &mut bool,
+        answer: &mut u64,
     ) -> Result<(IslandId, M), FabricError> {
         let counters = self.counters.inb(from);
         let malformed = |source: WireError| {
@@ -307,12 +315,16 @@ impl<M: Wire, T: Transport> Core<M, T> {
                 value: ty as u64,
             }));
         }
-        // The frame is consumed whatever its body: an answer's credit comes back.
-        *answer = class == Class::Answer;
+        // The frame is consumed whatever its body: an answer's credits come back (at least one,
+        // whatever the weight byte says: a frame is at least one message).
+        let weight = header[1];
+        if class == Class::Answer {
+            *answer = u64::from(weight.max(1));
+        }
         let msg = M::decode(body).map_err(malformed)?;
-        if msg.class() != class || msg.type_index() != ty {
+        if msg.class() != class || msg.type_index() != ty || msg.weight() != weight {
             return Err(malformed(WireError::Invalid {
-                what: "frame header (type or class differs from the body's)",
+                what: "frame header (type, class or weight differs from the body's)",
                 value: ty as u64,
             }));
         }
@@ -320,16 +332,16 @@ impl<M: Wire, T: Transport> Core<M, T> {
         Ok((from, msg))
     }
 
-    fn answer_taken(&self, from: IslandId) -> Result<(), FabricError> {
+    fn answer_taken(&self, from: IslandId, answers: u64) -> Result<(), FabricError> {
         let link = self.link(from)?;
         let mut st = lock(&link.state);
-        if st.outstanding == 0 {
+        if st.outstanding < answers {
             return Err(FabricError::UnexpectedAnswer {
                 island: self.id,
                 from,
             });
         }
-        st.outstanding -= 1;
+        st.outstanding -= answers;
         if st.waiting > 0 {
             link.credit.notify_all();
         }
@@ -368,7 +380,18 @@ fn encode_frame<M: Wire>(
                 max,
             })?;
     header[0] = class.to_byte();
-    header[1] = 0;
+    let weight = msg.weight();
+    if weight == 0 {
+        return Err(FabricError::Encode {
+            from,
+            to,
+            source: WireError::Invalid {
+                what: "message weight",
+                value: 0,
+            },
+        });
+    }
+    header[1] = weight;
     header[2..4].copy_from_slice(&(ty as u16).to_le_bytes());
     let n = msg
         .encode(body)
@@ -455,6 +478,7 @@ impl<M: Wire, T: Transport> Fabric<M, T> {
                             tx,
                             outstanding: 0,
                             outbox: VecDeque::new(),
+                            scratch: Vec::new(),
                             next_ticket: 0,
                             serving: 0,
                             waiting: 0,
@@ -677,18 +701,18 @@ impl<M: Wire, T: Transport> Receiver<M, T> {
             let mut out = None;
             let mut answer_from = None;
             let taken = self.inbox.recv(deadline, &mut |from, frame: &[u8]| {
-                let mut answer = false;
+                let mut answer = 0;
                 let r = core.accept(from, frame, &mut answer);
-                if answer {
-                    answer_from = Some(from);
+                if answer > 0 {
+                    answer_from = Some((from, answer));
                 }
                 out = Some(r?);
                 Ok(())
             });
             // The frame's slot is free now: return an answer's credit (even if the frame was
             // malformed: it was consumed).
-            if let Some(from) = answer_from {
-                core.answer_taken(from)?;
+            if let Some((from, answers)) = answer_from {
+                core.answer_taken(from, answers)?;
             }
             match taken? {
                 Wake::Frame => return Ok(out),

@@ -106,6 +106,14 @@
 //! request, which waits for X's answers: a deadlock. Letting answers overtake the waiting request
 //! would avoid it but break FIFO. So posts never wait, and the bound comes from (C3).
 //!
+//! **Messages that carry several.** A message may stand for several requests (or answers) of
+//! the protocol on top ([`Wire::weight`], written in the frame header): a range of page messages
+//! (`range.rs`) carries up to [`MAX_RANGE`] Fetches or Copies. Credits count the protocol's
+//! messages, not frames: a request of weight `w` takes `w` credits (it goes when `w` are free, or
+//! when none is outstanding, so a range heavier than `R` is not stuck), an answer of weight `w`
+//! returns `w`. (C1) then holds message by message of the protocol whatever the grouping of
+//! answers into frames, and the bound above holds a fortiori (a frame carries at least one).
+//!
 //! **FIFO.** A link has one producer at a time (its lock); a message enters the link in the order
 //! its send took the lock, parked frames first; rings are FIFO. A `send` that waits for a credit
 //! takes its place when it gets one (it has not been sent before it returns).
@@ -118,6 +126,7 @@
 mod endpoint;
 mod faults;
 mod page;
+mod range;
 mod ring;
 mod stats;
 mod transport;
@@ -132,6 +141,10 @@ use std::time::Duration;
 pub use endpoint::{Fabric, Receiver, Sender};
 pub use faults::{FaultCounters, FaultSpec, FaultStats, FaultTransport, StallTarget, FAULTS_VAR};
 pub use page::{PageBuf, PageMessage, PAGE_MESSAGE_TYPES};
+pub use range::{
+    carried as range_carries, coalesce, joins as range_joins, PageRange, Rejected,
+    RANGE_MAX_ENCODED,
+};
 pub use ring::{RingInbox, RingLinkTx, RingTransport, RingWaker};
 pub use stats::{
     FabricStats, IslandCounters, IslandStats, LinkCounters, LinkStats, ReceiverStats, TypeStats,
@@ -148,8 +161,14 @@ pub const MAX_ISLANDS: usize = coherency::MAX_KERNELS;
 /// Size of a guest page, the largest payload the coherency protocol sends.
 pub const PAGE_SIZE: usize = crate::memory::layout::PAGE_SIZE as usize;
 
-/// Bytes of one ring slot: a page and 128 bytes of headers (66 cache lines).
-pub const SLOT_BYTES: usize = PAGE_SIZE + 128;
+/// The most pages one range message carries (`page.rs`, `--batch-ranges`): the read-ahead
+/// window's cap (`dsm::readahead::MAX_WINDOW`).
+pub const MAX_RANGE: usize = 32;
+
+/// Bytes of one ring slot: a range of [`MAX_RANGE`] pages (each with its 4-byte version) and 128
+/// bytes of headers. The ring's mapping is `MAP_NORESERVE` and a small frame touches only the
+/// start of its slot, so memory is committed only as far as frames actually reach.
+pub const SLOT_BYTES: usize = MAX_RANGE * (PAGE_SIZE + 4) + 128;
 
 /// The ring transport's slot header (the frame length).
 pub const SLOT_HEADER: usize = 8;
@@ -157,11 +176,12 @@ pub const SLOT_HEADER: usize = 8;
 /// The largest frame a ring slot carries.
 pub const MAX_FRAME: usize = SLOT_BYTES - SLOT_HEADER;
 
-/// The fabric's frame header: class, reserved byte, type index (u16, little-endian).
+/// The fabric's frame header: class, weight (how many protocol messages the frame carries, see
+/// [`Wire::weight`]), type index (u16, little-endian).
 pub const FRAME_HEADER: usize = 4;
 
-/// The largest encoded message ([`Wire::MAX_ENCODED`]) the ring transport carries: a 4 KiB page
-/// and up to 116 bytes of message header.
+/// The largest encoded message ([`Wire::MAX_ENCODED`]) the ring transport carries: a range of
+/// [`MAX_RANGE`] pages and up to 116 bytes of message header.
 pub const MAX_MESSAGE: usize = MAX_FRAME - FRAME_HEADER;
 
 /// The longest a receive loop polls before it sleeps, by default (the cap of its adaptive poll

@@ -3,7 +3,7 @@
 //!
 //! # A link
 //! A ring of `slots` fixed-size slots ([`SLOT_BYTES`] each: an 8-byte slot header with the frame
-//! length, then up to [`MAX_FRAME`] bytes of frame, enough for 4 KiB of page content and a header)
+//! length, then up to [`MAX_FRAME`] bytes of frame, enough for a range of 32 pages of content and a header)
 //! and two free-running 32-bit indices, `prod` (written by the sender) and `cons` (written by the
 //! receiver); slot `i mod slots` holds frame `i`. Slots `[cons, prod)` belong to the receiver, the
 //! others to the sender. The fabric serializes senders per link, so each ring has one producer,
@@ -39,8 +39,11 @@
 //!
 //! # Memory
 //! Each ring is one anonymous `MAP_NORESERVE` mapping: pages are committed only when a slot is
-//! first written, so 64 islands with 32-slot rings reserve 4032 × 135 KiB of address space but
-//! use memory only on the links that carry traffic.
+//! first written, and only as far as its frames reach (a single page message touches the first
+//! two pages of its slot, a range of 32 pages all of it). So 64 islands with 32-slot rings reserve
+//! 4032 × 4.1 MiB of address space (16.5 GiB) but use memory only on the links that carry
+//! traffic: at most 4.1 MiB per link that carries full ranges, ~270 KiB per link that carries
+//! single pages.
 
 use std::io;
 use std::ptr::NonNull;

@@ -1132,3 +1132,113 @@ fn the_end_of_a_burst_wakes_a_sleeping_sender() {
     }
     assert!(counters.snapshot().bursts >= 20, "{}", counters.snapshot());
 }
+
+/// A message that stands for `weight` requests or answers (as a range of page messages does);
+/// with `lie`, its body says one less than its header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Weighted {
+    class: Class,
+    weight: u8,
+    lie: bool,
+}
+
+impl Wire for Weighted {
+    const TYPE_NAMES: &'static [&'static str] = &["weighted_request", "weighted_answer"];
+    const MAX_ENCODED: usize = 2;
+
+    fn type_index(&self) -> usize {
+        usize::from(self.class == Class::Answer)
+    }
+
+    fn class(&self) -> Class {
+        self.class
+    }
+
+    fn weight(&self) -> u8 {
+        self.weight
+    }
+
+    fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        let mut w = WireWriter::new(buf);
+        w.put_u8(self.class.to_byte())?;
+        w.put_u8(self.weight - u8::from(self.lie))?;
+        Ok(w.len())
+    }
+
+    fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let mut r = WireReader::new(buf);
+        let class = Class::from_byte(r.get_u8()?)?;
+        let weight = r.get_u8()?;
+        r.finish()?;
+        Ok(Weighted {
+            class,
+            weight,
+            lie: false,
+        })
+    }
+}
+
+#[test]
+fn a_message_carrying_several_takes_and_returns_as_many_credits() {
+    let f = Fabric::<Weighted>::new(2, config(8, 4, 0)).expect("fabric");
+    let (tx0, tx1) = (f.sender(0).expect("sender"), f.sender(1).expect("sender"));
+    let (mut rx0, mut rx1) = (
+        f.receiver(0).expect("receiver"),
+        f.receiver(1).expect("receiver"),
+    );
+    let msg = |class, weight| Weighted {
+        class,
+        weight,
+        lie: false,
+    };
+    tx0.send(1, &msg(Class::Request, 3)).expect("send");
+    assert_eq!(tx0.outstanding(1).expect("link"), 3);
+    // 3 + 2 > 4 credits: no room for a request of 2, room for one of 1.
+    assert!(!tx0.try_send(1, &msg(Class::Request, 2)).expect("try"));
+    assert!(tx0.try_send(1, &msg(Class::Request, 1)).expect("try"));
+    for w in [3, 1] {
+        assert_eq!(
+            rx1.recv(Some(Duration::ZERO)).expect("recv"),
+            Some((0, msg(Class::Request, w)))
+        );
+    }
+    // The four answers come as one of 3 and one of 1: each returns its weight.
+    tx1.post(0, &msg(Class::Answer, 3)).expect("post");
+    rx0.recv(Some(Duration::ZERO)).expect("recv");
+    assert_eq!(tx0.outstanding(1).expect("link"), 1);
+    tx1.post(0, &msg(Class::Answer, 1)).expect("post");
+    rx0.recv(Some(Duration::ZERO)).expect("recv");
+    assert_eq!(tx0.outstanding(1).expect("link"), 0);
+    // One heavier than every credit goes when none is outstanding (it would never go else).
+    tx0.send(1, &msg(Class::Request, 6)).expect("send");
+    assert_eq!(tx0.outstanding(1).expect("link"), 6);
+    rx1.recv(Some(Duration::ZERO)).expect("recv");
+    // More answers than requests outstanding: an error, as a stray answer is.
+    tx1.post(0, &msg(Class::Answer, 7)).expect("post");
+    assert!(matches!(
+        rx0.recv(Some(Duration::ZERO)),
+        Err(FabricError::UnexpectedAnswer { island: 0, from: 1 })
+    ));
+    // A body that says another weight than its header is malformed; the header's credits come
+    // back all the same (the frame was consumed).
+    tx1.post(
+        0,
+        &Weighted {
+            class: Class::Answer,
+            weight: 6,
+            lie: true,
+        },
+    )
+    .expect("post");
+    assert!(matches!(
+        rx0.recv(Some(Duration::ZERO)),
+        Err(FabricError::Malformed { from: 1, to: 0, .. })
+    ));
+    assert_eq!(tx0.outstanding(1).expect("link"), 0);
+    // Weight 0 is refused at the sender.
+    assert!(matches!(
+        tx0.post(1, &msg(Class::Request, 0)),
+        Err(FabricError::Encode { .. })
+    ));
+    assert_eq!(tx0.outstanding(1).expect("link"), 0);
+}

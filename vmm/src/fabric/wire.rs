@@ -44,8 +44,8 @@ pub trait Wire: Sized + Send + 'static {
     const TYPE_NAMES: &'static [&'static str];
 
     /// The most bytes [`Wire::encode`] ever writes. The fabric refuses a message type whose bound
-    /// does not fit a frame of its transport (4 KiB of page content and a header of up to 116
-    /// bytes on the ring transport, see [`crate::fabric::MAX_MESSAGE`]).
+    /// does not fit a frame of its transport (a range of 32 pages with their versions and a header
+    /// of up to 116 bytes on the ring transport, see [`crate::fabric::MAX_MESSAGE`]).
     const MAX_ENCODED: usize;
 
     /// Position of this message's type in [`Wire::TYPE_NAMES`].
@@ -53,6 +53,15 @@ pub trait Wire: Sized + Send + 'static {
 
     /// Request or answer (see [`Class`]).
     fn class(&self) -> Class;
+
+    /// How many requests (or answers) of the protocol this message carries, 1 to 255: the
+    /// credits a request takes and an answer gives back. More than 1 for a message that stands
+    /// for several (a range of page messages, `page.rs`): the contract (C1) holds message by
+    /// message of the protocol, so a range of N requests may be answered by N answers in any
+    /// grouping, and the credits still balance.
+    fn weight(&self) -> u8 {
+        1
+    }
 
     /// Writes the message into `buf` (at least [`Wire::MAX_ENCODED`] bytes long) and returns the
     /// number of bytes written.

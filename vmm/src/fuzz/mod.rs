@@ -6,8 +6,8 @@
 //! | `control_action` | method, path, query and body (structured) into `ControlAction::from_http` | the same, for many more paths, queries and bodies |
 //! | `http_response` | bytes `ctl` reads back | (none) |
 //! | `elf` | an executable file: `ElfImage::parse`, then `load_plan` (what `load` maps and copies) | every segment and copy inside the file and the user address space, the entry in a segment |
-//! | `island_decode`, `page_decode` | a frame's bytes into an island or coherency message | an error, or a message whose encoding is exactly those bytes |
-//! | `island_round_trip`, `page_round_trip` | arbitrary messages (structured) | `decode(encode(x)) == x`; every shorter frame refused; `encode` refuses only what `decode` would |
+//! | `island_decode`, `page_decode`, `range_decode` | a frame's bytes into an island message, a coherency message or a range of them | an error, or a message whose encoding is exactly those bytes (a range: consecutive pages of one kind, 1 to 32) |
+//! | `island_round_trip`, `page_round_trip`, `range_round_trip` | arbitrary messages (structured) | `decode(encode(x)) == x`; every shorter frame refused; `encode` refuses only what `decode` would |
 //! | `file_calls` | the program's memory and up to 8 file-family system calls with hostile arguments, through the table's own handlers | a value or an errno in Linux's range; counts within what was asked |
 //!
 //! How they run: the seeded mutational runner (`runner.rs`) over each target's seeds and its
@@ -46,6 +46,7 @@ impl Target {
             "elf" => elf::seeds(),
             "island_decode" => wire::island_seeds(),
             "page_decode" => wire::page_seeds(),
+            "range_decode" => wire::range_seeds(),
             _ => Vec::new(),
         }
     }
@@ -108,6 +109,20 @@ pub const TARGETS: &[Target] = &[
         max_len: 256,
         dict: &[],
         run: wire::page_round_trip,
+    },
+    Target {
+        name: "range_decode",
+        about: "a frame's bytes as a range of coherency messages",
+        max_len: 3 * 4200,
+        dict: wire::DICT,
+        run: wire::range_decode,
+    },
+    Target {
+        name: "range_round_trip",
+        about: "arbitrary ranges of coherency messages, encoded and decoded",
+        max_len: 512,
+        dict: &[],
+        run: wire::range_round_trip,
     },
     Target {
         name: "file_calls",

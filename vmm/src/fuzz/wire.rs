@@ -7,7 +7,7 @@ use arbitrary::{Result as Arb, Unstructured};
 use coherency::{KernelSet, Message, MessageKind, Voter, MAX_KERNELS};
 use kvm_bindings::kvm_regs;
 
-use crate::fabric::{PageBuf, PageMessage, Wire, WireError, MAX_ISLANDS};
+use crate::fabric::{PageBuf, PageMessage, PageRange, Wire, WireError, MAX_ISLANDS, MAX_RANGE};
 use crate::kernel::errno::{ExitStatus, ERRNO_RANGE};
 use crate::kernel::messages::{
     FileCall, FutexCall, IslandMessage, LayoutOp, MmCall, Reply, Request, ThreadImage, ThreadOp,
@@ -39,8 +39,29 @@ pub fn island_seeds() -> Vec<Vec<u8>> {
             .collect();
         let mut u = Unstructured::new(&bytes);
         if let Ok(m) = island_message(&mut u) {
-            let mut buf = vec![0u8; kwire::MAX_ENCODED];
+            let mut buf = vec![0u8; kwire::MAX_ENCODED_RANGE];
             if let Ok(n) = m.encode(&mut buf) {
+                out.push(buf[..n].to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// Seeds: the encodings of ranges of every kind.
+pub fn range_seeds() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = island_seeds()
+        .into_iter()
+        .filter(|b| b.first() == Some(&4))
+        .map(|b| b[1..].to_vec())
+        .collect();
+    for i in 0..16u8 {
+        let bytes: Vec<u8> = (0..300u32)
+            .map(|k| (k as u8).wrapping_mul(13).wrapping_add(i.wrapping_mul(29)) ^ i)
+            .collect();
+        if let Ok(r) = page_range(&mut Unstructured::new(&bytes)) {
+            let mut buf = vec![0u8; crate::fabric::RANGE_MAX_ENCODED];
+            if let Ok(n) = r.encode(&mut buf) {
                 out.push(buf[..n].to_vec());
             }
         }
@@ -114,6 +135,48 @@ fn page_message(u: &mut Unstructured<'_>) -> Arb<PageMessage> {
         users: KernelSet(u.arbitrary()?),
         gen: u.arbitrary()?,
     })
+}
+
+/// A range of 1 to 4 consecutive page messages (sometimes up to 32) of a kind ranges carry,
+/// sometimes from a sender `encode` must refuse.
+fn page_range(u: &mut Unstructured<'_>) -> Arb<PageRange> {
+    let count = if u.ratio(1, 16)? {
+        u.int_in_range(1..=MAX_RANGE)?
+    } else {
+        u.int_in_range(1..=4)?
+    };
+    let mut head = page_message(u)?;
+    if !crate::fabric::range_carries(&head.kind) {
+        head.kind = MessageKind::Fetch;
+    }
+    // Mostly pages anywhere in the address space, sometimes at its very end.
+    let last = u64::MAX / 4096;
+    head.page = if u.ratio(1, 8)? {
+        last + 1 - count as u64
+    } else {
+        head.page % (last + 2 - count as u64)
+    };
+    let mut msgs = vec![head];
+    for _ in 1..count {
+        let prev = &msgs[msgs.len() - 1];
+        let kind = match &prev.kind {
+            MessageKind::Copy { data, .. } => {
+                let mut data = data.clone();
+                data.as_bytes_mut()[0] = u.arbitrary()?;
+                MessageKind::Copy {
+                    data,
+                    version: u.arbitrary()?,
+                }
+            }
+            k => k.clone(),
+        };
+        msgs.push(Message {
+            page: prev.page + 1,
+            kind,
+            ..prev.clone()
+        });
+    }
+    PageRange::new(msgs).map_err(|_| arbitrary::Error::IncorrectFormat)
 }
 
 fn action(u: &mut Unstructured<'_>) -> Arb<SigAction> {
@@ -386,8 +449,9 @@ fn request(u: &mut Unstructured<'_>) -> Arb<Request> {
 
 /// Any island message (sometimes one that `encode` must refuse).
 pub fn island_message(u: &mut Unstructured<'_>) -> Arb<IslandMessage> {
-    Ok(match u.int_in_range(0..=4)? {
+    Ok(match u.int_in_range(0..=5)? {
         0 => IslandMessage::Coherency(page_message(u)?),
+        5 => IslandMessage::CoherencyRange(page_range(u)?),
         1 => IslandMessage::Reply {
             id: u.arbitrary()?,
             body: reply(u)?,
@@ -410,6 +474,7 @@ fn refusable(m: &IslandMessage) -> bool {
     };
     match m {
         IslandMessage::Coherency(p) => usize::from(p.from) >= MAX_KERNELS,
+        IslandMessage::CoherencyRange(r) => usize::from(r.messages()[0].from) >= MAX_KERNELS,
         IslandMessage::Reply { body, .. } => bad_reply(body),
         IslandMessage::Request { from, body, .. } => {
             bad_island(*from)
@@ -498,7 +563,7 @@ pub fn island_round_trip(data: &[u8]) -> bool {
     let Ok(m) = island_message(&mut u) else {
         return false;
     };
-    let mut buf = vec![0u8; kwire::MAX_ENCODED];
+    let mut buf = vec![0u8; kwire::MAX_ENCODED_RANGE];
     let n = match m.encode(&mut buf) {
         Ok(n) => n,
         Err(e) => {
@@ -506,8 +571,9 @@ pub fn island_round_trip(data: &[u8]) -> bool {
             return false;
         }
     };
-    assert!(n <= kwire::MAX_ENCODED);
+    assert!(n <= kwire::MAX_ENCODED_RANGE);
     assert!(m.type_index() < TYPE_NAMES.len());
+    assert_eq!(back_weight(&m), m.weight());
     let back = IslandMessage::decode(&buf[..n])
         .unwrap_or_else(|e| panic!("decode(encode(x)) failed: {e}; x = {m:?}"));
     assert_eq!(full_debug(&back), expected(&m), "decode(encode(x)) != x");
@@ -532,12 +598,75 @@ pub fn island_decode(data: &[u8]) -> bool {
         }
         Ok(m) => {
             assert!(m.type_index() < TYPE_NAMES.len());
-            let mut buf = vec![0u8; kwire::MAX_ENCODED];
+            let mut buf = vec![0u8; kwire::MAX_ENCODED_RANGE];
             let n = m
                 .encode(&mut buf)
                 .unwrap_or_else(|e| panic!("a decoded message does not encode: {e}: {m:?}"));
             assert_eq!(&buf[..n], data, "two encodings of one message: {m:?}");
             true
+        }
+    }
+}
+
+/// The weight a message must have: the protocol messages it carries.
+fn back_weight(m: &IslandMessage) -> u8 {
+    match m {
+        IslandMessage::CoherencyRange(r) => r.messages().len() as u8,
+        _ => 1,
+    }
+}
+
+/// Any bytes as a range of coherency messages: an error, or a range of consecutive pages of one
+/// kind that encodes back to those bytes.
+pub fn range_decode(data: &[u8]) -> bool {
+    match PageRange::decode(data) {
+        Err(_) => false,
+        Ok(r) => {
+            let msgs = r.messages();
+            assert!(
+                !msgs.is_empty() && msgs.len() <= MAX_RANGE,
+                "{} pages",
+                msgs.len()
+            );
+            for w in msgs.windows(2) {
+                assert!(crate::fabric::range_joins(&w[0], &w[1]), "{w:?}");
+            }
+            assert!(msgs[msgs.len() - 1].page <= u64::MAX / 4096);
+            let mut buf = vec![0u8; crate::fabric::RANGE_MAX_ENCODED];
+            let n = r.encode(&mut buf).expect("a decoded range encodes");
+            assert_eq!(&buf[..n], data, "two encodings of one range");
+            true
+        }
+    }
+}
+
+/// Arbitrary ranges through encode and decode.
+pub fn range_round_trip(data: &[u8]) -> bool {
+    let mut u = Unstructured::new(data);
+    let Ok(r) = page_range(&mut u) else {
+        return false;
+    };
+    let mut buf = vec![0u8; crate::fabric::RANGE_MAX_ENCODED];
+    match r.encode(&mut buf) {
+        Ok(n) => {
+            let back = PageRange::decode(&buf[..n])
+                .unwrap_or_else(|e| panic!("decode(encode(x)) failed: {e}; x = {r:?}"));
+            assert_eq!(back, r);
+            for _ in 0..4 {
+                let cut = u.int_in_range(0..=n - 1).unwrap_or(0);
+                assert!(
+                    PageRange::decode(&buf[..cut]).is_err(),
+                    "cut at {cut} of {n}"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            assert!(
+                usize::from(r.messages()[0].from) >= MAX_KERNELS,
+                "encode refused a valid range ({e}): {r:?}"
+            );
+            false
         }
     }
 }

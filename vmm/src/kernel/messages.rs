@@ -309,6 +309,9 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub enum IslandMessage {
     Coherency(PageMessage),
+    /// Consecutive coherency messages carried as one (`fabric::PageRange`, `--batch-ranges`):
+    /// the receiver hands them to its engine one by one, in order.
+    CoherencyRange(crate::fabric::PageRange),
     Request {
         id: u64,
         from: IslandId,

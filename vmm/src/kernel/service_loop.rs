@@ -129,6 +129,11 @@ fn run(
                     return failure(island, &e.to_string());
                 }
             }
+            IslandMessage::CoherencyRange(r) => {
+                if let Err(e) = island.dsm.on_range(r) {
+                    return failure(island, &e.to_string());
+                }
+            }
             IslandMessage::Reply { id, body } => island.link.complete(id, body),
             IslandMessage::Request { id, body, .. } => {
                 request(island, workers, from, id, body);

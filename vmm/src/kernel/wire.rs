@@ -13,12 +13,27 @@ use super::messages::{
 use super::signal::SigAction;
 use super::vma::{Prot, VmaKind};
 use super::wait::Abandon;
-use crate::fabric::{Class, PageMessage, Wire, WireError, WireReader, WireWriter, MAX_ISLANDS};
+use crate::fabric::{
+    Class, PageMessage, PageRange, Wire, WireError, WireReader, WireWriter, MAX_ISLANDS,
+    RANGE_MAX_ENCODED,
+};
 use coherency::MessageType;
 
-/// Message type names: the coherency protocol's, then the kernel services'.
-pub const TYPE_NAMES: [&str; MessageType::NAMES.len() + SERVICE_TYPES.len()] = {
-    let mut names = [""; MessageType::NAMES.len() + SERVICE_TYPES.len()];
+/// The names of the ranges of coherency messages (`fabric::PageRange`), in the order of the
+/// types they carry (the first four of `MessageType::ALL`). A range counts as one message of
+/// these types (it is one frame on its link); the pages it carried are counted by the DSM.
+pub const RANGE_TYPES: [&str; 4] = [
+    "fetch_range",
+    "fetch_write_range",
+    "copy_range",
+    "copy_void_range",
+];
+
+const TYPE_COUNT: usize = MessageType::NAMES.len() + SERVICE_TYPES.len() + RANGE_TYPES.len();
+
+/// Message type names: the coherency protocol's, then the kernel services', then the ranges'.
+pub const TYPE_NAMES: [&str; TYPE_COUNT] = {
+    let mut names = [""; TYPE_COUNT];
     let mut i = 0;
     while i < MessageType::NAMES.len() {
         names[i] = MessageType::NAMES[i];
@@ -29,12 +44,20 @@ pub const TYPE_NAMES: [&str; MessageType::NAMES.len() + SERVICE_TYPES.len()] = {
         names[i + j] = SERVICE_TYPES[j];
         j += 1;
     }
+    let mut k = 0;
+    while k < RANGE_TYPES.len() {
+        names[i + j + k] = RANGE_TYPES[k];
+        k += 1;
+    }
     names
 };
 
-/// The largest encoding: a Copy (a page and its header) is the largest message; layout pushes are
-/// cut to fit (see [`layout_chunks`]).
+/// The largest encoding of a message other than a range: a Copy (a page and its header); layout
+/// pushes are cut to fit (see [`layout_chunks`]).
 pub const MAX_ENCODED: usize = 4200;
+
+/// The largest encoding of any message: a range of Copies.
+pub const MAX_ENCODED_RANGE: usize = 1 + RANGE_MAX_ENCODED;
 
 /// File paths in layout pushes are informational (`/pages`, reports): cut to this length.
 const MAX_PATH: usize = 512;
@@ -42,6 +65,7 @@ const MAX_PATH: usize = 512;
 const TAG_COHERENCY: u8 = 0;
 const TAG_REQUEST: u8 = 1;
 const TAG_REPLY: u8 = 3;
+const TAG_COHERENCY_RANGE: u8 = 4;
 
 fn invalid(what: &'static str, value: u64) -> WireError {
     WireError::Invalid { what, value }
@@ -55,13 +79,16 @@ impl IslandMessage {
             IslandMessage::Coherency(m) => m.kind.message_type().index(),
             IslandMessage::Request { body, .. } => services + body.type_index(),
             IslandMessage::Reply { .. } => services + REPLY_TYPE,
+            IslandMessage::CoherencyRange(r) => {
+                services + SERVICE_TYPES.len() + r.message_type().index()
+            }
         }
     }
 }
 
 impl Wire for IslandMessage {
     const TYPE_NAMES: &'static [&'static str] = &TYPE_NAMES;
-    const MAX_ENCODED: usize = MAX_ENCODED;
+    const MAX_ENCODED: usize = MAX_ENCODED_RANGE;
 
     fn type_index(&self) -> usize {
         IslandMessage::type_index(self)
@@ -71,8 +98,17 @@ impl Wire for IslandMessage {
     fn class(&self) -> Class {
         match self {
             IslandMessage::Coherency(m) => m.class(),
+            IslandMessage::CoherencyRange(r) => r.class(),
             IslandMessage::Request { .. } => Class::Request,
             IslandMessage::Reply { .. } => Class::Answer,
+        }
+    }
+
+    /// A range carries several requests (or answers) of the protocol, each with its credit.
+    fn weight(&self) -> u8 {
+        match self {
+            IslandMessage::CoherencyRange(r) => r.weight(),
+            _ => 1,
         }
     }
 
@@ -86,6 +122,15 @@ impl Wire for IslandMessage {
                 })?;
                 *tag = TAG_COHERENCY;
                 Ok(1 + m.encode(rest)?)
+            }
+            IslandMessage::CoherencyRange(r) => {
+                let (tag, rest) = buf.split_first_mut().ok_or(WireError::BufferTooSmall {
+                    at: 0,
+                    need: 1,
+                    have: 0,
+                })?;
+                *tag = TAG_COHERENCY_RANGE;
+                Ok(1 + r.encode(rest)?)
             }
             IslandMessage::Request { id, from, body } => {
                 let mut w = WireWriter::new(buf);
@@ -113,6 +158,9 @@ impl Wire for IslandMessage {
         })?;
         if tag == TAG_COHERENCY {
             return Ok(IslandMessage::Coherency(PageMessage::decode(rest)?));
+        }
+        if tag == TAG_COHERENCY_RANGE {
+            return Ok(IslandMessage::CoherencyRange(PageRange::decode(rest)?));
         }
         let mut r = WireReader::new(rest);
         let msg = match tag {
@@ -819,9 +867,10 @@ mod tests {
     use coherency::{KernelSet, Message, MessageKind};
 
     fn round_trip(m: IslandMessage) -> IslandMessage {
-        let mut buf = vec![0u8; MAX_ENCODED];
+        let mut buf = vec![0u8; MAX_ENCODED_RANGE];
         let n = m.encode(&mut buf).expect("encode");
-        assert!(n <= MAX_ENCODED);
+        assert!(n <= MAX_ENCODED_RANGE);
+        assert!(n <= MAX_ENCODED || matches!(m, IslandMessage::CoherencyRange(_)));
         let back = IslandMessage::decode(&buf[..n]).expect("decode");
         // Every shorter frame is refused, not misread.
         for cut in 0..n {
@@ -843,7 +892,30 @@ mod tests {
             r15: 15,
             ..Default::default()
         };
-        vec![
+        let copy = |page: u64| Message {
+            page,
+            from: 1,
+            gen: 2,
+            kind: MessageKind::Copy {
+                data: crate::fabric::PageBuf::from_slice(&[page as u8; 4096]).expect("page"),
+                version: page as u32,
+            },
+            users: KernelSet(0b11),
+        };
+        let fetch = |page: u64| Message {
+            page,
+            from: 0,
+            gen: 0,
+            kind: MessageKind::Fetch,
+            users: KernelSet(0b1),
+        };
+        let ranges = [
+            IslandMessage::CoherencyRange(PageRange::new(vec![copy(7), copy(8)]).expect("range")),
+            IslandMessage::CoherencyRange(
+                PageRange::new((100..103).map(fetch).collect()).expect("range"),
+            ),
+        ];
+        let mut samples = vec![
             IslandMessage::Coherency(Message {
                 page: 42,
                 from: 3,
@@ -1071,7 +1143,9 @@ mod tests {
                 id: 9,
                 body: Reply::Done,
             },
-        ]
+        ];
+        samples.extend(ranges);
+        samples
     }
 
     #[test]
@@ -1138,7 +1212,15 @@ mod tests {
             &TYPE_NAMES[..PAGE_MESSAGE_TYPES.len()],
             &PAGE_MESSAGE_TYPES[..]
         );
-        assert_eq!(&TYPE_NAMES[PAGE_MESSAGE_TYPES.len()..], &SERVICE_TYPES[..]);
+        let services = PAGE_MESSAGE_TYPES.len() + SERVICE_TYPES.len();
+        assert_eq!(
+            &TYPE_NAMES[PAGE_MESSAGE_TYPES.len()..services],
+            &SERVICE_TYPES[..]
+        );
+        assert_eq!(&TYPE_NAMES[services..], &RANGE_TYPES[..]);
+        for (i, name) in RANGE_TYPES.iter().enumerate() {
+            assert_eq!(*name, format!("{}_range", MessageType::ALL[i].name()));
+        }
     }
 
     #[test]

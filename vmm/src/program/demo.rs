@@ -193,6 +193,7 @@ mod tests {
                     stale_messages: 0,
                     hold_windows: 0,
                     held_us: 0,
+                    ranges: Default::default(),
                     migrations: 0,
                     migration_latency_us: LatencyUs::default(),
                     fault_latency_histogram: vec![],
