@@ -45,6 +45,9 @@ pub struct Counters {
     /// Holding windows that held a request back, and how long they held (ns).
     pub hold_windows: u64,
     pub held_ns: u64,
+    /// Time calls the vDSO served without an exit, and time calls served as system calls.
+    pub vdso_calls: u64,
+    pub time_syscalls: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
 }
@@ -57,6 +60,8 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
     };
     for p in islands {
         s.migrations.add(&p.migration_latency.snapshot());
+        s.vdso_calls += crate::kernel::vdso::served(p.vm.memory());
+        s.time_syscalls += p.time_syscalls.load(Ordering::Relaxed);
         let Some(st) = p.dsm.stats() else {
             s.per_island.push([0; 4]);
             continue;
@@ -158,6 +163,8 @@ impl Counters {
             stale_messages: self.stale_messages,
             hold_windows: self.hold_windows,
             held_us: self.held_ns / 1_000,
+            vdso_calls: self.vdso_calls,
+            time_syscalls: self.time_syscalls,
             migrations: self.migrations.count,
             migration_latency_us: LatencyUs::of(&self.migrations),
             fault_latency_histogram: if self.fault_latency.count == 0 {
@@ -207,7 +214,7 @@ impl Counters {
                 );
             }
         }
-        let counters: [(&str, Option<&str>, &dyn std::fmt::Display); 11] = [
+        let counters: [(&str, Option<&str>, &dyn std::fmt::Display); 13] = [
             (
                 "popvmm_prefetched_pages_total",
                 Some("Pages asked for ahead of the thread that needed them."),
@@ -242,6 +249,16 @@ impl Counters {
                 "popvmm_held_seconds_total",
                 Some("Time requests waited in holding windows."),
                 &(self.held_ns as f64 / 1e9),
+            ),
+            (
+                "popvmm_vdso_calls_total",
+                Some("Time calls served by the vDSO (exits avoided)."),
+                &self.vdso_calls,
+            ),
+            (
+                "popvmm_time_syscalls_total",
+                Some("Time calls served as system calls (clock_gettime, clock_getres, gettimeofday, time, getcpu)."),
+                &self.time_syscalls,
             ),
             (
                 "popvmm_fault_latency_seconds_sum",
@@ -593,6 +610,8 @@ mod tests {
             read_ahead_dropped: 0,
             hold_windows: 2,
             held_ns: 1_500_000,
+            vdso_calls: 70_000,
+            time_syscalls: 12,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }
     }
@@ -637,6 +656,8 @@ mod tests {
                 "stale_messages": 0,
                 "hold_windows": 2,
                 "held_us": 1500,
+                "vdso_calls": 70_000,
+                "time_syscalls": 12,
                 "migrations": 2,
                 "migration_latency_us": {"mean": 150.0, "p50": 256, "p99": 256},
             })
@@ -659,6 +680,12 @@ mod tests {
             text.contains("; 2 holding windows (requests held 1.5 ms in all)"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "; 70000 time calls served by the vDSO (exits avoided), 12 as system calls"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -666,6 +693,8 @@ mod tests {
         let text = counters().prometheus();
         let r = ControlAnswer::Metrics(text.clone()).into_http();
         assert!(text.contains("popvmm_hold_windows_total 2\n"), "{text}");
+        assert!(text.contains("popvmm_vdso_calls_total 70000\n"), "{text}");
+        assert!(text.contains("popvmm_time_syscalls_total 12\n"), "{text}");
         assert!(r.content_type.starts_with("text/plain"));
         assert!(
             text.contains("popvmm_messages_total{type=\"fetch\"} 16\n"),

@@ -230,6 +230,13 @@ pub struct Stats {
     pub hold_windows: u64,
     #[serde(default)]
     pub held_us: u64,
+    /// Time calls (clock_gettime, clock_getres, gettimeofday, time, getcpu) the vDSO served
+    /// without an exit, and the ones served as system calls, each an exit (absent in runs of older
+    /// popvmm versions; `vdso_calls` is 0 with `--vdso off`).
+    #[serde(default)]
+    pub vdso_calls: u64,
+    #[serde(default)]
+    pub time_syscalls: u64,
     /// Threads that migrated, and how long each took: from its island stopping it to its new
     /// island starting it (absent in runs of older popvmm versions).
     #[serde(default)]
@@ -488,9 +495,17 @@ impl Summary {
         } else {
             String::new()
         };
+        let vdso = if s.vdso_calls > 0 {
+            format!(
+                "; {} time calls served by the vDSO (exits avoided), {} as system calls",
+                s.vdso_calls, s.time_syscalls
+            )
+        } else {
+            String::new()
+        };
         let mut lines = vec![
             format!(
-                "{} islands: {} messages ({}){migrations}{holds}",
+                "{} islands: {} messages ({}){migrations}{holds}{vdso}",
                 s.islands,
                 s.messages.total,
                 by_type.join(", ")
@@ -669,6 +684,8 @@ mod tests {
             stale_messages: 0,
             hold_windows: 0,
             held_us: 0,
+            vdso_calls: 0,
+            time_syscalls: 0,
             migrations: 0,
             migration_latency_us: LatencyUs::default(),
             fault_latency_histogram: vec![],
@@ -708,6 +725,8 @@ mod tests {
             "stale_messages": 0,
             "hold_windows": 0,
             "held_us": 0,
+            "vdso_calls": 0,
+            "time_syscalls": 0,
             "migrations": 0,
             "migration_latency_us": {"mean": null, "p50": null, "p99": null},
         });
@@ -719,6 +738,8 @@ mod tests {
         fields.remove("migration_latency_us");
         fields.remove("hold_windows");
         fields.remove("held_us");
+        fields.remove("vdso_calls");
+        fields.remove("time_syscalls");
         assert_eq!(
             serde_json::from_value::<Stats>(old).expect("old stats"),
             stats()

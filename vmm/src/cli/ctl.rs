@@ -554,6 +554,11 @@ pub fn render_stats(s: &Stats) -> String {
     );
     let _ = writeln!(
         out,
+        "time calls served by the vDSO (exits avoided): {}, as system calls: {}",
+        s.vdso_calls, s.time_syscalls
+    );
+    let _ = writeln!(
+        out,
         "migrations: {}, latency {}",
         s.migrations,
         s.migration_latency_us.text()
@@ -803,6 +808,7 @@ stale messages: 0
 prefetched pages: 0
 read-ahead pages: 0 (0 seen used, 0 of them late; 0 dropped unseen)
 holding windows: 0, requests held 0.0 ms
+time calls served by the vDSO (exits avoided): 0, as system calls: 0
 migrations: 0, latency -
 ";
         assert_eq!(out, want);

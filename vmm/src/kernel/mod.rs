@@ -39,6 +39,7 @@ pub mod syscall;
 pub mod thread;
 pub mod uaccess;
 pub mod vcpu_loop;
+pub mod vdso;
 pub mod vma;
 pub mod wait;
 pub mod wire;

@@ -193,6 +193,8 @@ mod tests {
                     stale_messages: 0,
                     hold_windows: 0,
                     held_us: 0,
+                    vdso_calls: 0,
+                    time_syscalls: 0,
                     migrations: 0,
                     migration_latency_us: LatencyUs::default(),
                     fault_latency_histogram: vec![],
