@@ -4,13 +4,20 @@
  * (never backwards for this thread), and every 16th iteration a sandwich libc / syscall / libc
  * for each clock, gettimeofday, time and getcpu (the system call's answer lies between the two
  * libc answers, within a tolerance), and clock_getres against the syscall's. Prints only what
- * does not depend on timing: the counts of checks and of failures (and the first failures). */
+ * does not depend on timing: the counts of checks and of failures (and the first failures).
+ *
+ * timecalls migrate ROUNDS: one thread loops on clock_gettime(CLOCK_MONOTONIC) and sched_getcpu
+ * (where a thread spends its time inside the vDSO) while the main thread moves it from CPU to CPU
+ * (island to island under popvmm) with pthread_setaffinity_np, ROUNDS times: the clock never
+ * goes backwards for it, stays within the tolerance of the kernel's, and it sees every CPU. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/time.h>
@@ -115,14 +122,90 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+static volatile int stop_looping;
+struct looper {
+    long iterations, backwards, off;
+    uint64_t seen; /* CPUs seen by sched_getcpu */
+};
+
+static void *looper(void *arg) {
+    struct looper *l = arg;
+    int64_t last = INT64_MIN;
+    while (!stop_looping) {
+        struct timespec t, k, u;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (ns(t) < last)
+            l->backwards++;
+        last = ns(t);
+        int c = sched_getcpu();
+        if (c >= 0 && c < 64)
+            __atomic_fetch_or(&l->seen, 1ull << c, __ATOMIC_RELAXED);
+        if (++l->iterations % 256 == 0) {
+            syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &k);
+            clock_gettime(CLOCK_MONOTONIC, &u);
+            if (ns(t) > ns(k) + TOLERANCE_NS || ns(k) > ns(u) + TOLERANCE_NS)
+                l->off++;
+            if (ns(u) < last)
+                l->backwards++;
+            last = ns(u);
+        }
+    }
+    return NULL;
+}
+
+static int migrate(long rounds) {
+    struct looper l = {0};
+    pthread_t t;
+    if (pthread_create(&t, NULL, looper, &l) != 0) {
+        perror("pthread_create");
+        return 1;
+    }
+    uint64_t want = 0;
+    for (long r = 0; r < rounds; r++) {
+        int cpu = (int)(r % ncpus);
+        want |= 1ull << cpu;
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        /* popvmm sometimes answers ESRCH (seen with and without the vDSO) or EINVAL to a
+         * thread that is between islands: try again (not this test's subject). */
+        struct timespec ms = {0, 1000000};
+        int e = pthread_setaffinity_np(t, sizeof set, &set);
+        for (int i = 0; (e == ESRCH || e == EINVAL) && i < 1000; i++) {
+            nanosleep(&ms, NULL);
+            e = pthread_setaffinity_np(t, sizeof set, &set);
+        }
+        if (e != 0) {
+            printf("pthread_setaffinity_np failed: %d\n", e);
+            return 1;
+        }
+        /* Until the looper runs there (at most 2 s), then a little longer. */
+        for (int i = 0; i < 2000 && !(__atomic_load_n(&l.seen, __ATOMIC_RELAXED) & (1ull << cpu));
+             i++)
+            nanosleep(&ms, NULL);
+        nanosleep(&ms, NULL);
+    }
+    stop_looping = 1;
+    pthread_join(t, NULL);
+    printf("migrate: %ld rounds: every CPU seen: %s, backwards: %ld, off the kernel's clock: %ld, "
+           "looped: %s\n",
+           rounds, (l.seen & want) == want ? "yes" : "no", l.backwards, l.off,
+           l.iterations > rounds ? "yes" : "no");
+    return l.backwards != 0 || l.off != 0 || (l.seen & want) != want;
+}
+
 int main(int argc, char **argv) {
+    ncpus = get_nprocs();
+    if (ncpus > 64)
+        ncpus = 64;
+    if (argc > 2 && strcmp(argv[1], "migrate") == 0)
+        return migrate(atol(argv[2]));
     int threads = argc > 1 ? atoi(argv[1]) : 4;
     iterations = argc > 2 ? atol(argv[2]) : 2000;
     if (threads < 1 || threads > 64 || iterations < 1) {
         fprintf(stderr, "usage: timecalls [THREADS 1-64 [ITERATIONS]]\n");
         return 2;
     }
-    ncpus = get_nprocs();
     pthread_t t[64];
     struct result r[64] = {0};
     for (int i = 0; i < threads; i++)
