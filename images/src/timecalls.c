@@ -9,7 +9,10 @@
  * timecalls migrate ROUNDS: one thread loops on clock_gettime(CLOCK_MONOTONIC) and sched_getcpu
  * (where a thread spends its time inside the vDSO) while the main thread moves it from CPU to CPU
  * (island to island under popvmm) with pthread_setaffinity_np, ROUNDS times: the clock never
- * goes backwards for it, stays within the tolerance of the kernel's, and it sees every CPU. */
+ * goes backwards for it, stays within the tolerance of the kernel's, and it sees every CPU.
+ *
+ * timecalls bench N: N calls of clock_gettime(CLOCK_MONOTONIC) in a loop, timed by the program
+ * itself; prints the nanoseconds per call (scripts/bench-island; not deterministic). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -200,6 +203,16 @@ int main(int argc, char **argv) {
         ncpus = 64;
     if (argc > 2 && strcmp(argv[1], "migrate") == 0)
         return migrate(atol(argv[2]));
+    if (argc > 2 && strcmp(argv[1], "bench") == 0) {
+        long n = atol(argv[2]);
+        struct timespec a, b, t;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (long i = 0; i < n; i++)
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        printf("%.1f\n", n > 0 ? (double)(ns(b) - ns(a)) / n : 0.0);
+        return 0;
+    }
     int threads = argc > 1 ? atoi(argv[1]) : 4;
     iterations = argc > 2 ? atol(argv[2]) : 2000;
     if (threads < 1 || threads > 64 || iterations < 1) {
