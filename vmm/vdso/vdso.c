@@ -56,11 +56,21 @@ static inline long sys3(long nr, long a, long b, long c) {
     return r;
 }
 
-/* Fenced on both sides: not executed before the sequence is read, nor after it is read again. */
+/* Not executed before the loads before it (lfence), as Linux's rdtsc_ordered. */
 static inline uint64_t rdtsc_ordered(void) {
     uint32_t lo, hi;
-    __asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi)::"memory");
+    __asm__ volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi)::"memory");
     return ((uint64_t)hi << 32) | lo;
+}
+
+/* The sequence, read again only once the TSC has been read: its address depends on the TSC's
+ * value (`and $0` is no zeroing idiom: the CPU waits for its input), which orders the load after
+ * rdtsc for a cycle where a second lfence costs tens of nanoseconds here. popvmm's refresh relies
+ * on it: a reading accepted with the old lines has a TSC before the one the new lines start at. */
+static inline uint32_t seq_after(uint64_t tsc) {
+    uint64_t zero = tsc;
+    __asm__("and $0, %0" : "+r"(zero));
+    return *(const volatile uint32_t *)(VVAR_ADDR + zero);
 }
 
 static inline void served(void) { __atomic_fetch_add(SERVED, 1, __ATOMIC_RELAXED); }
@@ -107,8 +117,7 @@ static inline int64_t now_ns(int l, int *ok) {
         /* A TSC before the base (read in the same sequence, so never by more than the time it
          * took to publish it) counts as the base. */
         uint64_t delta = tsc > base ? tsc - base : 0;
-        __atomic_signal_fence(__ATOMIC_ACQUIRE);
-        if (VVAR->seq != seq)
+        if (seq_after(tsc) != seq)
             continue;
         *ok = 1;
         return ns + (int64_t)(((unsigned __int128)delta * mult) >> shift);
