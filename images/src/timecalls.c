@@ -11,6 +11,9 @@
  * (island to island under popvmm) with pthread_setaffinity_np, ROUNDS times: the clock never
  * goes backwards for it, stays within the tolerance of the kernel's, and it sees every CPU.
  *
+ * timecalls vdso: whether the program has a vDSO: AT_SYSINFO_EHDR points at an ELF header that
+ * /proc/self/maps names [vdso] (prints "vdso: yes" or "vdso: no").
+ *
  * timecalls bench N: N calls of clock_gettime(CLOCK_MONOTONIC) in a loop, timed by the program
  * itself; prints the nanoseconds per call (scripts/bench-island; not deterministic). */
 #define _GNU_SOURCE
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/time.h>
@@ -203,6 +207,20 @@ int main(int argc, char **argv) {
         ncpus = 64;
     if (argc > 2 && strcmp(argv[1], "migrate") == 0)
         return migrate(atol(argv[2]));
+    if (argc > 1 && strcmp(argv[1], "vdso") == 0) {
+        unsigned long at = getauxval(AT_SYSINFO_EHDR);
+        int elf = at != 0 && memcmp((const void *)at, "\177ELF", 4) == 0;
+        int named = 0;
+        FILE *f = fopen("/proc/self/maps", "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f))
+            if (strstr(line, "[vdso]") && strtoul(line, NULL, 16) == at)
+                named = 1;
+        if (f)
+            fclose(f);
+        printf("vdso: %s\n", elf && named ? "yes" : "no");
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "bench") == 0) {
         long n = atol(argv[2]);
         struct timespec a, b, t;

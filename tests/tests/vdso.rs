@@ -97,3 +97,23 @@ fn a_thread_migrating_while_it_reads_the_clock_stays_correct() {
         }
     }
 }
+
+/// With `--vdso on` the program finds the vDSO as it does natively (AT_SYSINFO_EHDR at an ELF
+/// header that /proc/self/maps names `[vdso]`); with `off` there is none.
+#[test]
+fn the_program_finds_the_vdso_only_with_it_on() {
+    for libc in LIBCS {
+        let prog = format!("{libc}/timecalls");
+        let n = native(&prog, &["vdso"], &[]);
+        assert_eq!(String::from_utf8_lossy(&n.stdout), "vdso: yes\n");
+        let (r, _) = islands_run_with_stats(&prog, &["vdso"], 1, &["--vdso", "on"]);
+        assert_same(&format!("{prog} vdso, --vdso on"), &n, &r);
+        let (r, _) = islands_run_with_stats(&prog, &["vdso"], 1, &["--vdso", "off"]);
+        assert_eq!(
+            (String::from_utf8_lossy(&r.stdout).as_ref(), r.code),
+            ("vdso: no\n", Some(0)),
+            "{prog} vdso, --vdso off: {}",
+            r.stderr_text()
+        );
+    }
+}
