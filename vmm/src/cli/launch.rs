@@ -59,7 +59,7 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "off|sharing", default_value = "off", value_parser = parse_balance,
           action = clap::ArgAction::Set)]
     pub balance: bool,
-    /// The vDSO: `on` (the default, when the host's TSC is a clock it trusts) serves
+    /// The vDSO: `on` (the default, when KVM is PVM and the host's TSC is its clock) serves
     /// clock_gettime, gettimeofday, time, getcpu and clock_getres in the program's user mode,
     /// without an exit; `off` leaves them system calls (no AT_SYSINFO_EHDR).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,

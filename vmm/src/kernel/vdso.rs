@@ -84,6 +84,11 @@ pub enum VdsoError {
     ClockSource(String),
     #[error("the host's CPU lacks {0}: its TSC may change rate or stop")]
     TscFlag(&'static str),
+    #[error(
+        "KVM here is not PVM (no /sys/module/kvm_pvm): the guest's TSC may be offset from the \
+         host's (VMX and SVM start it near 0), and popvmm's lines read the host's"
+    )]
+    NotPvm,
     #[error("the vDSO image takes {0} bytes, more than its {VDSO_MAX_SIZE} in the kernel area")]
     TooBig(usize),
     #[error("cannot write the vDSO into the island: {0}")]
@@ -94,11 +99,15 @@ pub enum VdsoError {
     Thread(std::io::Error),
 }
 
-/// Whether the guest's TSC can serve as a clock: the host's own kernel uses it as its clock source
-/// (so it is synchronized across CPUs and trusted), and it runs at a constant rate through power
-/// states. The guest reads the host's TSC itself (measured on this host's KVM, PVM: `rdtsc` at
-/// CPL3 runs natively, equal to the host's value, at the host's rate; see README, **vDSO**).
+/// Whether the guest's TSC can serve as a clock: the guest reads the host's TSC itself (measured on
+/// PVM, the KVM of these hosts: `rdtsc` at CPL3 runs natively, equal to the host's value, at the
+/// host's rate; see README, **vDSO**; a VMX or SVM KVM offsets it, which popvmm does not measure,
+/// so the vDSO stays off there), the host's own kernel uses it as its clock source (so it is
+/// synchronized across CPUs and trusted), and it runs at a constant rate through power states.
 pub fn tsc_usable() -> Result<(), VdsoError> {
+    if !std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        return Err(VdsoError::NotPvm);
+    }
     const SOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
     let source = std::fs::read_to_string(SOURCE).map_err(|source| VdsoError::Read {
         path: SOURCE,
