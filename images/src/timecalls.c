@@ -133,6 +133,7 @@ static volatile int stop_looping;
 struct looper {
     long iterations, backwards, off;
     uint64_t seen; /* CPUs seen by sched_getcpu */
+    int now;       /* the last one */
 };
 
 static void *looper(void *arg) {
@@ -147,6 +148,7 @@ static void *looper(void *arg) {
         int c = sched_getcpu();
         if (c >= 0 && c < 64)
             __atomic_fetch_or(&l->seen, 1ull << c, __ATOMIC_RELAXED);
+        __atomic_store_n(&l->now, c, __ATOMIC_RELAXED);
         if (++l->iterations % 256 == 0) {
             syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &k);
             clock_gettime(CLOCK_MONOTONIC, &u);
@@ -161,7 +163,7 @@ static void *looper(void *arg) {
 }
 
 static int migrate(long rounds) {
-    struct looper l = {0};
+    struct looper l = {.now = -1};
     pthread_t t;
     if (pthread_create(&t, NULL, looper, &l) != 0) {
         perror("pthread_create");
@@ -187,8 +189,7 @@ static int migrate(long rounds) {
             return 1;
         }
         /* Until the looper runs there (at most 2 s), then a little longer. */
-        for (int i = 0; i < 2000 && !(__atomic_load_n(&l.seen, __ATOMIC_RELAXED) & (1ull << cpu));
-             i++)
+        for (int i = 0; i < 2000 && __atomic_load_n(&l.now, __ATOMIC_RELAXED) != cpu; i++)
             nanosleep(&ms, NULL);
         nanosleep(&ms, NULL);
     }

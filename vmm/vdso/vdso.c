@@ -9,7 +9,7 @@
  * the real `syscall`, as Linux's vDSO does. */
 #include <stdint.h>
 
-/* Keep in step with memory/layout.rs (VVAR_ADDR, VDSO_COUNTER_ADDR) and kernel/vdso.rs (VvarPage). */
+/* Keep in step with memory/layout.rs (VVAR_ADDR, VDSO_COUNTER_ADDR) and kernel/vdso.rs (the offsets). */
 #define VVAR_ADDR 0x8000UL
 #define COUNTER_ADDR 0x9000UL
 #define NCLOCKS 4 /* lines: 0 REALTIME, 1 MONOTONIC, 2 MONOTONIC_RAW, 3 BOOTTIME */
@@ -28,6 +28,17 @@ struct vvar {
     struct line line[NCLOCKS];
     int64_t res_ns[NCLOCKS]; /* clock_getres of the fine clocks */
 };
+
+/* The offsets popvmm writes at (kernel/vdso.rs: SEQ, ENABLED, ISLAND, SHIFT_AT, TSC_BASE, LINES,
+ * LINE_SIZE, RES): a change on one side only fails the build. */
+_Static_assert(__builtin_offsetof(struct vvar, seq) == 0, "SEQ");
+_Static_assert(__builtin_offsetof(struct vvar, enabled) == 4, "ENABLED");
+_Static_assert(__builtin_offsetof(struct vvar, island) == 8, "ISLAND");
+_Static_assert(__builtin_offsetof(struct vvar, shift) == 12, "SHIFT_AT");
+_Static_assert(__builtin_offsetof(struct vvar, tsc_base) == 16, "TSC_BASE");
+_Static_assert(__builtin_offsetof(struct vvar, line) == 24, "LINES");
+_Static_assert(sizeof(struct line) == 16, "LINE_SIZE");
+_Static_assert(__builtin_offsetof(struct vvar, res_ns) == 24 + 16 * NCLOCKS, "RES");
 
 struct kts {
     int64_t tv_sec;

@@ -60,7 +60,10 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
     };
     for p in islands {
         s.migrations.add(&p.migration_latency.snapshot());
-        s.vdso_calls += crate::kernel::vdso::served(p.vm.memory());
+        // The counter page is the program's to write: any value, summed without overflow.
+        s.vdso_calls = s
+            .vdso_calls
+            .saturating_add(crate::kernel::vdso::served(p.vm.memory()));
         s.time_syscalls += p.time_syscalls.load(Ordering::Relaxed);
         let Some(st) = p.dsm.stats() else {
             s.per_island.push([0; 4]);

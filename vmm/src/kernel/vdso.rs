@@ -45,7 +45,7 @@ pub const CLOCKS: [libc::clockid_t; 4] = [
 ];
 const REALTIME: usize = 0;
 
-/// Offsets in the clock page: `struct vvar` of `vdso.c`.
+/// Offsets in the clock page: `struct vvar` of `vdso.c` (whose `_Static_assert`s repeat them).
 const SEQ: u64 = 0;
 const ENABLED: u64 = 4;
 const ISLAND: u64 = 8;
@@ -57,10 +57,15 @@ const RES: u64 = LINES + LINE_SIZE * CLOCKS.len() as u64;
 
 /// Fixed-point shift of the lines' rates (ns per tick << SHIFT).
 const SHIFT: u32 = 32;
-/// How often the lines are computed again.
+/// How often the lines are computed again (after the first ones: see [`FIRST_REFRESH`]).
 pub const REFRESH: Duration = Duration::from_millis(200);
-/// How long the first rate is measured before the vDSO serves anything.
-const CALIBRATION: Duration = Duration::from_millis(20);
+/// How long the first rate is measured before the vDSO serves anything: short, so that the
+/// program's first time calls are not all system calls; the rate it gives (within ~100 ppm) is
+/// measured again at each refresh, over the whole run.
+const CALIBRATION: Duration = Duration::from_millis(2);
+/// The first refresh comes this soon, and each next one twice as late, up to [`REFRESH`]: the
+/// first rate's error is steered out while it is still small.
+const FIRST_REFRESH: Duration = Duration::from_millis(10);
 /// The most a line's rate departs from the measured one to catch up with the host's clock
 /// (500 ppm, as NTP's limit).
 pub const MAX_SLEW: f64 = 500e-6;
@@ -361,7 +366,7 @@ pub struct ClockThread {
 impl ClockThread {
     /// Starts the thread: it measures the TSC's rate (the program's first [`CALIBRATION`] of
     /// time calls are system calls), publishes the first lines on the islands of `pages`, and
-    /// refreshes them every [`REFRESH`] until dropped. When the rate is not sane, it says so and
+    /// refreshes them (soon at first, then every [`REFRESH`]) until dropped. When the rate is not sane, it says so and
     /// publishes nothing: the vDSO keeps taking system calls.
     pub fn start(pages: Vec<Arc<IslandMemory>>) -> Result<Self, VdsoError> {
         let (stop, stopped) = mpsc::channel::<()>();
@@ -396,7 +401,9 @@ impl ClockThread {
                 let now = sample();
                 let mut lines = Lines::next(None, &now, &rate);
                 pages.end(&lines, &res);
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
+                let mut wait = FIRST_REFRESH;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                    wait = (wait * 2).min(REFRESH);
                     pages.begin();
                     let now = sample();
                     let r = rates(&first, &now).unwrap_or(rate);
