@@ -366,8 +366,8 @@ pub struct ClockThread {
 impl ClockThread {
     /// Starts the thread: it measures the TSC's rate (the program's first [`CALIBRATION`] of
     /// time calls are system calls), publishes the first lines on the islands of `pages`, and
-    /// refreshes them (soon at first, then every [`REFRESH`]) until dropped. When the rate is not sane, it says so and
-    /// publishes nothing: the vDSO keeps taking system calls.
+    /// refreshes them (soon at first, then every [`REFRESH`]) until dropped. When the rate is not
+    /// sane, it says so and publishes nothing: the vDSO keeps taking system calls.
     pub fn start(pages: Vec<Arc<IslandMemory>>) -> Result<Self, VdsoError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let res = CLOCKS.map(|c| {
