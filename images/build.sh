@@ -26,9 +26,9 @@ build() {
 
 ALL=(hello threads malloc files fp abort segv divzero illegal matmul getpid outloop efault wait fuzz signals sigthread robust
      demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing fig7 prodcons
-     migratee sigfpu regress difftest procview stubcall wakeping layoutrace seqread)
+     migratee sigfpu regress difftest procview stubcall wakeping layoutrace seqread timecalls tscprobe)
 PORTABLE=(hello threads malloc files fp abort segv divzero illegal efault fuzz signals sigthread
-          demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing difftest)
+          demo lockinc peterson falseshare pagewatch threadstart sigremote sharenothing difftest timecalls)
 
 for p in "${ALL[@]}"; do
     build "$OUT/glibc/$p" "src/$p.c" gcc "${CFLAGS[@]}" -static -no-pie -pthread -lm

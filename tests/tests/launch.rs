@@ -262,8 +262,8 @@ fn the_guest_sees_its_islands_in_proc_and_sys_and_never_the_hosts() {
     }
 }
 
-/// The system-call stub is the one page of the kernel area a program reaches: read-only and
-/// executable at user level (PVM runs `syscall`'s target at CPL3). Calling it directly is a
+/// The system-call stub is the one page of the kernel area a program reaches besides the vDSO's
+/// (`tests/vdso.rs`): read-only and executable at user level (PVM runs `syscall`'s target at CPL3). Calling it directly is a
 /// system call with the caller's own return address, nothing more; writing to it, or touching
 /// the rest of the kernel area, faults.
 #[test]

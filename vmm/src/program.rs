@@ -34,6 +34,7 @@ use crate::kernel::fs::Files;
 use crate::kernel::island::PopcornAbi;
 use crate::kernel::link::{IslandFabric, Link};
 use crate::kernel::messages::{IslandMessage, ThreadImage, ThreadOp};
+use crate::kernel::vdso::{self, ClockThread};
 use crate::kernel::vma::ExecImage;
 use crate::kernel::{
     service_loop, vcpu_loop, ExitStatus, Island, IslandParts, KernelConfig, Member, Origin,
@@ -84,6 +85,9 @@ pub struct LaunchConfig {
     pub batch_ranges: bool,
     /// The sharing balancer (`balance.rs`): moves threads that write-share pages onto one island.
     pub balance_sharing: bool,
+    /// The vDSO (`kernel/vdso.rs`): the time calls served in the program's user mode, without an
+    /// exit. Left off (with a message) when the host's TSC is no clock to trust.
+    pub vdso: bool,
     /// Where Popcorn's migration calls are numbered.
     pub popcorn_abi: PopcornAbi,
     /// Serve the control socket on this Unix socket path while the program runs.
@@ -121,6 +125,7 @@ impl LaunchConfig {
             read_ahead: true,
             batch_ranges: true,
             balance_sharing: false,
+            vdso: true,
             popcorn_abi: PopcornAbi::default(),
             api_sock: None,
             stdio: ProgramStdio::default(),
@@ -202,6 +207,8 @@ pub struct Program {
     api: Option<ApiServer>,
     /// The sharing balancer runs (`LaunchConfig::balance_sharing`).
     balance_sharing: bool,
+    /// Keeps the vDSO's clock pages current (None: the vDSO is off); ends with the program.
+    _vdso_clock: Option<ClockThread>,
     verbose: u8,
 }
 
@@ -286,8 +293,19 @@ impl LaunchConfig {
                 e.0
             ))
         })?;
-        let files = Files::new(&rootfs, std::process::id(), config.exe_path.clone(), n)
+        let mut files = Files::new(&rootfs, std::process::id(), config.exe_path.clone(), n)
             .map_err(|e| island_err(&e))?;
+        // The vDSO needs a TSC the host trusts as its clock; without one, the program makes
+        // system calls for the time as it would with --vdso off.
+        let vdso = self.vdso
+            && match vdso::tsc_usable() {
+                Ok(()) => true,
+                Err(e) => {
+                    eprintln!("popvmm: the vDSO is off: {e}");
+                    false
+                }
+            };
+        files.vdso = vdso;
         let ProgramStdio {
             stdin,
             stdout,
@@ -378,6 +396,16 @@ impl LaunchConfig {
             islands.push(island);
         }
         let origin = origin.ok_or_else(|| island_err(&"no origin"))?;
+        let vdso_clock = if vdso {
+            for island in &islands {
+                vdso::install(island.vm.memory(), island.id).map_err(|e| island_err(&e))?;
+            }
+            let pages = islands.iter().map(|i| Arc::clone(i.vm.memory())).collect();
+            // Installed but never published, the vDSO takes the system calls.
+            Some(ClockThread::start(pages).map_err(|e| island_err(&e))?)
+        } else {
+            None
+        };
         for island in &islands {
             service_loop::start(island, &fabric).map_err(|e| island_err(&e))?;
         }
@@ -401,7 +429,8 @@ impl LaunchConfig {
         drop(file);
         phase("loaded");
         let o = &islands[ORIGIN];
-        let rsp = stack::build(o, &image, &self.argv, &env, &path).map_err(load_err)?;
+        let vdso_at = vdso.then_some(crate::memory::layout::VDSO_ADDR);
+        let rsp = stack::build(o, &image, &self.argv, &env, &path, vdso_at).map_err(load_err)?;
         let regs = kvm_regs {
             rip: image.entry,
             rsp,
@@ -424,6 +453,7 @@ impl LaunchConfig {
             events_tx,
             api: None,
             balance_sharing: self.balance_sharing,
+            _vdso_clock: vdso_clock,
             verbose: self.verbose,
         };
         // Served before the program starts, so that a client sees its first instructions; the

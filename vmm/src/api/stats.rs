@@ -49,6 +49,9 @@ pub struct Counters {
     pub ranges_sent: u64,
     pub range_pages: u64,
     pub copies_saved: u64,
+    /// Time calls the vDSO served without an exit, and time calls served as system calls.
+    pub vdso_calls: u64,
+    pub time_syscalls: u64,
     /// Per island: (read_missing, write_missing, write_protect, resolved).
     pub per_island: Vec<[u64; 4]>,
 }
@@ -61,6 +64,11 @@ pub fn counters(islands: &[Arc<Island>]) -> Counters {
     };
     for p in islands {
         s.migrations.add(&p.migration_latency.snapshot());
+        // The counter page is the program's to write: any value, summed without overflow.
+        s.vdso_calls = s
+            .vdso_calls
+            .saturating_add(crate::kernel::vdso::served(p.vm.memory()));
+        s.time_syscalls += p.time_syscalls.load(Ordering::Relaxed);
         let Some(st) = p.dsm.stats() else {
             s.per_island.push([0; 4]);
             continue;
@@ -170,6 +178,8 @@ impl Counters {
                 pages: self.range_pages,
                 copies_saved: self.copies_saved,
             },
+            vdso_calls: self.vdso_calls,
+            time_syscalls: self.time_syscalls,
             migrations: self.migrations.count,
             migration_latency_us: LatencyUs::of(&self.migrations),
             fault_latency_histogram: if self.fault_latency.count == 0 {
@@ -219,7 +229,7 @@ impl Counters {
                 );
             }
         }
-        let counters: [(&str, Option<&str>, &dyn std::fmt::Display); 14] = [
+        let counters: [(&str, Option<&str>, &dyn std::fmt::Display); 16] = [
             (
                 "popvmm_range_messages_total",
                 Some("Range messages: consecutive page messages of one kind to one island sent as one."),
@@ -269,6 +279,16 @@ impl Counters {
                 "popvmm_held_seconds_total",
                 Some("Time requests waited in holding windows."),
                 &(self.held_ns as f64 / 1e9),
+            ),
+            (
+                "popvmm_vdso_calls_total",
+                Some("Time calls served by the vDSO (exits avoided)."),
+                &self.vdso_calls,
+            ),
+            (
+                "popvmm_time_syscalls_total",
+                Some("Time calls served as system calls (clock_gettime, clock_getres, gettimeofday, time, getcpu)."),
+                &self.time_syscalls,
             ),
             (
                 "popvmm_fault_latency_seconds_sum",
@@ -623,6 +643,8 @@ mod tests {
             ranges_sent: 3,
             range_pages: 40,
             copies_saved: 37,
+            vdso_calls: 70_000,
+            time_syscalls: 12,
             per_island: vec![[1, 3, 0, 4], [4, 0, 1, 4]],
         }
     }
@@ -668,6 +690,8 @@ mod tests {
                 "hold_windows": 2,
                 "held_us": 1500,
                 "ranges": {"sent": 3, "pages": 40, "copies_saved": 37},
+                "vdso_calls": 70_000,
+                "time_syscalls": 12,
                 "migrations": 2,
                 "migration_latency_us": {"mean": 150.0, "p50": 256, "p99": 256},
             })
@@ -690,6 +714,12 @@ mod tests {
             text.contains("; 2 holding windows (requests held 1.5 ms in all)"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "; 70000 time calls served by the vDSO (exits avoided), 12 as system calls"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -702,6 +732,8 @@ mod tests {
             text.contains("popvmm_range_copies_saved_total 37\n"),
             "{text}"
         );
+        assert!(text.contains("popvmm_vdso_calls_total 70000\n"), "{text}");
+        assert!(text.contains("popvmm_time_syscalls_total 12\n"), "{text}");
         assert!(r.content_type.starts_with("text/plain"));
         assert!(
             text.contains("popvmm_messages_total{type=\"fetch\"} 16\n"),

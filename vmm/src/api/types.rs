@@ -234,6 +234,13 @@ pub struct Stats {
     /// `messages` (one frame on its link, under its own type, e.g. `copy_range`).
     #[serde(default)]
     pub ranges: RangeStats,
+    /// Time calls (clock_gettime, clock_getres, gettimeofday, time, getcpu) the vDSO served
+    /// without an exit, and the ones served as system calls, each an exit (absent in runs of older
+    /// popvmm versions; `vdso_calls` is 0 with `--vdso off`).
+    #[serde(default)]
+    pub vdso_calls: u64,
+    #[serde(default)]
+    pub time_syscalls: u64,
     /// Threads that migrated, and how long each took: from its island stopping it to its new
     /// island starting it (absent in runs of older popvmm versions).
     #[serde(default)]
@@ -511,9 +518,17 @@ impl Summary {
         } else {
             String::new()
         };
+        let vdso = if s.vdso_calls > 0 {
+            format!(
+                "; {} time calls served by the vDSO (exits avoided), {} as system calls",
+                s.vdso_calls, s.time_syscalls
+            )
+        } else {
+            String::new()
+        };
         let mut lines = vec![
             format!(
-                "{} islands: {} messages ({}){ranges}{migrations}{holds}",
+                "{} islands: {} messages ({}){ranges}{migrations}{holds}{vdso}",
                 s.islands,
                 s.messages.total,
                 by_type.join(", ")
@@ -693,6 +708,8 @@ mod tests {
             hold_windows: 0,
             held_us: 0,
             ranges: RangeStats::default(),
+            vdso_calls: 0,
+            time_syscalls: 0,
             migrations: 0,
             migration_latency_us: LatencyUs::default(),
             fault_latency_histogram: vec![],
@@ -733,6 +750,8 @@ mod tests {
             "hold_windows": 0,
             "held_us": 0,
             "ranges": {"sent": 0, "pages": 0, "copies_saved": 0},
+            "vdso_calls": 0,
+            "time_syscalls": 0,
             "migrations": 0,
             "migration_latency_us": {"mean": null, "p50": null, "p99": null},
         });
@@ -745,6 +764,8 @@ mod tests {
         fields.remove("hold_windows");
         fields.remove("held_us");
         fields.remove("ranges");
+        fields.remove("vdso_calls");
+        fields.remove("time_syscalls");
         assert_eq!(
             serde_json::from_value::<Stats>(old).expect("old stats"),
             stats()

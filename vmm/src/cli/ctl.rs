@@ -559,6 +559,11 @@ pub fn render_stats(s: &Stats) -> String {
     );
     let _ = writeln!(
         out,
+        "time calls served by the vDSO (exits avoided): {}, as system calls: {}",
+        s.vdso_calls, s.time_syscalls
+    );
+    let _ = writeln!(
+        out,
         "migrations: {}, latency {}",
         s.migrations,
         s.migration_latency_us.text()
@@ -809,6 +814,7 @@ prefetched pages: 0
 read-ahead pages: 0 (0 seen used, 0 of them late; 0 dropped unseen)
 range messages: 0 (0 pages carried, 0 UFFDIO_COPY calls saved)
 holding windows: 0, requests held 0.0 ms
+time calls served by the vDSO (exits avoided): 0, as system calls: 0
 migrations: 0, latency -
 ";
         assert_eq!(out, want);

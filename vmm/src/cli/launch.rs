@@ -65,6 +65,12 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "off|sharing", default_value = "off", value_parser = parse_balance,
           action = clap::ArgAction::Set)]
     pub balance: bool,
+    /// The vDSO: `on` (the default, when KVM is PVM and the host's TSC is its clock) serves
+    /// clock_gettime, gettimeofday, time, getcpu and clock_getres in the program's user mode,
+    /// without an exit; `off` leaves them system calls (no AT_SYSINFO_EHDR).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
+          action = clap::ArgAction::Set)]
+    pub vdso: bool,
     /// Write the run's summary (messages, faults, latencies) as JSON to this file at exit.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -203,6 +209,7 @@ fn config(args: &LaunchArgs) -> Result<LaunchConfig, LaunchError> {
         balance_sharing: args.balance,
         read_ahead: args.read_ahead,
         batch_ranges: args.batch_ranges,
+        vdso: args.vdso,
         popcorn_abi: args.popcorn_abi,
         api_sock: args.api_sock.clone(),
         stdio: ProgramStdio::default(),

@@ -131,6 +131,9 @@ pub struct Island {
     pub migration_latency: LatencyHistogram,
     /// Bytes made resident ahead of the program's touch (see `mm::PREFAULT_BUDGET`).
     pub prefaulted: AtomicU64,
+    /// Time calls (clock_gettime, clock_getres, gettimeofday, time, getcpu) served here as
+    /// system calls, each an exit; the ones the vDSO served are in its counter page.
+    pub time_syscalls: AtomicU64,
     logged_unknown: Mutex<HashSet<u64>>,
     /// The executable as loaded (what a dropped page of its segments holds again).
     pub image: OnceLock<Arc<ExecImage>>,
@@ -175,6 +178,7 @@ impl Island {
             started,
             first_entry_ns: AtomicU64::new(0),
             prefaulted: AtomicU64::new(0),
+            time_syscalls: AtomicU64::new(0),
             migration_latency: LatencyHistogram::default(),
             logged_unknown: Mutex::new(HashSet::new()),
             image: OnceLock::new(),

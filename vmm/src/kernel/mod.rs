@@ -15,6 +15,7 @@
 //! | `fs`, `mm`, `sigframe` | files (descriptor table, root, file calls), memory calls on one island, signal frames |
 //! | `syscall` | the system-call table, by family (`fs`, `mm`, `futex`, `signal`, `time`, `thread`, `process`) |
 //! | `origin`, `member` | the two implementations of the services port: the owner's, and requests to it |
+//! | `vdso` | the vDSO in each island's kernel area and the thread that keeps its clock pages current |
 //! | `workers`, `vcpu_loop`, `service_loop` | the threads that run an island: a worker pool, one vCPU loop per program thread, one service loop |
 //!
 //! Who owns what: an [`Island`] owns its VM, memory, layout view, coherency layer, link, local
@@ -39,6 +40,7 @@ pub mod syscall;
 pub mod thread;
 pub mod uaccess;
 pub mod vcpu_loop;
+pub mod vdso;
 pub mod vma;
 pub mod wait;
 pub mod wire;

@@ -479,7 +479,7 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
                 if t.status.migration_requested() {
                     let in_user = t.vcpu.sregs().is_ok_and(|s| s.cs.dpl == 3);
                     if let (true, Ok(regs)) = (in_user, t.vcpu.regs()) {
-                        if regs.rip >= crate::memory::layout::KERNEL_AREA_END
+                        if crate::memory::layout::is_program_code(regs.rip)
                             && migrate_if_asked(island, t, &regs)
                         {
                             return End::Migrated;
@@ -489,7 +489,7 @@ fn run_loop(island: &Arc<Island>, t: &mut Thread) -> End {
                 if t.next_deliverable().is_some() {
                     let in_user = t.vcpu.sregs().is_ok_and(|s| s.cs.dpl == 3);
                     if let (true, Ok(mut regs)) = (in_user, t.vcpu.regs()) {
-                        if regs.rip >= crate::memory::layout::KERNEL_AREA_END {
+                        if crate::memory::layout::is_program_code(regs.rip) {
                             match deliver_pending(island, t, &mut regs) {
                                 Ok(()) => {}
                                 Err(None) => return End::Stop,

@@ -114,6 +114,25 @@ pub fn write_kernel_area(mem: &GuestMemoryMmap) -> Result<(), vm_memory::GuestMe
     Ok(())
 }
 
+/// Makes the vDSO's pages user pages (`kernel/vdso.rs` writes their contents): the clock page and
+/// the code read-only, the counter page writable. Called before any vCPU runs, so that no TLB
+/// holds the supervisor-only entries.
+pub fn map_vdso_pages(mem: &GuestMemoryMmap) -> Result<(), vm_memory::GuestMemoryError> {
+    let mut pages = vec![
+        (VVAR_ADDR, PTE_P | PTE_US),
+        (VDSO_COUNTER_ADDR, PTE_P | PTE_RW | PTE_US),
+    ];
+    pages.extend(
+        (VDSO_ADDR..VDSO_ADDR + VDSO_MAX_SIZE)
+            .step_by(PAGE_SIZE as usize)
+            .map(|a| (a, PTE_P | PTE_US)),
+    );
+    for (phys, flags) in pages {
+        mem.write_obj(phys | flags, GuestAddress(PT_ADDR + (phys / PAGE_SIZE) * 8))?;
+    }
+    Ok(())
+}
+
 fn tss_descriptor(base: u64, limit: u32) -> (u64, u64) {
     let limit = limit as u64;
     let lo = (limit & 0xffff)

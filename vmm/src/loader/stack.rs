@@ -25,14 +25,17 @@ const AT_SECURE: u64 = 23;
 const AT_RANDOM: u64 = 25;
 const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
+const AT_SYSINFO_EHDR: u64 = 33;
 
 /// Maps the main thread's stack and writes the initial process stack; returns the initial rsp.
+/// `vdso`: where the vDSO is (AT_SYSINFO_EHDR), if the program has one.
 pub fn build(
     island: &Island,
     img: &ElfImage,
     argv: &[String],
     envp: &[String],
     execfn: &str,
+    vdso: Option<u64>,
 ) -> Result<u64, LoaderError> {
     let bottom = STACK_TOP - STACK_SIZE;
     mm::map_fixed_with(island, bottom, STACK_SIZE, Prot::RW, VmaKind::Stack, |_| {
@@ -84,7 +87,8 @@ pub fn build(
     };
     // cpuid leaf 1 exists on every x86-64 CPU.
     let hwcap = std::arch::x86_64::__cpuid(1).edx as u64;
-    let auxv: [(u64, u64); 19] = [
+    let mut auxv: Vec<(u64, u64)> = vdso.map(|at| (AT_SYSINFO_EHDR, at)).into_iter().collect();
+    auxv.extend([
         (AT_PHDR, img.phdr),
         (AT_PHENT, img.phent),
         (AT_PHNUM, img.phnum),
@@ -104,7 +108,7 @@ pub fn build(
         (AT_HWCAP2, 0),
         (AT_EXECFN, execfn_addr),
         (AT_NULL, 0),
-    ];
+    ]);
     let mut words: Vec<u64> = Vec::new();
     words.push(argv.len() as u64);
     words.extend(&argv_addrs);

@@ -4,7 +4,9 @@
 //! 0x0000_0000_0000 .. 0x0000_0020_0000   kernel area, 4 KiB pages: page 0 absent (NULL faults),
 //!                                         GDT, IDT, TSS + I/O bitmap, exception stubs, page tables,
 //!                                         exception stack: supervisor-only; one read-only user page
-//!                                         holds the syscall stub (see SYSCALL_STUB_ADDR)
+//!                                         holds the syscall stub (see SYSCALL_STUB_ADDR); with the
+//!                                         vDSO on, its clock page (read-only), counter page
+//!                                         (writable) and code (read-only) are user pages too
 //! 0x0000_0040_0000 ..                     non-PIE ELF at its link address (usually 0x400000)
 //! 0x0000_4000_0000 ..                     static-PIE ELF, loaded at PIE_BASE (1 GiB)
 //!   after the ELF                         brk heap, grows up until it meets a mapping
@@ -33,6 +35,16 @@ pub const SPURIOUS_STUB_ADDR: u64 = 0x6100;
 /// from user mode jumps to LSTAR without leaving CPL3 (measured), so this page is the one page of
 /// the kernel area the program can reach: user, read-only, two bytes of code.
 pub const SYSCALL_STUB_ADDR: u64 = 0x7000;
+/// The vDSO's clock page (`kernel/vdso.rs`), the island's own: user read-only, written by popvmm.
+pub const VVAR_ADDR: u64 = 0x8000;
+/// The vDSO's counter of the calls it served, the island's own: user read-write (a program that
+/// scribbles on it only spoils its own statistics).
+pub const VDSO_COUNTER_ADDR: u64 = 0x9000;
+/// The vDSO (an ELF shared object, the same bytes at the same address on every island): user
+/// read-only (and executable: there is no NX bit).
+pub const VDSO_ADDR: u64 = 0xa000;
+/// The most the vDSO may take (its build is checked against it).
+pub const VDSO_MAX_SIZE: u64 = 0x2000;
 pub const PML4_ADDR: u64 = 0x10000;
 pub const PDPT_ADDR: u64 = 0x11000;
 /// The 4 KiB page table of the first 2 MiB (the kernel area).
@@ -53,6 +65,12 @@ pub const MMAP_TOP: u64 = 0xf_c000_0000;
 /// Top of the main thread's stack (the end of island memory).
 pub const STACK_TOP: u64 = ISLAND_MEMORY_SIZE;
 pub const STACK_SIZE: u64 = 8 << 20;
+
+/// Whether `rip` is the program's own code: above the kernel area, or in the vDSO (where a thread
+/// can be stopped, signalled and migrated like anywhere in its code, unlike in the syscall stub).
+pub const fn is_program_code(rip: u64) -> bool {
+    rip >= KERNEL_AREA_END || (rip >= VDSO_ADDR && rip < VDSO_ADDR + VDSO_MAX_SIZE)
+}
 
 pub const fn page_down(x: u64) -> u64 {
     x & !(PAGE_SIZE - 1)

@@ -194,6 +194,8 @@ mod tests {
                     hold_windows: 0,
                     held_us: 0,
                     ranges: Default::default(),
+                    vdso_calls: 0,
+                    time_syscalls: 0,
                     migrations: 0,
                     migration_latency_us: LatencyUs::default(),
                     fault_latency_histogram: vec![],

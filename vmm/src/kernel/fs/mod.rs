@@ -62,6 +62,8 @@ pub struct Files {
     pub exe_path: String,
     /// The program's islands: its CPUs, as /proc and /sys show them (`synthetic.rs`).
     pub islands: usize,
+    /// The program has a vDSO (`/proc/self/maps` shows it).
+    pub vdso: bool,
 }
 
 impl Files {
@@ -83,6 +85,7 @@ impl Files {
             pid,
             exe_path,
             islands,
+            vdso: false,
         })
     }
 

@@ -37,7 +37,7 @@ pub fn content(files: &Files, user: &UserMemory, path: &[u8]) -> Option<Vec<u8>>
                 .and_then(|r| r.strip_suffix("/maps"))
             {
                 if pid == "self" || pid == files.pid.to_string() {
-                    return Some(maps(user).into_bytes());
+                    return Some(maps(user, files.vdso).into_bytes());
                 }
                 return None;
             }
@@ -81,10 +81,21 @@ fn stat(n: usize) -> String {
 }
 
 /// `/proc/self/maps` from the layout (no device, inode or offset: the island's memory is one
-/// anonymous reservation; file mappings are named by their guest path).
-fn maps(user: &UserMemory) -> String {
+/// anonymous reservation; file mappings are named by their guest path), the vDSO's pages first
+/// when the program has them, named as Linux names them (the counter page is popvmm's own).
+fn maps(user: &UserMemory, vdso: bool) -> String {
+    use crate::memory::layout::{VDSO_ADDR, VDSO_COUNTER_ADDR, VDSO_MAX_SIZE, VVAR_ADDR};
     let space = user.layout();
     let mut s = String::new();
+    if vdso {
+        for (start, end, perms, name) in [
+            (VVAR_ADDR, VDSO_COUNTER_ADDR, "r--p", "[vvar]"),
+            (VDSO_COUNTER_ADDR, VDSO_ADDR, "rw-p", "[vvar]"),
+            (VDSO_ADDR, VDSO_ADDR + VDSO_MAX_SIZE, "r-xp", "[vdso]"),
+        ] {
+            let _ = writeln!(s, "{start:08x}-{end:08x} {perms} 00000000 00:00 0 {name}");
+        }
+    }
     for v in space.vmas() {
         let prot = v.prot;
         let name = match &v.kind {

@@ -228,6 +228,9 @@ fn read_cpu_mask(c: &Call<'_>, len: u64, ptr: u64) -> Result<u64, Errno> {
 
 /// getcpu: the island is the CPU; one NUMA node.
 fn getcpu(c: &mut Call<'_>) -> SysResult {
+    c.island
+        .time_syscalls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (cpu, node) = (c.a[0], c.a[1]);
     c.island.user.write_opt(cpu, c.island.id as u32)?;
     c.island.user.write_opt(node, 0u32)?;

@@ -80,7 +80,15 @@ fn valid_clock(clock: u64) -> Result<i32, Errno> {
     }
 }
 
+/// Counts a time call served as a system call (`Island::time_syscalls`).
+fn count(c: &Call<'_>) {
+    c.island
+        .time_syscalls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn clock_gettime(c: &mut Call<'_>, res: bool) -> SysResult {
+    count(c);
     let (clock, tp) = (c.a[0], c.a[1]);
     let clock = valid_clock(clock)?;
     let ts = if res {
@@ -110,6 +118,7 @@ fn clock_gettime(c: &mut Call<'_>, res: bool) -> SysResult {
 }
 
 fn gettimeofday(c: &mut Call<'_>) -> SysResult {
+    count(c);
     let (tv, tz) = (c.a[0], c.a[1]);
     let now = host_clock(libc::CLOCK_REALTIME)?;
     if tv != 0 {
@@ -123,6 +132,7 @@ fn gettimeofday(c: &mut Call<'_>) -> SysResult {
 }
 
 fn time(c: &mut Call<'_>) -> SysResult {
+    count(c);
     let tloc = c.a[0];
     let now = host_clock(libc::CLOCK_REALTIME)?;
     c.island.user.write_opt(tloc, now.sec)?;
