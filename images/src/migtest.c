@@ -26,6 +26,9 @@
  *   migtest exitrace [remote]  exit_group while a thread migrates back and forth (status 3)
  *   migtest spin             threads on islands 1..N-1 spin; main prints "ready" and waits
  *   migtest affinity         sched_setaffinity of the caller and of another thread moves them
+ *   migtest affstorm N       N pthread_setaffinity_np calls in a row on a spinning thread, each to
+ *                            the next CPU, without waiting for it to get there: every call must
+ *                            succeed although most find the thread between islands
  *   migtest pingpong N       N back-to-back migrations with migrate(), no retry of EBUSY
  *   migtest meet N           N threads meet 20 times at a barrier (no migration at all)
  *
@@ -929,6 +932,40 @@ static int cmd_affinity(void)
 	return 0;
 }
 
+/* affstorm N */
+
+static volatile int storm_stop;
+
+static void *storm_thread(void *p)
+{
+	(void)p;
+	while (!storm_stop)
+		; /* spins wherever it is put */
+	return NULL;
+}
+
+static int cmd_affstorm(int n)
+{
+	pthread_t t;
+	pthread_create(&t, NULL, storm_thread, NULL);
+	int failed = 0, first_error = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN); /* the islands under popvmm */
+	if (cpus < 1)
+		cpus = 1;
+	for (int i = 0; i < n; i++) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(i % cpus, &set);
+		int r = pthread_setaffinity_np(t, sizeof set, &set);
+		if (r != 0 && !failed++)
+			first_error = r;
+	}
+	storm_stop = 1;
+	pthread_join(t, NULL);
+	printf("affstorm: %d calls, %d failed (first error %d)\n", n, failed, first_error);
+	return failed != 0;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Reproducers of popvmm problems (see tests/tests/migration.rs, the #[ignore]d tests). */
 
@@ -1012,6 +1049,8 @@ int main(int argc, char **argv)
 		return cmd_spin();
 	if (!strcmp(c, "affinity"))
 		return cmd_affinity();
+	if (!strcmp(c, "affstorm"))
+		return cmd_affstorm(a1 ? a1 : 200);
 	if (!strcmp(c, "pingpong"))
 		return cmd_pingpong(a1 ? a1 : 1000);
 	if (!strcmp(c, "meet"))

@@ -564,6 +564,27 @@ fn sched_setaffinity_moves_the_caller_and_other_threads() {
     }
 }
 
+/// pthread_setaffinity_np on a thread that is between islands (300 calls in a row, each to the
+/// next island, none waiting for the thread to arrive) always succeeds, as on Linux. Before, the
+/// origin's directory sent the call to the island the thread was moving to (or had just left),
+/// which answered ESRCH, or EINVAL when the request fell through to a member's services: 1 to
+/// 93 of 300 calls failed on 4 islands.
+#[test]
+fn affinity_calls_on_a_thread_between_islands_never_fail() {
+    let want = "affstorm: 300 calls, 0 failed (first error 0)\n";
+    for islands in [2, 4] {
+        for run in 0..3 {
+            let (out, err, code) =
+                island_output("glibc/migtest", &["affstorm", "300"], islands, &[]);
+            assert_eq!(
+                (out.as_str(), code),
+                (want, Some(0)),
+                "{islands} islands, run {run}: {err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn rust_programs_migrate_with_the_popcorn_crate() {
     for islands in [2, 4] {

@@ -36,6 +36,10 @@ use super::wait::Waiting;
 use super::{mm, wire};
 use crate::sync::lock;
 
+/// How long a thread control call (affinity, migrate, propose) keeps looking for a thread the
+/// directory lists but that is between islands.
+const THREAD_IN_FLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where new threads go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -719,20 +723,33 @@ impl Services for Origin {
             }
             _ => {}
         }
-        match self.locate(tid) {
-            None => Err(Errno::ESRCH),
-            Some(ORIGIN) => {
-                if island.thread_control(tid, op) {
-                    Ok(0)
-                } else {
-                    Err(Errno::ESRCH)
+        // The directory may name the island a thread is migrating to before it has arrived
+        // there (or the one it has just left): that island answers ESRCH, and the thread, still
+        // in the directory, is asked again where it is then, as Linux never fails a call on a
+        // live thread. Bounded: a migration takes well under a millisecond.
+        let deadline = std::time::Instant::now() + THREAD_IN_FLIGHT_PATIENCE;
+        loop {
+            let answer = match self.locate(tid) {
+                None => return Err(Errno::ESRCH),
+                Some(ORIGIN) => {
+                    if island.thread_control(tid, op) {
+                        Ok(0)
+                    } else {
+                        Err(Errno::ESRCH)
+                    }
                 }
+                Some(at) => island
+                    .link
+                    .call(at, Request::ThreadControl { tid, op })
+                    .map_err(|_| Errno::ESRCH)
+                    .and_then(value),
+            };
+            match answer {
+                Err(Errno::ESRCH) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                other => return other,
             }
-            Some(at) => island
-                .link
-                .call(at, Request::ThreadControl { tid, op })
-                .map_err(|_| Errno::ESRCH)
-                .and_then(value),
         }
     }
 

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::timerfd::TimerFd;
 
-use super::errno::ExitStatus;
+use super::errno::{Errno, ExitStatus};
 use super::island::Island;
 use super::link::{IslandFabric, IslandTransport};
-use super::messages::{IslandId, IslandMessage, Reply, Request};
+use super::messages::{IslandId, IslandMessage, Reply, Request, ORIGIN};
 use super::services::{reply_of, Served};
 use super::workers::WorkerPool;
 use super::{mm, vcpu_loop};
@@ -233,6 +233,8 @@ fn request(island: &Arc<Island>, workers: &WorkerPool, from: IslandId, id: u64, 
         // Done here if the thread runs here; otherwise the services find it (the origin's
         // directory).
         Request::ThreadControl { tid, op } if island.thread_control(tid, op) => reply(Reply::Done),
+        // Asked by the origin, whose directory placed the thread here: it is not (in flight).
+        Request::ThreadControl { .. } if island.id != ORIGIN => reply(reply_of(Err(Errno::ESRCH))),
         Request::Exit(_) => {
             island.stop();
             reply(Reply::Done);
