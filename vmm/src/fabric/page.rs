@@ -87,6 +87,88 @@ fn voter_from(b: u8) -> Result<Voter, WireError> {
     }
 }
 
+/// The fields every page message starts with on the wire: a single message's, or a range's (its
+/// first page's), read and written in one place so that both formats stay the same.
+pub(super) struct Head {
+    pub page: u64,
+    pub from: u8,
+    pub gen: u32,
+    pub users: KernelSet,
+    pub ty: MessageType,
+}
+
+impl Head {
+    pub(super) fn of(m: &PageMessage) -> Head {
+        Head {
+            page: m.page,
+            from: m.from,
+            gen: m.gen,
+            users: m.users,
+            ty: m.kind.message_type(),
+        }
+    }
+
+    /// Writes the head; a sender decode would refuse is refused here (a frame no island could
+    /// read), before anything is written.
+    pub(super) fn put(&self, w: &mut WireWriter<'_>) -> Result<(), WireError> {
+        if usize::from(self.from) >= MAX_KERNELS {
+            return Err(WireError::Invalid {
+                what: "sending kernel",
+                value: u64::from(self.from),
+            });
+        }
+        w.put_u64(self.page)?;
+        w.put_u8(self.from)?;
+        w.put_u32(self.gen)?;
+        w.put_u64(self.users.0)?;
+        w.put_u8(self.ty.index() as u8)
+    }
+
+    pub(super) fn get(r: &mut WireReader<'_>) -> Result<Head, WireError> {
+        let page = r.get_u64()?;
+        let from = r.get_u8()?;
+        if usize::from(from) >= MAX_KERNELS {
+            return Err(WireError::Invalid {
+                what: "sending kernel",
+                value: u64::from(from),
+            });
+        }
+        let gen = r.get_u32()?;
+        let users = KernelSet(r.get_u64()?);
+        let tag = r.get_u8()?;
+        let ty = *MessageType::ALL
+            .get(usize::from(tag))
+            .ok_or(WireError::Invalid {
+                what: "coherency message type",
+                value: u64::from(tag),
+            })?;
+        Ok(Head {
+            page,
+            from,
+            gen,
+            users,
+            ty,
+        })
+    }
+}
+
+/// A Copy's body: its version, then the page.
+pub(super) fn put_copy(
+    w: &mut WireWriter<'_>,
+    data: &PageBuf,
+    version: u32,
+) -> Result<(), WireError> {
+    w.put_u32(version)?;
+    w.put_bytes(data.as_bytes())
+}
+
+pub(super) fn get_copy(r: &mut WireReader<'_>) -> Result<MessageKind<PageBuf>, WireError> {
+    let version = r.get_u32()?;
+    let mut data = PageBuf::zeroed();
+    data.0.copy_from_slice(r.get_bytes(PAGE_SIZE)?);
+    Ok(MessageKind::Copy { data, version })
+}
+
 impl Wire for PageMessage {
     const TYPE_NAMES: &'static [&'static str] = &PAGE_MESSAGE_TYPES;
     const MAX_ENCODED: usize = HEADER + 4 + PAGE_SIZE;
@@ -104,25 +186,11 @@ impl Wire for PageMessage {
     }
 
     fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
-        // What decode refuses, encode refuses too (a frame no island could read).
-        if usize::from(self.from) >= MAX_KERNELS {
-            return Err(WireError::Invalid {
-                what: "sending kernel",
-                value: u64::from(self.from),
-            });
-        }
         let mut w = WireWriter::new(buf);
-        w.put_u64(self.page)?;
-        w.put_u8(self.from)?;
-        w.put_u32(self.gen)?;
-        w.put_u64(self.users.0)?;
-        w.put_u8(self.kind.message_type().index() as u8)?;
+        Head::of(self).put(&mut w)?;
         match &self.kind {
             MessageKind::Fetch | MessageKind::FetchWrite | MessageKind::Reset => {}
-            MessageKind::Copy { data, version } => {
-                w.put_u32(*version)?;
-                w.put_bytes(data.as_bytes())?;
-            }
+            MessageKind::Copy { data, version } => put_copy(&mut w, data, *version)?,
             MessageKind::CopyVoid { fetching } => w.put_u8(u8::from(*fetching))?,
             MessageKind::Invalid { ts, version } => {
                 w.put_u64(*ts)?;
@@ -137,32 +205,17 @@ impl Wire for PageMessage {
 
     fn decode(buf: &[u8]) -> Result<Self, WireError> {
         let mut r = WireReader::new(buf);
-        let page = r.get_u64()?;
-        let from = r.get_u8()?;
-        if usize::from(from) >= MAX_KERNELS {
-            return Err(WireError::Invalid {
-                what: "sending kernel",
-                value: u64::from(from),
-            });
-        }
-        let gen = r.get_u32()?;
-        let users = KernelSet(r.get_u64()?);
-        let tag = r.get_u8()?;
-        let ty = MessageType::ALL
-            .get(usize::from(tag))
-            .ok_or(WireError::Invalid {
-                what: "coherency message type",
-                value: u64::from(tag),
-            })?;
+        let Head {
+            page,
+            from,
+            gen,
+            users,
+            ty,
+        } = Head::get(&mut r)?;
         let kind = match ty {
             MessageType::Fetch => MessageKind::Fetch,
             MessageType::FetchWrite => MessageKind::FetchWrite,
-            MessageType::Copy => {
-                let version = r.get_u32()?;
-                let mut data = PageBuf::zeroed();
-                data.0.copy_from_slice(r.get_bytes(PAGE_SIZE)?);
-                MessageKind::Copy { data, version }
-            }
+            MessageType::Copy => get_copy(&mut r)?,
             MessageType::CopyVoid => MessageKind::CopyVoid {
                 fetching: r.get_bool("fetching flag")?,
             },

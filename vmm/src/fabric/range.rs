@@ -16,9 +16,9 @@
 //! version `u32` then the 4096 bytes of the page; Copy Void: fetching `u8` (0/1), once (every page
 //! has the same); Fetch, Fetch Write: nothing. 23 bytes of header, 131,223 at most.
 
-use coherency::{KernelSet, Message, MessageKind, MessageType, PageId, MAX_KERNELS};
+use coherency::{Message, MessageKind, MessageType, PageId};
 
-use super::page::{PageBuf, PageMessage};
+use super::page::{get_copy, put_copy, Head, PageBuf, PageMessage};
 use super::wire::{Class, WireError, WireReader, WireWriter};
 use super::{MAX_RANGE, PAGE_SIZE};
 
@@ -160,26 +160,15 @@ impl PageRange {
 
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         let head = self.head();
-        if usize::from(head.from) >= MAX_KERNELS {
-            return Err(WireError::Invalid {
-                what: "sending kernel",
-                value: u64::from(head.from),
-            });
-        }
         let mut w = WireWriter::new(buf);
-        w.put_u64(head.page)?;
-        w.put_u8(head.from)?;
-        w.put_u32(head.gen)?;
-        w.put_u64(head.users.0)?;
-        w.put_u8(head.kind.message_type().index() as u8)?;
+        Head::of(head).put(&mut w)?;
         w.put_u16(self.msgs.len() as u16)?;
         match &head.kind {
             MessageKind::CopyVoid { fetching } => w.put_u8(u8::from(*fetching))?,
             MessageKind::Copy { .. } => {
                 for m in &self.msgs {
                     if let MessageKind::Copy { data, version } = &m.kind {
-                        w.put_u32(*version)?;
-                        w.put_bytes(data.as_bytes())?;
+                        put_copy(&mut w, data, *version)?;
                     }
                 }
             }
@@ -193,23 +182,13 @@ impl PageRange {
     /// a body of the wrong length is an error.
     pub fn decode(buf: &[u8]) -> Result<PageRange, WireError> {
         let mut r = WireReader::new(buf);
-        let first = r.get_u64()?;
-        let from = r.get_u8()?;
-        if usize::from(from) >= MAX_KERNELS {
-            return Err(WireError::Invalid {
-                what: "sending kernel",
-                value: u64::from(from),
-            });
-        }
-        let gen = r.get_u32()?;
-        let users = KernelSet(r.get_u64()?);
-        let tag = r.get_u8()?;
-        let ty = MessageType::ALL
-            .get(usize::from(tag))
-            .ok_or(WireError::Invalid {
-                what: "coherency message type",
-                value: u64::from(tag),
-            })?;
+        let Head {
+            page: first,
+            from,
+            gen,
+            users,
+            ty,
+        } = Head::get(&mut r)?;
         let count = r.get_u16()?;
         if count == 0 || usize::from(count) > MAX_RANGE {
             return Err(WireError::Invalid {
@@ -238,15 +217,7 @@ impl PageRange {
                 MessageType::Fetch => MessageKind::Fetch,
                 MessageType::FetchWrite => MessageKind::FetchWrite,
                 MessageType::CopyVoid => MessageKind::CopyVoid { fetching },
-                MessageType::Copy => {
-                    let version = r.get_u32()?;
-                    let data =
-                        PageBuf::from_slice(r.get_bytes(PAGE_SIZE)?).ok_or(WireError::Invalid {
-                            what: "page length",
-                            value: 0,
-                        })?;
-                    MessageKind::Copy { data, version }
-                }
+                MessageType::Copy => get_copy(&mut r)?,
                 other => {
                     return Err(WireError::Invalid {
                         what: "page range type",
@@ -302,7 +273,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coherency::Voter;
+    use coherency::{KernelSet, Voter, MAX_KERNELS};
 
     fn msg(page: PageId, kind: MessageKind<PageBuf>) -> PageMessage {
         Message {
