@@ -178,6 +178,26 @@ impl Userfaultfd {
         len: u64,
         writable: bool,
     ) -> io::Result<()> {
+        // SAFETY: as this function's contract.
+        match unsafe { self.uffdio_copy(dst, src, len, writable) }.0 {
+            // Another fault on the same page raced us and the page is there: wake its waiters.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self.wake(dst, len),
+            r => r,
+        }
+    }
+
+    /// One UFFDIO_COPY (read-only pages keep write protection): the ioctl's result and the
+    /// `copy` field the kernel fills in (bytes copied, or a negative errno).
+    ///
+    /// # Safety
+    /// `src` must point to `len` readable bytes.
+    unsafe fn uffdio_copy(
+        &self,
+        dst: u64,
+        src: *const u8,
+        len: u64,
+        writable: bool,
+    ) -> (io::Result<()>, i64) {
         let mut copy = UffdioCopy {
             dst,
             src: src as u64,
@@ -185,11 +205,8 @@ impl Userfaultfd {
             mode: if writable { 0 } else { UFFDIO_COPY_MODE_WP },
             copy: 0,
         };
-        match ioctl(self.fd.as_raw_fd(), UFFDIO_COPY, &mut copy) {
-            // Another fault on the same page raced us and the page is there: wake its waiters.
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => self.wake(dst, len),
-            r => r,
-        }
+        let result = ioctl(self.fd.as_raw_fd(), UFFDIO_COPY, &mut copy);
+        (result, copy.copy)
     }
 
     /// Copies `len` bytes (whole pages) from `src` to the missing pages at `dst` in one call, as
@@ -201,18 +218,13 @@ impl Userfaultfd {
     /// # Safety
     /// `src` must point to `len` readable bytes.
     pub unsafe fn copy_run(&self, dst: u64, src: *const u8, len: u64, writable: bool) -> u64 {
-        let mut copy = UffdioCopy {
-            dst,
-            src: src as u64,
-            len,
-            mode: if writable { 0 } else { UFFDIO_COPY_MODE_WP },
-            copy: 0,
-        };
-        match ioctl(self.fd.as_raw_fd(), UFFDIO_COPY, &mut copy) {
+        // SAFETY: as this function's contract.
+        let (result, copied) = unsafe { self.uffdio_copy(dst, src, len, writable) };
+        match result {
             Ok(()) => len,
             // A partial copy fails with EAGAIN and says in `copy` how far it went; a failure at
             // the first page leaves a negative errno there.
-            Err(_) => u64::try_from(copy.copy).unwrap_or(0).min(len),
+            Err(_) => u64::try_from(copied).unwrap_or(0).min(len),
         }
     }
 
