@@ -6,7 +6,7 @@
 mod net;
 
 use coherency::{Access, Config, Mutant, ProtocolError};
-use net::{Net, NetHost};
+use net::Net;
 
 #[test]
 fn tie_ack_mutant_elects_two_writers() {
@@ -22,16 +22,7 @@ fn tie_ack_mutant_elects_two_writers() {
     // Both acknowledge each other: both believe they won, without a valid copy.
     let mut errors = 0;
     while let Some((to, msg)) = net.links.pop_front() {
-        let mut host = NetHost {
-            me: to,
-            links: &mut net.links,
-            memory: &mut net.memory,
-            completed: &mut net.completed,
-            write_values: &net.write_values,
-            retried: &mut net.retried,
-        };
-        if let Err(ProtocolError::LostCopy { .. }) = net.engines[to as usize].handle(msg, &mut host)
-        {
+        if let Err(ProtocolError::LostCopy { .. }) = net.with(to, |e, host| e.handle(msg, host)) {
             errors += 1;
         }
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 mod net;
 
 use coherency::{Access, Config, KernelId, Mapping, Message, MessageKind, ProtocolError, State};
-use net::{Net, NetHost};
+use net::Net;
 
 #[test]
 fn one_kernel_owns_a_fresh_page_at_once() {
@@ -92,14 +92,6 @@ fn equal_timestamps_elect_the_smaller_index() {
 #[test]
 fn messages_from_nowhere_are_errors() {
     let mut net = Net::new(Config::new(2));
-    let mut host = NetHost {
-        me: 0,
-        links: &mut net.links,
-        memory: &mut net.memory,
-        completed: &mut net.completed,
-        write_values: &net.write_values,
-        retried: &mut net.retried,
-    };
     let bogus = |from, kind| Message {
         page: 0,
         from,
@@ -107,22 +99,24 @@ fn messages_from_nowhere_are_errors() {
         kind,
         users: Default::default(),
     };
-    assert!(matches!(
-        net.engines[0].handle(bogus(9, MessageKind::Fetch), &mut host),
-        Err(ProtocolError::BadSender { from: 9, .. })
-    ));
-    assert!(matches!(
-        net.engines[0].handle(bogus(0, MessageKind::Fetch), &mut host),
-        Err(ProtocolError::BadSender { from: 0, .. })
-    ));
     // An answer nobody asked for.
     let ack = MessageKind::Ack {
         voter: coherency::Voter::Idle,
     };
-    assert!(matches!(
-        net.engines[0].handle(bogus(1, ack), &mut host),
-        Err(ProtocolError::Unexpected { .. })
-    ));
+    net.with(0, |e, host| {
+        assert!(matches!(
+            e.handle(bogus(9, MessageKind::Fetch), host),
+            Err(ProtocolError::BadSender { from: 9, .. })
+        ));
+        assert!(matches!(
+            e.handle(bogus(0, MessageKind::Fetch), host),
+            Err(ProtocolError::BadSender { from: 0, .. })
+        ));
+        assert!(matches!(
+            e.handle(bogus(1, ack), host),
+            Err(ProtocolError::Unexpected { .. })
+        ));
+    });
 }
 
 #[test]
@@ -391,27 +385,20 @@ fn a_reset_answers_the_requests_it_held_back() {
 #[test]
 fn generations_of_pages_without_a_copy() {
     let mut net = Net::new(Config::new(2));
-    let mut host = NetHost {
-        me: 1,
-        links: &mut net.links,
-        memory: &mut net.memory,
-        completed: &mut net.completed,
-        write_values: &net.write_values,
-        retried: &mut net.retried,
-    };
-    let e = &mut net.engines[1];
-    e.reset(10..20, 1, &mut host);
-    e.reset(15..30, 2, &mut host);
-    e.reset(12..13, 3, &mut host);
-    let gens: Vec<u32> = (8..32).map(|p| e.gen(p)).collect();
-    assert_eq!(
-        gens,
-        [0, 0, 1, 1, 3, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0]
-    );
-    e.reset(13..15, 3, &mut host);
-    assert_eq!(e.gen(12), 3);
-    assert_eq!(e.gen(14), 3);
-    assert_eq!(e.view(14).gen, 3);
-    // No copy was made for any of them.
-    assert_eq!(e.page_count(), 0);
+    net.with(1, |e, host| {
+        e.reset(10..20, 1, host);
+        e.reset(15..30, 2, host);
+        e.reset(12..13, 3, host);
+        let gens: Vec<u32> = (8..32).map(|p| e.gen(p)).collect();
+        assert_eq!(
+            gens,
+            [0, 0, 1, 1, 3, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0]
+        );
+        e.reset(13..15, 3, host);
+        assert_eq!(e.gen(12), 3);
+        assert_eq!(e.gen(14), 3);
+        assert_eq!(e.view(14).gen, 3);
+        // No copy was made for any of them.
+        assert_eq!(e.page_count(), 0);
+    });
 }

@@ -1,5 +1,6 @@
 //! The hand-driven network of engines the engine tests use: FIFO links, each host's memory and
-//! completions recorded. Shared by `coherency/tests/engine.rs` and by the mutant tests of
+//! completions recorded, a clock the tests set. Shared by `coherency/tests/engine.rs`,
+//! `coherency/tests/hold.rs` and by the mutant tests of
 //! `coherency-lab` (`coherency-lab/tests/mutants.rs` includes this file), so that it has one home;
 //! each uses part of it.
 #![allow(dead_code)]
@@ -19,6 +20,10 @@ pub struct Net {
     pub write_values: HashMap<u64, u32>,
     /// Accesses handed back by a reset (`Host::retry`).
     pub retried: Vec<(KernelId, u64)>,
+    /// Every host's clock (`Host::now`), which the tests set; read only with the holding window.
+    pub now: u64,
+    /// `Host::hold_until` calls: (kernel, page, at).
+    pub holds: Vec<(KernelId, PageId, u64)>,
 }
 
 pub struct NetHost<'a> {
@@ -28,6 +33,8 @@ pub struct NetHost<'a> {
     pub completed: &'a mut Vec<(KernelId, u64)>,
     pub write_values: &'a HashMap<u64, u32>,
     pub retried: &'a mut Vec<(KernelId, u64)>,
+    pub now: u64,
+    pub holds: &'a mut Vec<(KernelId, PageId, u64)>,
 }
 
 impl Host<u32> for NetHost<'_> {
@@ -57,6 +64,12 @@ impl Host<u32> for NetHost<'_> {
     fn retry(&mut self, _page: PageId, token: u64, _access: Access) {
         self.retried.push((self.me, token));
     }
+    fn now(&mut self) -> u64 {
+        self.now
+    }
+    fn hold_until(&mut self, page: PageId, at: u64) {
+        self.holds.push((self.me, page, at));
+    }
 }
 
 impl Net {
@@ -70,10 +83,17 @@ impl Net {
             completed: Vec::new(),
             write_values: HashMap::new(),
             retried: Vec::new(),
+            now: 0,
+            holds: Vec::new(),
         }
     }
 
-    pub fn access(&mut self, k: KernelId, access: Access, token: u64, now: u64) -> bool {
+    /// Runs `f` on kernel `k`'s engine with its host.
+    pub fn with<R>(
+        &mut self,
+        k: KernelId,
+        f: impl FnOnce(&mut Engine<u32>, &mut NetHost) -> R,
+    ) -> R {
         let mut host = NetHost {
             me: k,
             links: &mut self.links,
@@ -81,9 +101,14 @@ impl Net {
             completed: &mut self.completed,
             write_values: &self.write_values,
             retried: &mut self.retried,
+            now: self.now,
+            holds: &mut self.holds,
         };
-        self.engines[k as usize]
-            .access(0, access, token, now, &mut host)
+        f(&mut self.engines[k as usize], &mut host)
+    }
+
+    pub fn access(&mut self, k: KernelId, access: Access, token: u64, now: u64) -> bool {
+        self.with(k, |e, h| e.access(0, access, token, now, h))
             .expect("no protocol error")
     }
 
@@ -106,16 +131,7 @@ impl Net {
             .position(|(t, m)| *t == to && m.from == from)
             .unwrap_or_else(|| panic!("nothing on the link {from} -> {to}"));
         let (_, msg) = self.links.remove(at).expect("position is in range");
-        let mut host = NetHost {
-            me: to,
-            links: &mut self.links,
-            memory: &mut self.memory,
-            completed: &mut self.completed,
-            write_values: &self.write_values,
-            retried: &mut self.retried,
-        };
-        self.engines[to as usize]
-            .handle(msg.clone(), &mut host)
+        self.with(to, |e, h| e.handle(msg.clone(), h))
             .expect("no protocol error");
         msg
     }
@@ -123,15 +139,7 @@ impl Net {
     /// Kernel `k` resets page 0 to generation `gen` (a layout change: the origin first, then
     /// each kernel when the push arrives).
     pub fn reset(&mut self, k: KernelId, gen: u32) {
-        let mut host = NetHost {
-            me: k,
-            links: &mut self.links,
-            memory: &mut self.memory,
-            completed: &mut self.completed,
-            write_values: &self.write_values,
-            retried: &mut self.retried,
-        };
-        self.engines[k as usize].reset(0..1, gen, &mut host);
+        self.with(k, |e, h| e.reset(0..1, gen, h));
     }
 
     pub fn state(&self, k: usize) -> State {
